@@ -1,0 +1,59 @@
+"""ipy-rustasync: write async Rust in a notebook cell and ``await`` it from Python.
+
+Load it with ``%load_ext ipy_rustasync``; then a ``%%rust_async`` cell compiles its
+Rust source into an extension module and binds each ``pub fn`` / ``pub async fn`` in
+the notebook's namespace.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+# Before the imports below: crate.py reads it while the package is initialising.
+__version__ = "0.1.0"
+
+from ipy_rustasync.cells import rust_module
+from ipy_rustasync.errors import RustCompileError, RustError, RustPanic
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+
+__all__ = [
+    "RustCompileError",
+    "RustError",
+    "RustPanic",
+    "__version__",
+    "load_ipython_extension",
+    "rust_module",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """Called by ``%load_ext ipy_rustasync``: registers the magics."""
+    from ipy_rustasync.magic import RustAsyncMagics
+
+    ipython.register_magics(RustAsyncMagics(ipython))
+    _prefetch_toolchain()
+
+
+def _prefetch_toolchain() -> None:
+    """Asks rustc for its version in the background, so the first cell (even a cached
+    one, whose name includes that version) does not wait for it."""
+    import threading
+
+    from ipy_rustasync import crate, toolchain
+
+    def work() -> None:
+        try:
+            toolchain.rustc_version()
+            crate.rust_sources_digest()
+        except Exception:  # noqa: BLE001 - reported properly at the first build
+            pass
+
+    threading.Thread(target=work, name="ipy-rustasync-prefetch", daemon=True).start()
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Nothing to undo: loaded modules stay loaded, bound names stay bound."""

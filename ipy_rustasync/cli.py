@@ -1,0 +1,132 @@
+"""``ipy-rustasync``: the housekeeping verbs (vendor crates, warm the build, the cache,
+the settings). stdlib argparse: a handful of subcommands does not need more."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ipy_rustasync import __version__, build, config, crate, sources, toolchain
+from ipy_rustasync.cache import Cache
+from ipy_rustasync.errors import RustAsyncUsageError, RustCompileError
+from ipy_rustasync.progress import Progress
+
+#: The cell ``warm`` builds: trivial, so the time is the dependency graph's.
+WARM_CELL = "/// Built by `ipy-rustasync warm` to compile the shared dependencies.\npub async fn warm() -> u8 { 1 }\n"
+
+
+def _human(n: object) -> str:
+    size = float(n)  # type: ignore[arg-type]
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)
+
+
+def cmd_vendor(args: argparse.Namespace) -> int:
+    deps = [crate.Dep.parse(text) for text in args.dep]
+    sources.vendor(Path(args.directory), deps)
+    return 0
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    settings = config.Settings.load()
+    profiles = [False, True] if args.both else [args.release or settings.release]
+    for release in profiles:
+        spec = crate.CellSpec(source=WARM_CELL, release=release)
+        progress = Progress(total=None, in_kernel=False)
+        result = build.build(spec, settings, on_line=progress.line if sys.stdout.isatty() else None)
+        name = "release" if release else "debug"
+        how = "already built" if result.cached else f"built in {result.seconds:.1f} s"
+        progress.finish(
+            f"ipy-rustasync warm ({name}): dependencies {how} in {Cache.open(settings.cache_dir).target_for(settings.offline_crates)}"
+        )
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    settings = config.Settings.load()
+    cache = Cache.open(settings.cache_dir)
+    if args.action == "clear":
+        cache.clear(keep_target=not args.all)
+        print(
+            f"cleared {'everything' if args.all else 'modules and crates (kept the dependency build)'} in {cache.root}"
+        )
+        return 0
+    info = cache.info()
+    print(f"cache:   {info['root']}")
+    print(f"modules: {info['modules']} ({_human(info['modules_bytes'])})")
+    print(f"crates:  {_human(info['crates_bytes'])}")
+    print(f"target:  {_human(info['target_bytes'])} (the shared dependency build)")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.name is not None and args.value is not None:
+        config.write_setting(args.name, None if args.value == "" else args.value)
+    settings = config.Settings.load()
+    print(f"config file:    {config.config_path()}")
+    print(f"cache_dir:      {settings.cache_dir}")
+    print(f"offline_crates: {settings.offline_crates or '(none: crates.io)'}")
+    print(f"release:        {str(settings.release).lower()}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    release = toolchain.check()
+    print(f"rustc {release}; cargo {toolchain.cargo()}; maturin {toolchain.maturin()}")
+    print(f"rust crates: {crate.rust_dir()}")
+    return cmd_config(argparse.Namespace(name=None, value=None))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ipy-rustasync", description="Housekeeping for the %%rust_async IPython magic.")
+    p.add_argument("--version", action="version", version=f"ipy-rustasync {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser(
+        "vendor", help="fill DIR with the crates cells need, for offline use (run where crates.io is reachable)"
+    )
+    v.add_argument("directory", metavar="DIR")
+    v.add_argument(
+        "--dep", action="append", default=[], metavar="NAME[@VERSION]", help="an extra crate to include (repeatable)"
+    )
+    v.set_defaults(func=cmd_vendor)
+
+    w = sub.add_parser("warm", help="compile the shared dependencies now, so the first cell is fast")
+    w.add_argument("--release", action="store_true", help="warm the release profile")
+    w.add_argument("--both", action="store_true", help="warm debug and release")
+    w.set_defaults(func=cmd_warm)
+
+    c = sub.add_parser("cache", help="show or clear the build cache")
+    c.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
+    c.add_argument("--all", action="store_true", help="with clear: also delete the dependency build")
+    c.set_defaults(func=cmd_cache)
+
+    g = sub.add_parser("config", help="show settings, or set one: config NAME VALUE ('' removes it)")
+    g.add_argument("name", nargs="?", choices=sorted(config.SETTINGS))
+    g.add_argument("value", nargs="?")
+    g.set_defaults(func=cmd_config)
+
+    d = sub.add_parser("doctor", help="check the toolchain and show where things are")
+    d.set_defaults(func=cmd_doctor)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RustCompileError as err:
+        print(err, file=sys.stderr)
+        return 1
+    except RustAsyncUsageError as err:
+        print(f"ipy-rustasync: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

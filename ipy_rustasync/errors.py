@@ -1,0 +1,55 @@
+"""The exceptions users see. The Rust bridge raises the first two by importing them
+from here, so one class serves every compiled cell (`except RustPanic` works for all)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class RustPanic(Exception):
+    """Rust code panicked; the kernel lives on.
+
+    Attributes: ``rust_message`` (the panic's own message) and ``cell_line`` (the line
+    in the cell where it happened, or ``None`` when it was outside the cell's code).
+    """
+
+    rust_message: str
+    cell_line: int | None
+
+
+class RustError(Exception):
+    """A cell function returned ``Err(e)``; the message is ``e.to_string()``.
+
+    ``rust_type`` names the Rust error type.
+    """
+
+    rust_type: str
+
+
+class RustCompileError(Exception):
+    """The cell did not compile. The message is rustc's, on the cell's own lines.
+
+    An exception (not a printed message) so that "Run All" stops at the broken cell.
+    """
+
+    def __init__(self, message: str, diagnostics: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        #: ``ipy_rustasync.diagnostics.Diagnostic`` records: level, message, cell line...
+        self.diagnostics = list(diagnostics)
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a Python traceback, which would only point
+        # into ipy_rustasync's own code.
+        return [str(self)]
+
+
+class RustAsyncUsageError(Exception):
+    """Bad input to the magic or the CLI (a flag, a dependency, a setting), said in
+    one sentence."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+class ToolchainError(RustAsyncUsageError):
+    """Cargo, rustc or maturin is missing or unusable."""

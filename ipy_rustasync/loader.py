@@ -1,0 +1,91 @@
+"""Loading a built module into the process and binding its exports into a namespace.
+
+A module name is the content hash of its build, so loading one that is already in
+``sys.modules`` is reusing the very same code. Superseded modules stay loaded (an
+extension module cannot be unloaded), so objects from an earlier build keep working.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import sys
+import warnings
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ipy_rustasync.errors import RustAsyncUsageError
+
+
+def load(module: str, path: Path) -> ModuleType:
+    """Imports the extension module at ``path`` under the name ``module``."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.spec_from_file_location(module, path)
+    if spec is None or spec.loader is None:
+        raise RustAsyncUsageError(f"{path} is not an extension module Python can load")
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+    except ImportError as err:
+        raise RustAsyncUsageError(
+            f"the built module {path.name} could not be loaded ({err}); re-run the cell with --force"
+        ) from None
+    sys.modules[module] = mod
+    return mod
+
+
+@dataclass(frozen=True)
+class Export:
+    name: str
+    kind: str  # "async", "sync", "pyfunction" or "class"
+    signature: str
+
+
+def exports(mod: ModuleType) -> list[Export]:
+    """What the cell exported, from the table the exporter macro generates."""
+    table = getattr(mod, "__ira_exports__", None)
+    if not isinstance(table, list):
+        raise RustAsyncUsageError(f"{mod.__name__} is not an ipy-rustasync cell module")
+    return [Export(*row) for row in table]
+
+
+@dataclass
+class Binding:
+    """What a bind changed, for the one-line summary."""
+
+    added: list[Export] = field(default_factory=list)
+    replaced: list[Export] = field(default_factory=list)
+
+
+class Binder:
+    """Binds exports into a namespace, remembering which names it bound so it can tell
+    a rebinding of a cell's function from clobbering a user's own variable."""
+
+    def __init__(self) -> None:
+        self.bound: dict[str, Any] = {}
+
+    def bind(self, mod: ModuleType, namespace: MutableMapping[str, Any]) -> Binding:
+        result = Binding()
+        for export in exports(mod):
+            obj = getattr(mod, export.name)
+            if export.name in namespace:
+                if self.bound.get(export.name) is not namespace[export.name]:
+                    warnings.warn(
+                        f"`{export.name}` from the Rust cell replaces an existing variable of the same name",
+                        stacklevel=2,
+                    )
+                result.replaced.append(export)
+            else:
+                if hasattr(builtins, export.name):
+                    warnings.warn(
+                        f"`{export.name}` from the Rust cell shadows the Python builtin of that name", stacklevel=2
+                    )
+                result.added.append(export)
+            namespace[export.name] = obj
+            self.bound[export.name] = obj
+        return result

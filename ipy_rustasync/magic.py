@@ -1,0 +1,150 @@
+"""The ``%%rust_async`` cell magic and the ``%rust_async`` line magic.
+
+Flags are parsed by IPython's ``magic_arguments`` (argparse underneath), so a wrong
+flag is an IPython ``UsageError`` line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from ipy_rustasync import cells, config, loader
+from ipy_rustasync.cache import Cache
+from ipy_rustasync.errors import RustAsyncUsageError
+from ipy_rustasync.progress import Progress
+
+
+@dataclass
+class LoadedCell:
+    module: str
+    names: list[str]
+    cached: bool
+    seconds: float
+
+
+def _describe(exports: list[loader.Export]) -> str:
+    return ", ".join(f"{e.name} (async)" if e.kind == "async" else e.name for e in exports)
+
+
+@magics_class
+class RustAsyncMagics(Magics):
+    def __init__(self, shell: InteractiveShell) -> None:
+        super().__init__(shell)
+        self.binder = loader.Binder()
+        self.loaded: list[LoadedCell] = []
+
+    @magic_arguments()
+    @argument("--release", action="store_true", help="cell: build optimized (default from the `release` setting)")
+    @argument("--debug", action="store_true", help="cell: build unoptimized even if `release` is set")
+    @argument("--force", action="store_true", help="cell: rebuild even if a cached module exists")
+    @argument("--dep", action="append", default=[], metavar="NAME[@VERSION]", help="cell: an extra crate (repeatable)")
+    @argument(
+        "--offline-crates", metavar="DIR", help="line: build from this vendored crate directory, offline (remembered)"
+    )
+    @argument("--online", action="store_true", help="line: go back to crates.io (remembered)")
+    @argument(
+        "--clear-cache",
+        action="store_true",
+        help="line: delete built modules and generated crates (keeps the dependency build)",
+    )
+    @line_cell_magic
+    def rust_async(self, line: str, cell: str | None = None) -> None:
+        """Compile a cell of async Rust and bind its ``pub fn``s here.
+
+        As a cell magic (``%%rust_async``) the cell's Rust source is built into an
+        extension module; each ``pub async fn`` becomes a function returning an
+        awaitable, each ``pub fn`` a plain function. As a line magic it shows or
+        changes the settings.
+        """
+        args = parse_argstring(self.rust_async, line)
+        if cell is None:
+            self._line(args)
+        else:
+            self._cell(args, cell)
+
+    # --- %%rust_async ------------------------------------------------------------
+
+    def _cell(self, args: argparse.Namespace, source: str) -> None:
+        if (
+            getattr(args, "offline_crates", None)
+            or getattr(args, "online", False)
+            or getattr(args, "clear_cache", False)
+        ):
+            raise UsageError(
+                "--offline-crates, --online and --clear-cache are line-magic options: use them as `%rust_async ...` on a line of their own"
+            )
+        start = time.perf_counter()
+        progress = Progress(total=None, in_kernel=self._in_kernel())
+        try:
+            compiled = cells.compile_cell(
+                source,
+                release=False if args.debug else (True if args.release else None),
+                deps=args.dep,
+                force=args.force,
+                on_line=progress.line,
+            )
+        except BaseException:
+            progress.clear()
+            raise
+        assert self.shell is not None
+        self.binder.bind(compiled.module, self.shell.user_ns)
+        exports, result = compiled.exports, compiled.build
+        elapsed = time.perf_counter() - start
+        self.loaded.append(LoadedCell(result.module, [e.name for e in exports], result.cached, elapsed))
+        how = "cached" if result.cached else f"built in {elapsed:.2f} s"
+        if result.warnings:
+            how += f", {len(result.warnings)} warning{'s' * (len(result.warnings) != 1)}"
+        progress.finish(f"rust_async: {how}: {_describe(exports)}")
+        for warning in result.warnings:
+            print(warning.rendered)
+
+    def _in_kernel(self) -> bool:
+        return "ipykernel" in type(self.shell).__module__
+
+    # --- %rust_async ---------------------------------------------------------------
+
+    def _line(self, args: argparse.Namespace) -> None:
+        for flag in ("release", "debug", "force"):
+            if getattr(args, flag):
+                raise UsageError(
+                    f"--{flag} applies to a %%rust_async cell; for the default use `ipy-rustasync config release true`"
+                )
+        if args.dep:
+            raise UsageError("--dep applies to a %%rust_async cell")
+        if args.offline_crates:
+            from pathlib import Path
+
+            directory = Path(args.offline_crates).expanduser().resolve()
+            if not directory.is_dir():
+                raise RustAsyncUsageError(
+                    f"{directory} is not a directory; fill one with `ipy-rustasync vendor DIR` first"
+                )
+            config.write_setting("offline_crates", str(directory))
+            print(f"rust_async: crates now come from {directory}, offline (saved in {config.config_path()})")
+        elif args.online:
+            config.write_setting("offline_crates", None)
+            print(f"rust_async: crates now come from crates.io (saved in {config.config_path()})")
+        elif args.clear_cache:
+            settings = config.Settings.load()
+            Cache.open(settings.cache_dir).clear(keep_target=True)
+            print(f"rust_async: cleared built modules and crates in {settings.cache_dir}")
+        self._show()
+
+    def _show(self) -> None:
+        settings = config.Settings.load()
+        source = f"offline: {settings.offline_crates}" if settings.offline_crates else "crates.io"
+        print(f"cache:   {settings.cache_dir}")
+        print(f"crates:  {source}")
+        print(f"profile: {'release' if settings.release else 'debug'} (per cell: --release / --debug)")
+        print(f"config:  {config.config_path()}")
+        if self.loaded:
+            print("loaded cells:")
+            for cell in self.loaded:
+                print(f"  {cell.module}: {', '.join(cell.names)}")

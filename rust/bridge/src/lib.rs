@@ -1,0 +1,39 @@
+//! The runtime every `%%rust_async` cell links.
+//!
+//! A cell is compiled into its own Python extension module. The exporter macro
+//! ([`cell`]) turns each `pub async fn` into a Python function returning a
+//! [`RustAwaitable`] and each `pub fn` into a plain Python function. This crate is
+//! what those generated wrappers call:
+//!
+//! * [`runtime`]: the lazily started tokio runtime the futures run on;
+//! * `awaitable`: the Python coroutine object handed to asyncio;
+//! * `channel`: how finished futures reach the asyncio loop that awaits them;
+//! * [`convert`]: return values and `Result`s to Python objects or exceptions;
+//! * `panics`: panics to `ipy_rustasync.RustPanic`, located in the user's cell.
+//!
+//! The crate also re-exports the versions of `pyo3`, `tokio` and `futures` the cells
+//! are built against.
+
+pub use futures;
+pub use ipy_rustasync_macros::cell;
+pub use pyo3;
+pub use tokio;
+
+mod awaitable;
+mod channel;
+pub mod convert;
+mod exceptions;
+mod panics;
+mod runtime;
+mod sync;
+
+pub use awaitable::RustAwaitable;
+pub use runtime::runtime;
+
+/// What the generated glue uses; not a stable API for cell authors.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::awaitable::new_awaitable;
+    pub use crate::convert::{probe, DisplayErrKind, NoneValue, Output, PlainKind, PyErrKind};
+    pub use crate::panics::{call_sync, init_module};
+}

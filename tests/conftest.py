@@ -1,0 +1,81 @@
+"""Shared fixtures: one warm cache for the whole session, a real IPython shell, real
+kernels.
+
+Every test build goes to ``$IPY_RUSTASYNC_TEST_CACHE/cache`` (``make test`` points it
+at ``.test-cache/`` in the checkout), so the ~30 s dependency build happens once per
+machine and every later cell is a warm, sub-second build.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_CACHE = Path(os.environ.get("IPY_RUSTASYNC_TEST_CACHE", ROOT / ".test-cache")).resolve()
+CACHE_DIR = TEST_CACHE / "cache"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Points the package (and every kernel or subprocess the tests start) at the test
+    cache and a throwaway config file, then builds the shared dependencies once."""
+    config = tmp_path_factory.mktemp("config") / "config.toml"
+    saved = dict(os.environ)
+    os.environ["IPY_RUSTASYNC_CACHE_DIR"] = str(CACHE_DIR)
+    os.environ["IPY_RUSTASYNC_CONFIG"] = str(config)
+    os.environ.pop("IPY_RUSTASYNC_OFFLINE_CRATES", None)
+    os.environ.pop("IPY_RUSTASYNC_RELEASE", None)
+    CACHE_DIR.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "ipy_rustasync.cli", "warm"], check=True, cwd=ROOT)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def cell(text: str) -> str:
+    return textwrap.dedent(text).strip("\n") + "\n"
+
+
+class Shell:
+    """A real IPython InteractiveShell (the terminal kind: its asyncio loop stops
+    between cells), with helpers that fail the test on unexpected errors."""
+
+    def __init__(self) -> None:
+        from IPython.testing.globalipapp import start_ipython
+
+        self.ip = start_ipython()
+        assert self.ip is not None
+        self.ip.run_line_magic("load_ext", "ipy_rustasync")
+
+    def run(self, code: str) -> Any:
+        result = self.ip.run_cell(cell(code))
+        if not result.success:
+            raise AssertionError(f"cell failed: {result.error_before_exec or result.error_in_exec!r}")
+        return result.result
+
+    def fails(self, code: str) -> BaseException:
+        result = self.ip.run_cell(cell(code))
+        assert not result.success, "the cell was expected to fail"
+        err = result.error_before_exec or result.error_in_exec
+        assert err is not None
+        return err
+
+    def rust(self, source: str, flags: str = "") -> Any:
+        return self.run(f"%%rust_async {flags}\n" + cell(source))
+
+    @property
+    def ns(self) -> dict[str, Any]:
+        return self.ip.user_ns  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def shell() -> Shell:
+    return Shell()

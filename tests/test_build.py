@@ -1,0 +1,205 @@
+"""The build pipeline from outside: the cache across processes, cargo never run for
+a cached cell, concurrent builds, the wheel carrying the Rust crates, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def python(
+    code: str, *, env: dict[str, str] | None = None, exe: str = sys.executable, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``code`` in a fresh interpreter: a kernel restart, as far as caching goes."""
+    return subprocess.run(
+        [exe, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=900,
+        check=False,
+        cwd=cwd,
+    )
+
+
+SCRIPT = """
+    import asyncio, sys
+    from ipy_rustasync.cells import compile_cell
+    lines = []
+    compiled = compile_cell(sys.argv[1] if len(sys.argv) > 1 else {source!r}, on_line=lines.append)
+    print("CACHED" if compiled.build.cached else "BUILT")
+    print("\\n".join(l for l in lines if "Compiling" in l))
+    print("RESULT", asyncio.run(compiled.module.{call}))
+"""
+
+
+def test_plain_script_asyncio_run(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio
+            from ipy_rustasync import rust_module
+
+            mod = rust_module('''
+            pub async fn double(x: u64) -> u64 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                x * 2
+            }
+            ''')
+            print(asyncio.run(mod.double(21)))
+            """
+        )
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=900, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "42"
+
+
+def test_cached_cell_after_restart_never_runs_cargo(tmp_path: Path) -> None:
+    source = "pub async fn restart_probe() -> u32 { 11 }\n"
+    code = SCRIPT.format(source=source, call="restart_probe()")
+    first = python(code)
+    assert first.returncode == 0, first.stderr
+    assert "RESULT 11" in first.stdout
+    # A cargo (and maturin) that records being called, first on PATH.
+    spy = tmp_path / "bin"
+    spy.mkdir()
+    log = tmp_path / "calls.log"
+    for tool in ("cargo", "rustc", "maturin"):
+        (spy / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\nexit 1\n')
+        (spy / tool).chmod(0o755)
+    # rustc -vV is part of the hash, so let that one through to the real compiler.
+    real_rustc = subprocess.run(
+        ["sh", "-c", "command -v rustc"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (spy / "rustc").write_text(f'#!/bin/sh\necho "rustc $*" >> {log}\nexec {real_rustc} "$@"\n')
+    second = python(code, env={"PATH": f"{spy}:{os.environ['PATH']}"})
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines()[0] == "CACHED"
+    assert "RESULT 11" in second.stdout
+    calls = log.read_text().splitlines() if log.exists() else []
+    assert calls in ([], ["rustc -vV"]), calls
+
+
+def test_python3_spelling_reuses_the_dependency_build() -> None:
+    """Jupyter starts kernels as bin/python3 or bin/python depending on the launcher;
+    neither may rebuild PyO3."""
+    python3 = Path(sys.prefix) / "bin" / "python3"
+    if not python3.exists():
+        pytest.skip("no bin/python3 in this environment")
+    out = python(SCRIPT.format(source="pub async fn spelled() -> u8 { 3 }\n", call="spelled()"), exe=str(python3))
+    assert out.returncode == 0, out.stderr
+    assert "RESULT 3" in out.stdout
+    assert "Compiling pyo3" not in out.stdout, out.stdout
+
+
+def test_two_processes_build_at_once() -> None:
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(SCRIPT.format(source=f"pub async fn par{i}() -> u8 {{ {i} }}\n", call=f"par{i}()")),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ] + [
+        # and two building the very same cell
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(SCRIPT.format(source="pub async fn same() -> u8 { 9 }\n", call="same()")),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=900) for p in procs]
+    for proc, (_out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err
+    assert "RESULT 0" in results[0][0] and "RESULT 1" in results[1][0]
+    assert "RESULT 9" in results[2][0] and "RESULT 9" in results[3][0]
+
+
+def test_cache_is_private(tmp_path: Path) -> None:
+    from ipy_rustasync.cache import Cache
+
+    cache = Cache.open(Path(os.environ["IPY_RUSTASYNC_CACHE_DIR"]))
+    assert cache.root.stat().st_mode & 0o077 == 0
+    fresh = Cache.open(tmp_path / "new-cache")
+    assert fresh.root.stat().st_mode & 0o777 == 0o700
+
+
+def test_wheel_ships_the_rust_crates_and_builds_from_them(tmp_path: Path) -> None:
+    wheel_dir = tmp_path / "wheel"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=600,
+    )
+    (wheel,) = wheel_dir.glob("ipy_rustasync-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "ipy_rustasync/_rust/bridge/src/lib.rs" in names
+    assert "ipy_rustasync/_rust/macros/src/lib.rs" in names
+    assert "ipy_rustasync/_rust/Cargo.lock" in names
+    assert not [n for n in names if "/target/" in n]
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True
+    )
+    out = python(
+        """
+        import asyncio, ipy_rustasync
+        from ipy_rustasync import crate, rust_module
+        print("RUST", crate.rust_dir())
+        mod = rust_module("pub async fn from_wheel() -> String { String::from(\\"wheel ok\\") }")
+        print("RESULT", asyncio.run(mod.from_wheel()))
+        """,
+        env={"PYTHONPATH": str(site)},
+        cwd=tmp_path,  # not the checkout, whose ipy_rustasync/ would shadow the wheel's
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"RUST {site / 'ipy_rustasync' / '_rust'}" in out.stdout
+    assert "RESULT wheel ok" in out.stdout
+
+
+def test_cli_cache_info_and_config(tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "ipy_rustasync.cli"]
+    info = subprocess.run([*cli, "cache", "info"], capture_output=True, text=True, check=True)
+    assert "modules:" in info.stdout and "target:" in info.stdout
+    cfg = {"IPY_RUSTASYNC_CONFIG": str(tmp_path / "c.toml")}
+    env = {**os.environ, **cfg}
+    subprocess.run([*cli, "config", "release", "true"], env=env, check=True, capture_output=True)
+    shown = subprocess.run([*cli, "config"], env=env, capture_output=True, text=True, check=True)
+    assert "release:        true" in shown.stdout
+    bad = subprocess.run([*cli, "config", "release", "maybe"], env=env, capture_output=True, text=True, check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "ipy-rustasync: release must be true or false, not 'maybe'"
+    warm = subprocess.run([*cli, "warm"], capture_output=True, text=True, check=True)
+    assert "already built" in warm.stdout

@@ -1,0 +1,117 @@
+"""In a real Jupyter kernel (ipykernel, started by jupyter_client): every cell runs
+inside the kernel's running asyncio loop, outputs travel as messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager, start_new_kernel
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Kernel:
+    def __init__(self) -> None:
+        self.km: KernelManager
+        self.kc: BlockingKernelClient
+        self.km, self.kc = start_new_kernel(kernel_name="python3")
+
+    def execute(self, code: str, timeout: float = 600) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Runs ``code``; returns the execute_reply content and the iopub messages."""
+        messages: list[dict[str, Any]] = []
+        reply = self.kc.execute_interactive(code, output_hook=messages.append, timeout=timeout)
+        return reply["content"], messages
+
+    def ok(self, code: str) -> str:
+        reply, messages = self.execute(code)
+        assert reply["status"] == "ok", reply
+        return text_of(messages)
+
+
+def text_of(messages: list[dict[str, Any]]) -> str:
+    parts = []
+    for msg in messages:
+        content = msg["content"]
+        if msg["msg_type"] == "stream":
+            parts.append(content["text"])
+        elif msg["msg_type"] in ("execute_result", "display_data", "update_display_data"):
+            parts.append(content["data"].get("text/plain", "") + "\n")
+        elif msg["msg_type"] == "error":
+            parts.append("\n".join(content["traceback"]))
+    return "".join(parts)
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[Kernel]:
+    k = Kernel()
+    k.ok("%load_ext ipy_rustasync")
+    yield k
+    k.km.shutdown_kernel(now=True)
+
+
+def test_top_level_await_in_the_kernels_running_loop(kernel: Kernel) -> None:
+    out = kernel.ok(
+        "%%rust_async\n"
+        "pub async fn say_after(ms: u64, who: String) -> String {\n"
+        "    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;\n"
+        '    format!("Hello, {who}!")\n'
+        "}\n"
+        "pub fn add(a: i64, b: i64) -> i64 { a + b }\n"
+    )
+    assert "say_after (async), add" in out
+    assert "'Hello, Alice!'" in kernel.ok("import asyncio; asyncio.get_running_loop(); await say_after(20, 'Alice')")
+    assert "5" in kernel.ok("add(2, 3)")
+    kernel.ok("pending = say_after(1, 'next cell')")
+    assert "'Hello, next cell!'" in kernel.ok("await pending")
+
+
+def test_compile_error_stops_run_all_and_names_the_cell_line(kernel: Kernel) -> None:
+    reply, messages = kernel.execute('%%rust_async\npub fn broken() -> i64 {\n    "text"\n}\n')
+    assert reply["status"] == "error"
+    assert reply["ename"] == "RustCompileError"
+    text = text_of(messages)
+    assert "cell line 2, column 5" in text
+    assert "src/lib.rs" not in text  # the generated file never shows
+
+
+def test_panic_leaves_the_kernel_alive(kernel: Kernel) -> None:
+    kernel.ok('%%rust_async\npub async fn explode() -> u8 { panic!("kaboom") }\n')
+    reply, _ = kernel.execute("await explode()")
+    assert reply["status"] == "error"
+    assert reply["ename"] == "RustPanic"
+    assert "kaboom" in reply["evalue"]
+    assert "2" in kernel.ok("1 + 1")
+
+
+def test_unknown_flag_is_a_usage_error_not_a_traceback(kernel: Kernel) -> None:
+    reply, messages = kernel.execute("%%rust_async --nope\npub fn f() {}\n")
+    assert reply["status"] == "error"
+    text = text_of(messages)
+    assert "unrecognized arguments: --nope" in text
+    assert "Traceback" not in text
+
+
+def test_quickstart_notebook_runs_with_the_documented_outputs() -> None:
+    nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    outputs = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            text = ""
+            for out in cell.outputs:
+                assert out.output_type != "error", out
+                text += out.get("text", "") + out.get("data", {}).get("text/plain", "")
+            outputs[cell.source.splitlines()[0]] = text
+    assert "say_after (async), add, checked_div" in outputs["%%rust_async"]
+    assert outputs['await say_after(20, "Alice")'] == "'Hello, Alice!'"
+    assert outputs["add(2, 3)"] == "5"
+    assert "1000 greetings in" in outputs["import asyncio, time"]
+    assert "Hello, task 999!" in outputs["import asyncio, time"]
+    assert "RustError: cannot divide 1 by zero" in outputs["from ipy_rustasync import RustError"]
+    assert "async fn say_after(ms: u64, who: String) -> String" in outputs["print(say_after.__doc__)"]
