@@ -3,7 +3,7 @@
 
     python benchmarks/edit_loop.py [--cold] [--repeat N] [--out FILE]
 
---cold builds the dependency graph from scratch in a throwaway cache (slow: minutes
+--cold builds the dependency graph from scratch in a throwaway cache (about 30 s
 on 2 cores). Absolute times vary run to run on a shared machine; medians are shown.
 """
 

@@ -1,20 +1,29 @@
-"""Building a cell: crate -> maturin -> wheel -> extension module in the cache.
+"""Building a cell: crate -> ``cargo rustc`` -> extension module in the cache.
 
 A built module is looked up by its content hash first, so an unchanged cell never
 starts cargo. Builds hold one file lock (``filelock``, with a timeout and a message
 naming the holder) because every cell shares one cargo target directory; the module
 is written under a temporary name and renamed, so a build killed halfway never
 leaves a file that could be loaded.
+
+Cargo is driven the way maturin drives it (the same ``cargo rustc --lib`` with the
+same PyO3 environment: ``maturin_env``), so a maturin build of a cell crate and ours
+share every artifact. We skip maturin itself on the hot path because it spends
+0.4-0.6 s per build (two ``cargo metadata`` runs, three interpreter queries, a wheel)
+before and after a 0.5 s cell compile, and because we want cargo's JSON messages,
+which maturin consumes. ``tests/test_build.py`` checks the equivalence.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import struct
 import subprocess
 import sys
-import tempfile
+import sysconfig
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +31,7 @@ from pathlib import Path
 import filelock
 
 from ipy_rustasync import crate, diagnostics, sources, toolchain
-from ipy_rustasync.cache import EXT_SUFFIX, Cache
+from ipy_rustasync.cache import Cache
 from ipy_rustasync.config import Settings
 from ipy_rustasync.errors import RustAsyncUsageError, RustCompileError
 
@@ -59,7 +68,41 @@ def build_env() -> dict[str, str]:
         env["CONDA_PREFIX"] = sys.prefix
     env["CARGO_TERM_COLOR"] = "never"
     env.setdefault("CARGO_TERM_PROGRESS_WHEN", "never")
+    env.update(maturin_env())
+    env.pop("CARGO", None)  # maturin unsets it too: it would point build scripts at another cargo
     return env
+
+
+def maturin_env() -> dict[str, str]:
+    """What ``maturin build`` adds to cargo's environment for a PyO3 extension module.
+
+    pyo3-build-config reruns (and PyO3 recompiles) when any of these change, so they
+    must match maturin's byte for byte for the two to share a target directory."""
+    threaded = "t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""
+    signature = (
+        f"{sys.implementation.name}-{sys.version_info.major}.{sys.version_info.minor}{threaded}"
+        f"-{struct.calcsize('P') * 8}bit"
+    )
+    return {
+        "PYO3_BUILD_EXTENSION_MODULE": "1",
+        "PYO3_ENVIRONMENT_SIGNATURE": signature,
+        "PYO3_PYTHON": toolchain.interpreter(),
+        "PYTHON_SYS_EXECUTABLE": toolchain.interpreter(),
+    }
+
+
+def cargo_command(manifest: Path, target_dir: Path, *, release: bool, extra: list[str]) -> list[str]:
+    """The ``cargo rustc`` maturin would run for a cdylib crate."""
+    return [
+        toolchain.cargo(), "rustc",
+        "--lib",
+        "--manifest-path", str(manifest),
+        "--target-dir", str(target_dir),
+        "--message-format", "json-render-diagnostics",
+        "--color", "never",
+        *(["--release"] if release else []),
+        *extra,
+    ]  # fmt: skip
 
 
 def lookup(spec: crate.CellSpec, settings: Settings) -> Path | None:
@@ -95,7 +138,7 @@ def build(
         if not force and (path := cache.trusted_module(spec.module)):  # another kernel built it meanwhile
             return BuildResult(spec.module, path, cached=True, seconds=time.perf_counter() - start)
         root = crate.write(spec, cache.crates)
-        stderr = _run_maturin(spec, cache, root, settings, on_line)
+        stderr = _run_cargo(spec, cache, root, settings, on_line)
         path = cache.module_path(spec.module)
         warnings = [d for d in diagnostics.parse(stderr, spec.source) if d.level == "warning"]
         return BuildResult(spec.module, path, cached=False, seconds=time.perf_counter() - start, warnings=warnings)
@@ -104,39 +147,50 @@ def build(
         lock.release()
 
 
-def _run_maturin(
+def _run_cargo(
     spec: crate.CellSpec,
     cache: Cache,
     root: Path,
     settings: Settings,
     on_line: Callable[[str], None] | None,
 ) -> str:
+    """Compiles the crate and moves its cdylib into the cache; returns cargo's text output."""
+    cmd = cargo_command(
+        root / "Cargo.toml",
+        cache.target_for(settings.offline_crates),
+        release=spec.release,
+        extra=sources.configure(root, settings.offline_crates),
+    )
+    ok, output, messages = _stream(cmd, root, on_line)
+    artifact = _cdylib(messages, spec.module)
+    if not ok or artifact is None:
+        raise _failure(spec, settings, output)
     cache.modules.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".wheel-", dir=cache.root) as out_dir:
-        cmd = [
-            toolchain.maturin(), "build",
-            "--manifest-path", str(root / "Cargo.toml"),
-            "--interpreter", toolchain.interpreter(),
-            "--target-dir", str(cache.target_for(settings.offline_crates)),
-            "--out", out_dir,
-            "--auditwheel", "skip",
-            "--compression-method", "stored",
-            "--color", "never",
-            *(["--release"] if spec.release else []),
-            *sources.configure(root, settings.offline_crates),
-        ]  # fmt: skip
-        ok, output = _stream(cmd, root, on_line)
-        wheels = list(Path(out_dir).glob("*.whl"))
-        if not ok or not wheels:
-            raise _failure(spec, settings, output)
-        _extract(wheels[0], spec.module, cache.module_path(spec.module))
-        return output
+    _install(artifact, cache.module_path(spec.module))
+    return output
 
 
-def _stream(cmd: list[str], cwd: Path, on_line: Callable[[str], None] | None) -> tuple[bool, str]:
-    """Runs a build command, passing each output line to ``on_line`` as it comes;
-    returns (succeeded, all output)."""
+def _cdylib(messages: list[dict[str, object]], module: str) -> Path | None:
+    """The shared library cargo reported for the cell's own crate, if it built one."""
+    for message in messages:
+        target = message.get("target")
+        if message.get("reason") != "compiler-artifact" or not isinstance(target, dict):
+            continue
+        if target.get("name") != module or "cdylib" not in (target.get("kind") or []):
+            continue
+        for filename in message.get("filenames") or []:  # type: ignore[attr-defined]
+            if str(filename).endswith((".so", ".dylib", ".dll")):
+                return Path(str(filename))
+    return None
+
+
+def _stream(
+    cmd: list[str], cwd: Path, on_line: Callable[[str], None] | None
+) -> tuple[bool, str, list[dict[str, object]]]:
+    """Runs cargo, passing each text line (status, rendered diagnostics) to ``on_line``
+    as it comes; returns (succeeded, the text output, cargo's JSON messages)."""
     lines: list[str] = []
+    messages: list[dict[str, object]] = []
     with subprocess.Popen(
         cmd,
         cwd=cwd,
@@ -151,6 +205,9 @@ def _stream(cmd: list[str], cwd: Path, on_line: Callable[[str], None] | None) ->
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
+                if line.startswith('{"reason":'):
+                    messages.append(json.loads(line))
+                    continue
                 lines.append(line)
                 if on_line is not None:
                     on_line(line.rstrip("\n"))
@@ -161,7 +218,7 @@ def _stream(cmd: list[str], cwd: Path, on_line: Callable[[str], None] | None) ->
             proc.wait()
             raise
         code = proc.wait()
-    return code == 0, "".join(lines)
+    return code == 0, "".join(lines), messages
 
 
 def _failure(spec: crate.CellSpec, settings: Settings, output: str) -> Exception:
@@ -181,20 +238,13 @@ def _failure(spec: crate.CellSpec, settings: Settings, output: str) -> Exception
         body = "\n\n".join(d.rendered for d in found)
         return RustCompileError(f"{headline}\n\n{body}", diagnostics=found)
     tail = "\n".join(output.strip().splitlines()[-20:])
-    return BuildError(f"the build failed without a compiler message; cargo/maturin said:\n{tail}")
+    return BuildError(f"the build failed without a compiler message; cargo said:\n{tail}")
 
 
-def _extract(wheel: Path, module: str, dest: Path) -> None:
-    """Copies the extension module out of the wheel, atomically."""
-    with zipfile.ZipFile(wheel) as zf:
-        members = [
-            n for n in zf.namelist() if n.startswith(f"{module}/{module}") and n.endswith(EXT_SUFFIX.rsplit(".", 1)[-1])
-        ]
-        if len(members) != 1:
-            raise BuildError(f"the wheel {wheel.name} does not hold exactly one module {module}: {zf.namelist()}")
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        with zf.open(members[0]) as src, open(tmp, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-        os.chmod(tmp, 0o700)
-        os.replace(tmp, dest)
+def _install(artifact: Path, dest: Path) -> None:
+    """Copies the built library into the cache under a temporary name, then renames it:
+    a reader sees the old file or the whole new one, never a partial one."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    shutil.copyfile(artifact, tmp)
+    os.chmod(tmp, 0o700)
+    os.replace(tmp, dest)

@@ -77,7 +77,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     release = toolchain.check()
-    print(f"rustc {release}; cargo {toolchain.cargo()}; maturin {toolchain.maturin()}")
+    print(f"rustc {release}; cargo {toolchain.cargo()}")
     print(f"rust crates: {crate.rust_dir()}")
     return cmd_config(argparse.Namespace(name=None, value=None))
 

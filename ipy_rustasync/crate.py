@@ -27,6 +27,21 @@ from ipy_rustasync.errors import RustAsyncUsageError
 
 #: Crates every cell depends on; their versions come from rust/bridge/Cargo.toml.
 SHARED_DEPS = ("pyo3", "tokio", "futures")
+#: Proc macros and build-script crates of the shared graph (see manifest()).
+BUILD_TIME_CRATES = (
+    "proc-macro2",
+    "quote",
+    "syn",
+    "unicode-ident",
+    "heck",
+    "target-lexicon",
+    "pyo3-build-config",
+    "pyo3-macros-backend",
+    "pyo3-macros",
+    "tokio-macros",
+    "futures-macro",
+    "ipy-rustasync-macros",
+)
 RESERVED = {*SHARED_DEPS, "ipy-rustasync", "ipy_rustasync", "ipy-rustasync-macros"}
 
 
@@ -171,6 +186,9 @@ def manifest(spec: CellSpec) -> str:
         "debug = false",
         '[profile.dev.package."*"]',
         "opt-level = 3",
+        # ... except the compile-time crates, which `"*"` would otherwise catch too
+        # (it outranks build-override): optimizing them costs most of the cold build.
+        *(f"[profile.dev.package.{name}]\nopt-level = 0" for name in BUILD_TIME_CRATES),
         "[profile.release]",
         "debug = false",
         "",

@@ -1,4 +1,4 @@
-"""Finding cargo, rustc and maturin, and saying what to install when one is missing.
+"""Finding cargo and rustc, and saying what to install when one is missing.
 
 Checked lazily (at the first build, or by ``ipy-rustasync doctor``) rather than at
 ``%load_ext`` so that loading the extension stays instant; every failure is one
@@ -8,11 +8,12 @@ Checked lazily (at the first build, or by ``ipy-rustasync doctor``) rather than 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 from ipy_rustasync.errors import ToolchainError
@@ -43,29 +44,41 @@ def cargo() -> str:
     return _which("cargo", "CARGO")
 
 
-def maturin() -> str:
-    """The maturin installed next to this Python (it is a dependency of the package)."""
-    scripts = Path(sysconfig.get_path("scripts"))
-    for candidate in (scripts / "maturin", Path(sys.executable).parent / "maturin"):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("maturin")
-    if found:
-        return found
-    raise ToolchainError(
-        f"maturin is not installed for {sys.executable}; run `{sys.executable} -m pip install maturin`"
-    )
-
-
 @functools.cache
 def rustc_version() -> str:
     """``rustc -vV``: part of every cell's build hash (another compiler, another module).
 
-    Memoized per process: a toolchain switched under a running kernel is picked up
-    after a restart."""
+    Running it costs ~25 ms (most of a cached cell's load after a restart), so the
+    answer is remembered in the cache next to a fingerprint of every file that could
+    change it (``_fingerprint``) and reused while that is unchanged. Memoized per
+    process too: a toolchain switched under a running kernel counts after a restart."""
     rustc = _which("rustc", "RUSTC")
+    memo = _memo_file()
+    key = _fingerprint(rustc)
+    if memo is not None and key is not None:
+        try:
+            saved = json.loads(memo.read_text(encoding="utf-8"))
+            if saved.get("fingerprint") == key and isinstance(saved.get("version"), str):
+                return str(saved["version"])
+        except (OSError, ValueError, AttributeError):
+            pass
+    # Asked from the cache directory, where builds run: a rust-toolchain.toml next to
+    # the notebook must not make the hash name a compiler the build does not use.
+    cwd = memo.parent if memo is not None and memo.parent.is_dir() else None
+    version = _ask_rustc(rustc, cwd)
+    if memo is not None and key is not None and memo.parent.is_dir():
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps({"fingerprint": key, "version": version}), encoding="utf-8")
+            os.replace(tmp, memo)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    return version
+
+
+def _ask_rustc(rustc: str, cwd: Path | None) -> str:
     try:
-        out = subprocess.run([rustc, "-vV"], capture_output=True, text=True, timeout=60, check=False)
+        out = subprocess.run([rustc, "-vV"], capture_output=True, text=True, timeout=60, check=False, cwd=cwd)
     except OSError as err:
         raise ToolchainError(f"could not run `{rustc}` ({err}); {RUSTUP_HINT}") from None
     if out.returncode != 0:
@@ -74,13 +87,39 @@ def rustc_version() -> str:
     return out.stdout.strip()
 
 
+def _memo_file() -> Path | None:
+    from ipy_rustasync.config import Settings  # late: config is not needed to find tools
+
+    try:
+        return Settings.load().cache_dir / "rustc-vV.json"
+    except Exception:  # noqa: BLE001 - a bad config is reported by the build itself
+        return None
+
+
+def _fingerprint(rustc: str) -> str | None:
+    """Changes whenever ``rustc -vV`` could answer differently: the rustc on PATH and,
+    behind a rustup proxy, rustup's settings (``rustup default``) and every installed
+    toolchain's compiler (``rustup update`` replaces it). None if any is unreadable."""
+    paths = [Path(rustc)]
+    if Path(rustc).resolve().name.startswith("rustup"):
+        home = Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
+        paths += [home / "settings.toml", *sorted(home.glob("toolchains/*/bin/rustc"))]
+    parts = [f"{name}={os.environ.get(name, '')}" for name in ("RUSTC", "RUSTUP_TOOLCHAIN", "RUSTUP_HOME", "PATH")]
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        parts.append(f"{path}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 MIN_RUSTC = (1, 85)  # tokio 1.54 (PyO3 0.28 needs 1.83)
 
 
 def check() -> str:
     """Everything a build needs, or a ToolchainError; returns the rustc release line."""
     cargo()
-    maturin()
     version = rustc_version()
     release = next((line.split(":", 1)[1].strip() for line in version.splitlines() if line.startswith("release:")), "")
     try:

@@ -70,24 +70,31 @@ def test_cached_cell_after_restart_never_runs_cargo(tmp_path: Path) -> None:
     first = python(code)
     assert first.returncode == 0, first.stderr
     assert "RESULT 11" in first.stdout
-    # A cargo (and maturin) that records being called, first on PATH.
+    # A cargo and rustc that record being called, first on PATH.
     spy = tmp_path / "bin"
     spy.mkdir()
     log = tmp_path / "calls.log"
-    for tool in ("cargo", "rustc", "maturin"):
-        (spy / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\nexit 1\n')
-        (spy / tool).chmod(0o755)
-    # rustc -vV is part of the hash, so let that one through to the real compiler.
     real_rustc = subprocess.run(
         ["sh", "-c", "command -v rustc"], capture_output=True, text=True, check=True
     ).stdout.strip()
+    (spy / "cargo").write_text(f'#!/bin/sh\necho "cargo $*" >> {log}\nexit 1\n')
+    # rustc -vV is part of the hash: the first run through the spy asks it...
     (spy / "rustc").write_text(f'#!/bin/sh\necho "rustc $*" >> {log}\nexec {real_rustc} "$@"\n')
-    second = python(code, env={"PATH": f"{spy}:{os.environ['PATH']}"})
+    for tool in ("cargo", "rustc"):
+        (spy / tool).chmod(0o755)
+    env = {"PATH": f"{spy}:{os.environ['PATH']}"}
+    second = python(code, env=env)
     assert second.returncode == 0, second.stderr
     assert second.stdout.splitlines()[0] == "CACHED"
     assert "RESULT 11" in second.stdout
-    calls = log.read_text().splitlines() if log.exists() else []
-    assert calls in ([], ["rustc -vV"]), calls
+    assert log.read_text().splitlines() == ["rustc -vV"]
+    # ... and a restart after that runs no tool at all: the answer is remembered
+    # under a fingerprint of the compiler files.
+    log.unlink()
+    third = python(code, env=env)
+    assert third.returncode == 0, third.stderr
+    assert third.stdout.splitlines()[0] == "CACHED"
+    assert not log.exists(), log.read_text()
 
 
 def test_python3_spelling_reuses_the_dependency_build() -> None:
@@ -203,3 +210,60 @@ def test_cli_cache_info_and_config(tmp_path: Path) -> None:
     assert bad.stderr.strip() == "ipy-rustasync: release must be true or false, not 'maybe'"
     warm = subprocess.run([*cli, "warm"], capture_output=True, text=True, check=True)
     assert "already built" in warm.stdout
+
+
+def test_maturin_and_our_cargo_share_the_dependency_build(tmp_path: Path) -> None:
+    """Cells are built with ``cargo rustc`` in maturin's environment; maturin itself,
+    run on a cell crate in the same target directory, must find everything fresh
+    (a different environment would recompile PyO3 and everything above it)."""
+    from ipy_rustasync import build, config, crate, toolchain
+    from ipy_rustasync.cache import Cache
+
+    maturin = Path(sys.executable).parent / "maturin"
+    if not maturin.exists():
+        pytest.skip("maturin is not installed in this environment")
+    settings = config.Settings.load()
+    cache = Cache.open(settings.cache_dir)
+    spec = crate.CellSpec(source="pub async fn via_maturin() -> u8 { 5 }\n")
+    root = crate.write(spec, tmp_path / "crates")
+    env = {k: v for k, v in build.build_env().items() if k not in build.maturin_env()}
+    cmd = [
+        str(maturin), "build",
+        "--manifest-path", str(root / "Cargo.toml"),
+        "--interpreter", toolchain.interpreter(),
+        "--target-dir", str(cache.target_for(None)),
+        "--out", str(tmp_path / "wheels"),
+        "--auditwheel", "skip",
+    ]  # fmt: skip
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=900,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    compiled = [line.split()[1] for line in out.stderr.splitlines() if line.strip().startswith("Compiling")]
+    assert compiled == [spec.module], out.stderr
+    assert list((tmp_path / "wheels").glob("*.whl"))
+
+
+def test_rustc_answer_is_remembered_until_the_compiler_changes(tmp_path: Path) -> None:
+    fake = tmp_path / "rustc"
+    calls = tmp_path / "calls"
+    ask = "from ipy_rustasync import toolchain; print(toolchain.rustc_version())"
+    env = {"RUSTC": str(fake), "IPY_RUSTASYNC_CACHE_DIR": str(tmp_path / "cache")}
+    (tmp_path / "cache").mkdir(mode=0o700)
+
+    def fake_rustc(release: str) -> None:
+        fake.write_text(f'#!/bin/sh\necho x >> {calls}\necho "rustc {release}"\n')
+        fake.chmod(0o755)
+
+    fake_rustc("1.90.0")
+    assert [python(ask, env=env).stdout.strip() for _ in range(3)] == ["rustc 1.90.0"] * 3
+    assert calls.read_text().count("x") == 1
+    fake_rustc("1.91.0 (updated)")  # a new compiler: a new file, so a new fingerprint
+    assert python(ask, env=env).stdout.strip() == "rustc 1.91.0 (updated)"
+    assert calls.read_text().count("x") == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TEST_CACHE
+from .conftest import TEST_CACHE, Shell
 
 CELL = """
 import asyncio, sys
@@ -105,14 +105,10 @@ def test_missing_crate_offline_is_one_sentence(vendored: Path, tmp_path: Path) -
     assert "\n" not in message
 
 
-def test_line_magic_remembers_the_offline_setting(vendored: Path, tmp_path: Path) -> None:
-    from IPython.testing.globalipapp import start_ipython
-
+def test_line_magic_remembers_the_offline_setting(shell: Shell, vendored: Path, tmp_path: Path) -> None:
     from ipy_rustasync import config
 
-    ip = start_ipython()
-    assert ip is not None
-    ip.run_line_magic("load_ext", "ipy_rustasync")
+    ip = shell.ip
     saved = os.environ.get("IPY_RUSTASYNC_CONFIG")
     os.environ["IPY_RUSTASYNC_CONFIG"] = str(tmp_path / "config.toml")
     try:
