@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 from ipy_rustasync.cells import rust_module
 from ipy_rustasync.errors import RustCompileError, RustError, RustPanic
+from ipy_rustasync.loops import run
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -25,16 +26,23 @@ __all__ = [
     "RustPanic",
     "__version__",
     "load_ipython_extension",
+    "run",
     "rust_module",
     "unload_ipython_extension",
 ]
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
-    """Called by ``%load_ext ipy_rustasync``: registers the magics."""
+    """Called by ``%load_ext ipy_rustasync``: registers the magics, the hint after a
+    nested ``asyncio.run``, and (if the ``nest`` setting is on) nest-asyncio2."""
+    from ipy_rustasync import config, loops
     from ipy_rustasync.magic import RustAsyncMagics
 
     ipython.register_magics(RustAsyncMagics(ipython))
+    if loops.asyncio_run_hint not in ipython.events.callbacks["post_run_cell"]:
+        ipython.events.register("post_run_cell", loops.asyncio_run_hint)
+    if config.Settings.load().nest:
+        loops.nest()
     _prefetch_toolchain()
 
 
@@ -56,4 +64,8 @@ def _prefetch_toolchain() -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Nothing to undo: loaded modules stay loaded, bound names stay bound."""
+    """Removes the hint; loaded modules stay loaded, bound names stay bound."""
+    from ipy_rustasync import loops
+
+    if loops.asyncio_run_hint in ipython.events.callbacks["post_run_cell"]:
+        ipython.events.unregister("post_run_cell", loops.asyncio_run_hint)

@@ -72,6 +72,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     print(f"cache_dir:      {settings.cache_dir}")
     print(f"offline_crates: {settings.offline_crates or '(none: crates.io)'}")
     print(f"release:        {str(settings.release).lower()}")
+    print(f"nest:           {str(settings.nest).lower()}")
     return 0
 
 

@@ -26,6 +26,7 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "cache_dir": ("IPY_RUSTASYNC_CACHE_DIR", str),
     "offline_crates": ("IPY_RUSTASYNC_OFFLINE_CRATES", str),
     "release": ("IPY_RUSTASYNC_RELEASE", bool),
+    "nest": ("IPY_RUSTASYNC_NEST", bool),
 }
 
 
@@ -82,6 +83,8 @@ class Settings:
     cache_dir: Path
     offline_crates: Path | None
     release: bool
+    #: apply nest-asyncio2 at %load_ext, so asyncio.run works inside kernel cells
+    nest: bool = False
 
     @classmethod
     def load(cls) -> Settings:
@@ -100,6 +103,7 @@ class Settings:
             cache_dir=Path(cache).expanduser(),
             offline_crates=Path(offline).expanduser().resolve() if offline else None,
             release=bool(get("release")),
+            nest=bool(get("nest")),
         )
 
 

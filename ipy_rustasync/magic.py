@@ -15,7 +15,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ipy_rustasync import cells, config, loader
+from ipy_rustasync import cells, config, loader, loops
 from ipy_rustasync.cache import Cache
 from ipy_rustasync.errors import RustAsyncUsageError
 from ipy_rustasync.progress import Progress
@@ -50,6 +50,11 @@ class RustAsyncMagics(Magics):
     )
     @argument("--online", action="store_true", help="line: go back to crates.io (remembered)")
     @argument(
+        "--nest",
+        action="store_true",
+        help="line: let asyncio.run() nest inside the kernel's running loop (nest-asyncio2; remembered)",
+    )
+    @argument(
         "--clear-cache",
         action="store_true",
         help="line: delete built modules and generated crates (keeps the dependency build)",
@@ -76,9 +81,10 @@ class RustAsyncMagics(Magics):
             getattr(args, "offline_crates", None)
             or getattr(args, "online", False)
             or getattr(args, "clear_cache", False)
+            or getattr(args, "nest", False)
         ):
             raise UsageError(
-                "--offline-crates, --online and --clear-cache are line-magic options: use them as `%rust_async ...` on a line of their own"
+                "--offline-crates, --online, --nest and --clear-cache are line-magic options: use them as `%rust_async ...` on a line of their own"
             )
         start = time.perf_counter()
         progress = Progress(total=None, in_kernel=self._in_kernel())
@@ -131,6 +137,13 @@ class RustAsyncMagics(Magics):
         elif args.online:
             config.write_setting("offline_crates", None)
             print(f"rust_async: crates now come from crates.io (saved in {config.config_path()})")
+        elif args.nest:
+            loops.nest()
+            config.write_setting("nest", "true")
+            print(
+                "rust_async: asyncio.run() now nests inside the running loop, here and in future kernels "
+                f"(saved in {config.config_path()}; `ipy-rustasync config nest false` turns it off)"
+            )
         elif args.clear_cache:
             settings = config.Settings.load()
             Cache.open(settings.cache_dir).clear(keep_target=True)
@@ -143,6 +156,7 @@ class RustAsyncMagics(Magics):
         print(f"cache:   {settings.cache_dir}")
         print(f"crates:  {source}")
         print(f"profile: {'release' if settings.release else 'debug'} (per cell: --release / --debug)")
+        print(f"nest:    {'on: asyncio.run() nests in cells' if settings.nest else 'off'}")
         print(f"config:  {config.config_path()}")
         if self.loaded:
             print("loaded cells:")

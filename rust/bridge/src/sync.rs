@@ -22,6 +22,10 @@ impl<T> Exclusive<T> {
         Exclusive(value)
     }
 
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+
     pub(crate) fn into_inner(self) -> T {
         self.0
     }

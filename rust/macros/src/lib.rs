@@ -264,6 +264,14 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
             span: ident.span(),
         }));
     }
+    if !is_plain_pub(&func.vis) {
+        if let Some(attr) = func.attrs.iter().find(|a| a.path().is_ident("rust_async")) {
+            return Err(syn::Error::new(
+                attr.span(),
+                format!("`#[rust_async]` only applies to exported functions, and `{ident}` is not `pub`"),
+            ));
+        }
+    }
     if !is_plain_pub(&func.vis)
         || func.attrs.iter().any(|a| a.path().is_ident("test"))
         || has_attr(&func.attrs, "test")
@@ -292,6 +300,7 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
     let python_name = ident.to_string().trim_start_matches("r#").to_owned();
     let wrapper_ident = format_ident!("__ira_fn_{}", python_name);
     let is_async = sig.asyncness.is_some();
+    let options = FnOptions::parse(&func.attrs, is_async)?;
     let mut params = Vec::new(); // wrapper parameters: `name: OwnedType`
     let mut call_args = Vec::new(); // how the wrapper passes each to the user's fn
     let mut py_names = Vec::new();
@@ -345,10 +354,11 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
         let __ira_probe = ::ipy_rustasync::__private::probe(&__ira_out);
         let __ira_tag = (&&&__ira_probe).ira_kind();
     };
+    let inline = options.inline;
     // The body keeps the user's span on the call so type errors point at the cell.
     let body = if is_async {
         quote_spanned! {sig.span()=>
-            ::ipy_rustasync::__private::new_awaitable(__ira_py, #python_name, async move {
+            ::ipy_rustasync::__private::new_awaitable(__ira_py, #python_name, #inline, async move {
                 let __ira_out = #call;
                 #convert
                 let output: ::ipy_rustasync::__private::Output =
@@ -386,6 +396,35 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
         register,
         span: ident.span(),
     }))
+}
+
+/// What `#[rust_async(...)]` on an exported function asks for.
+#[derive(Default)]
+struct FnOptions {
+    /// Poll the future on the awaiting thread first; see the bridge's `awaitable`.
+    inline: bool,
+}
+
+impl FnOptions {
+    fn parse(attrs: &[Attribute], is_async: bool) -> syn::Result<Self> {
+        let mut options = FnOptions::default();
+        for attr in attrs.iter().filter(|a| a.path().is_ident("rust_async")) {
+            attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("inline") {
+                    if !is_async {
+                        return Err(meta.error(
+                            "`#[rust_async(inline)]` is for `async fn`s: a plain `fn` already runs on the caller's thread",
+                        ));
+                    }
+                    options.inline = true;
+                    Ok(())
+                } else {
+                    Err(meta.error("unknown `rust_async` option: the one option is `inline`"))
+                }
+            })?;
+        }
+        Ok(options)
+    }
 }
 
 /// The owned type Python hands the wrapper for a parameter of type `ty`, and the

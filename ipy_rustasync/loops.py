@@ -1,0 +1,163 @@
+"""Event-loop cases: running an awaitable from synchronous code, and ``asyncio.run``
+inside a kernel.
+
+Where code runs decides what works. ipykernel runs every cell inside the kernel's
+running loop, so ``asyncio.run`` raises there; terminal IPython and scripts have no
+loop running between statements. ``run`` works in all of them:
+
+* a Rust awaitable blocks on the Rust runtime with the GIL released (no Python loop
+  is involved, so a running one does not matter);
+* any other awaitable with no loop running runs like ``asyncio.run``;
+* with a loop running in this thread, it runs on a fresh loop in a helper thread
+  while this one waits; anything that needs the blocked loop is refused with a
+  sentence rather than left to hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import inspect
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: How often a waiting thread wakes to let Ctrl-C (a kernel interrupt) in.
+_POLL = 0.02
+
+_DIFFERENT_LOOP = ("attached to a different loop", "bound to a different event loop")
+
+
+def run(awaitable: Awaitable[T], timeout: float | None = None) -> T:
+    """Runs ``awaitable`` to completion from synchronous code and returns its result.
+
+    ``timeout`` (seconds) cancels it and raises ``TimeoutError``; Ctrl-C or a kernel
+    interrupt cancels it and raises ``KeyboardInterrupt``."""
+    if timeout is not None and not timeout >= 0:
+        raise ValueError(f"timeout must be a non-negative number of seconds, not {timeout!r}")
+    blocking = getattr(awaitable, "_run_blocking", None)
+    if blocking is not None and type(awaitable).__name__ == "RustAwaitable":
+        return blocking(timeout)  # type: ignore[no-any-return]
+    if not inspect.isawaitable(awaitable):
+        raise TypeError(f"ipy_rustasync.run() needs an awaitable, not {type(awaitable).__name__}")
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is None:
+        return _translated(lambda: asyncio.run(_bounded(awaitable, timeout)), awaitable)
+    if isinstance(awaitable, asyncio.Future) and awaitable.get_loop() is running:
+        _close(awaitable)
+        raise RuntimeError(
+            f"{_label(awaitable)} belongs to the event loop running here, which ipy_rustasync.run() would block; "
+            "use `await` instead"
+        )
+    return _translated(lambda: _in_helper_thread(awaitable, timeout), awaitable)
+
+
+async def _bounded(awaitable: Awaitable[T], timeout: float | None) -> T:
+    if timeout is None:
+        return await awaitable
+    async with asyncio.timeout(timeout):
+        return await awaitable
+
+
+def _in_helper_thread(awaitable: Awaitable[T], timeout: float | None) -> T:
+    """Runs the awaitable on a new loop in a helper thread, with this thread's
+    contextvars, and waits for it; an interrupt here cancels it there."""
+    outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+    started = threading.Event()
+    where: dict[str, Any] = {}
+
+    async def main() -> T:
+        where["loop"], where["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        started.set()
+        return await _bounded(awaitable, timeout)
+
+    context = contextvars.copy_context()
+
+    def thread_main() -> None:
+        try:
+            with asyncio.Runner() as runner:
+                outcome.set_result(runner.run(main(), context=context))
+        except BaseException as err:  # noqa: BLE001 - handed to the waiting thread as it is
+            outcome.set_exception(err)
+        finally:
+            started.set()
+
+    helper = threading.Thread(target=thread_main, name="ipy-rustasync-run", daemon=True)
+    helper.start()
+    try:
+        while True:
+            try:
+                return outcome.result(timeout=_POLL)
+            except concurrent.futures.TimeoutError:
+                continue
+    except KeyboardInterrupt:
+        started.wait()
+        if "task" in where and not where["loop"].is_closed():
+            where["loop"].call_soon_threadsafe(where["task"].cancel)
+        helper.join()
+        raise
+
+
+def _translated(call: Callable[[], T], awaitable: object) -> T:
+    """Turns asyncio's "attached to a different loop" into what to do about it."""
+    try:
+        return call()
+    except RuntimeError as err:
+        if any(marker in str(err) for marker in _DIFFERENT_LOOP):
+            raise RuntimeError(
+                f"{_label(awaitable)} waits on something that belongs to another event loop (the one "
+                "ipy_rustasync.run() blocks, or one that is not running); await it in that loop instead"
+            ) from err
+        raise
+
+
+def _label(awaitable: object) -> str:
+    name = getattr(awaitable, "__qualname__", None) or type(awaitable).__name__
+    return f"{name}()" if inspect.iscoroutine(awaitable) else repr(name)
+
+
+def _close(awaitable: object) -> None:
+    if isinstance(awaitable, Coroutine):
+        awaitable.close()
+
+
+# --- asyncio.run inside a kernel ---------------------------------------------------
+
+_NESTED = "cannot be called from a running event loop"
+
+HINT = (
+    "rust_async: this cell already runs inside the kernel's event loop, so asyncio.run() cannot start another; "
+    "use top-level `await ...`, or `ipy_rustasync.run(...)` from synchronous code, "
+    "or run `%rust_async --nest` once to let asyncio.run() nest here"
+)
+
+
+def asyncio_run_hint(result: Any) -> None:
+    """IPython ``post_run_cell`` hook: after the traceback of a nested
+    ``asyncio.run``, says what to do instead."""
+    err = getattr(result, "error_in_exec", None)
+    if isinstance(err, RuntimeError) and _NESTED in str(err):
+        print(HINT, file=sys.stderr)
+
+
+def nest() -> None:
+    """Lets ``asyncio.run`` and ``run_until_complete`` nest inside a running loop
+    (opt-in: ``%rust_async --nest``). Uses nest-asyncio2, the maintained fork that
+    ipykernel 7 itself depends on; the original nest_asyncio is archived and breaks
+    ``asyncio.current_task()`` on Python 3.14."""
+    try:
+        import nest_asyncio2
+    except ImportError:
+        from ipy_rustasync.errors import RustAsyncUsageError
+
+        raise RustAsyncUsageError(
+            f"--nest needs nest-asyncio2; run `{sys.executable} -m pip install nest-asyncio2`"
+        ) from None
+    nest_asyncio2.apply()

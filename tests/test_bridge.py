@@ -1,0 +1,426 @@
+"""The async bridge (issue 5): where futures run (spawned or inline), loop binding,
+cancellation both ways, sync callers (``ipy_rustasync.run``), idle runtimes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+from types import ModuleType
+
+import pytest
+
+import ipy_rustasync
+from ipy_rustasync import RustCompileError, RustPanic, rust_module
+
+BRIDGE = r"""
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Counts its own drop, so tests can see a cancelled future go away.
+struct Tracked;
+impl Drop for Tracked {
+    fn drop(&mut self) { DROPPED.fetch_add(1, Ordering::SeqCst); }
+}
+
+pub fn dropped() -> usize { DROPPED.load(Ordering::SeqCst) }
+pub fn started() -> bool { STARTED.load(Ordering::SeqCst) }
+
+/// Holds the gate for `ms` milliseconds.
+pub async fn hold_gate(ms: u64) -> u64 {
+    let _tracked = Tracked;
+    let _guard = GATE.lock().await;
+    STARTED.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    ms
+}
+
+/// Waits for the gate: returns at once if nobody holds it.
+pub async fn take_gate() -> bool {
+    let _guard = GATE.lock().await;
+    true
+}
+
+pub async fn ready() -> u64 { 1 }
+
+#[rust_async(inline)]
+pub async fn ready_inline() -> u64 { 2 }
+
+#[rust_async(inline)]
+pub async fn sleepy_inline(ms: u64) -> String {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    format!("slept {ms} ms")
+}
+
+/// Blocks the loop in its inline poll: the case that warns.
+#[rust_async(inline)]
+pub async fn hog_inline(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[rust_async(inline)]
+pub async fn panics_inline() -> u64 { panic!("inline boom") }
+
+/// Blocks a worker thread (a beginner's mistake): the loop must stay responsive.
+pub async fn blocks_worker(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+pub async fn sleep_ms(ms: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    ms
+}
+
+pub async fn thread_name() -> String {
+    std::thread::current().name().unwrap_or("unnamed").to_owned()
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// CPU work; says on which thread and when it ran.
+pub async fn spin(n: u64) -> (String, u128, u128, u64) {
+    let start = now_ns();
+    let mut x = 0u64;
+    for i in 0..n { x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i)); }
+    (format!("{:?}", std::thread::current().id()), start, now_ns(), x)
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def rs() -> ModuleType:
+    return rust_module(BRIDGE)
+
+
+# --- where the future runs ----------------------------------------------------------
+
+
+def test_default_path_runs_on_the_runtime_and_never_blocks_the_loop(rs: ModuleType) -> None:
+    async def main() -> tuple[str, int, float]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        t = asyncio.create_task(ticker())
+        start = time.perf_counter()
+        blocked = await rs.blocks_worker(300)
+        elapsed = time.perf_counter() - start
+        t.cancel()
+        return await rs.thread_name(), ticks if blocked == 300 else -1, elapsed
+
+    name, ticks, elapsed = asyncio.run(main())
+    assert name == "ipy-rustasync-worker"
+    assert ticks >= 10, f"the loop ticked only {ticks} times while a worker was blocked for {elapsed:.2f} s"
+
+
+def test_gathered_cpu_heavy_futures_run_in_parallel(rs: ModuleType) -> None:
+    """Two CPU-bound futures gathered run at the same time on two worker threads
+    (checked by thread and by overlapping run times, not by speed-up, which a
+    shared machine cannot promise)."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two cores")
+
+    async def two() -> list[tuple[str, int, int, int]]:
+        return list(await asyncio.gather(rs.spin(20_000_000), rs.spin(20_000_000)))
+
+    (t1, s1, e1, _), (t2, s2, e2, _) = asyncio.run(two())
+    assert t1 != t2
+    overlap = min(e1, e2) - max(s1, s2)
+    assert overlap > 0.5 * min(e1 - s1, e2 - s2), (s1, e1, s2, e2)
+
+
+def test_inline_ready_future_finishes_in_the_first_send(rs: ModuleType) -> None:
+    aw = rs.ready_inline()
+    with pytest.raises(StopIteration) as stop:
+        aw.send(None)  # no loop running at all: nothing was needed from one
+    assert stop.value.value == 2
+    assert asyncio.run(rs.ready_inline()) == 2
+
+
+def test_inline_pending_future_moves_to_the_runtime(rs: ModuleType) -> None:
+    async def main() -> list[str]:
+        return list(await asyncio.gather(*(rs.sleepy_inline(30) for _ in range(20))))
+
+    start = time.perf_counter()
+    assert asyncio.run(main()) == ["slept 30 ms"] * 20
+    assert time.perf_counter() - start < 2.0  # concurrent, not 20 x 30 ms one after another... roughly
+
+
+def test_slow_inline_poll_warns_once_naming_the_function(rs: ModuleType) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert asyncio.run(rs.hog_inline(30)) == 30
+        assert asyncio.run(rs.hog_inline(30)) == 30
+    slow = [w for w in caught if "hog_inline" in str(w.message)]
+    assert len(slow) == 1, [str(w.message) for w in caught]
+    assert issubclass(slow[0].category, RuntimeWarning)
+    assert "remove #[rust_async(inline)]" in str(slow[0].message)
+
+
+def test_inline_panic_is_rust_panic(rs: ModuleType) -> None:
+    with pytest.raises(RustPanic, match="inline boom"):
+        asyncio.run(rs.panics_inline())
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("#[rust_async(inline)]\npub fn f() -> u8 { 1 }\n", "is for `async fn`s"),
+        ("#[rust_async(fast)]\npub async fn f() -> u8 { 1 }\n", "unknown `rust_async` option"),
+        ("#[rust_async(inline)]\nasync fn f() -> u8 { 1 }\npub fn g() -> u8 { 2 }\n", "is not `pub`"),
+    ],
+)
+def test_bad_rust_async_attributes_point_at_the_cell(source: str, message: str) -> None:
+    with pytest.raises(RustCompileError) as err:
+        rust_module(source)
+    assert message in str(err.value)
+    assert "cell line 1" in str(err.value)
+
+
+# --- loop binding ----------------------------------------------------------------------
+
+
+def test_binds_to_a_loop_in_another_thread(rs: ModuleType) -> None:
+    aw = rs.sleep_ms(5)  # created here, awaited on another thread's loop
+    out: list[int] = []
+    thread = threading.Thread(target=lambda: out.append(asyncio.run(aw)))
+    thread.start()
+    thread.join(10)
+    assert out == [5]
+
+
+def test_uvloop(rs: ModuleType) -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(rs.sleep_ms(5), rs.ready(), rs.ready_inline(), rs.sleepy_inline(1)))
+
+    assert uvloop.run(main()) == [5, 1, 2, "slept 1 ms"]
+
+
+# --- cancellation, Python to Rust ---------------------------------------------------------
+
+
+def _gate_free_within(rs: ModuleType, seconds: float) -> bool:
+    async def probe() -> bool:
+        return bool(await asyncio.wait_for(rs.take_gate(), seconds))
+
+    return asyncio.run(probe())
+
+
+def test_task_cancel_drops_the_rust_future(rs: ModuleType) -> None:
+    async def main() -> None:
+        task = asyncio.create_task(rs.hold_gate(60_000))
+        while not rs.started():
+            await asyncio.sleep(0.001)
+        before = rs.dropped()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(200):
+            if rs.dropped() > before:
+                break
+            await asyncio.sleep(0.001)
+        assert rs.dropped() == before + 1
+
+    asyncio.run(main())
+    assert _gate_free_within(rs, 0.05)
+
+
+def test_wait_for_timeout_drops_the_rust_future(rs: ModuleType) -> None:
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(rs.hold_gate(60_000), 0.05)
+
+    asyncio.run(main())
+    assert _gate_free_within(rs, 0.05)
+
+
+def test_garbage_collected_running_awaitable_drops_the_future(rs: ModuleType) -> None:
+    async def main() -> None:
+        aw = rs.hold_gate(60_000)
+        aw.send(None)  # started on the runtime, then abandoned
+        while not rs.started():
+            await asyncio.sleep(0.001)
+        del aw
+        gc.collect()
+
+    before = rs.dropped()
+    asyncio.run(main())
+    assert _gate_free_within(rs, 0.05)
+    assert rs.dropped() == before + 1
+
+
+def test_no_event_loop_is_closed_noise_when_asyncio_run_shuts_down() -> None:
+    """Tasks still running when asyncio.run returns are cancelled while the loop
+    closes; a Rust future finishing at that moment must not print anything."""
+    code = textwrap.dedent(
+        f"""
+        import asyncio
+        from ipy_rustasync import rust_module
+        rs = rust_module({BRIDGE!r})
+
+        async def main():
+            for i in range(200):
+                asyncio.get_running_loop().create_task(rs.sleep_ms(i % 5))
+            await asyncio.sleep(0.002)
+
+        for _ in range(20):
+            asyncio.run(main())
+        print("done")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "done"
+    assert out.stderr == "", out.stderr
+
+
+# --- sync callers: ipy_rustasync.run ---------------------------------------------------------
+
+
+def test_run_outside_any_loop(rs: ModuleType) -> None:
+    assert ipy_rustasync.run(rs.sleep_ms(5)) == 5
+
+    async def py() -> str:
+        await asyncio.sleep(0)
+        return "python"
+
+    assert ipy_rustasync.run(py()) == "python"
+
+
+def test_run_inside_a_running_loop(rs: ModuleType) -> None:
+    """What a synchronous function called from a kernel cell sees."""
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker")
+
+    async def py() -> str:
+        await asyncio.sleep(0.001)
+        return marker.get()
+
+    async def cell() -> tuple[int, str]:
+        marker.set("caller's context")
+        return ipy_rustasync.run(rs.sleep_ms(5)), ipy_rustasync.run(py())
+
+    assert asyncio.run(cell()) == (5, "caller's context")
+
+
+def test_run_timeout_drops_the_rust_future(rs: ModuleType) -> None:
+    with pytest.raises(TimeoutError, match="hold_gate"):
+        ipy_rustasync.run(rs.hold_gate(60_000), timeout=0.05)
+    assert _gate_free_within(rs, 0.05)
+
+    async def slow() -> None:
+        await asyncio.sleep(10)
+
+    with pytest.raises(TimeoutError):
+        ipy_rustasync.run(slow(), timeout=0.05)
+
+
+def test_run_refuses_what_needs_the_blocked_loop() -> None:
+    async def cell() -> None:
+        fut = asyncio.get_running_loop().create_future()
+        with pytest.raises(RuntimeError, match="belongs to the event loop running here"):
+            ipy_rustasync.run(fut)
+
+        async def waits_on_the_cell_loop() -> None:
+            await fut
+
+        with pytest.raises(RuntimeError, match="belongs to another event loop"):
+            ipy_rustasync.run(waits_on_the_cell_loop(), timeout=5)
+
+    asyncio.run(cell())
+
+
+def test_run_rejects_a_started_awaitable_and_non_awaitables(rs: ModuleType) -> None:
+    with pytest.raises(TypeError, match="needs an awaitable"):
+        ipy_rustasync.run(42)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        aw = rs.sleep_ms(50)
+        task = asyncio.ensure_future(aw)
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="already being awaited"):
+            ipy_rustasync.run(aw)
+        await task
+
+    asyncio.run(main())
+
+
+def test_run_is_interruptible() -> None:
+    """Ctrl-C (SIGINT) during ipy_rustasync.run(rust) raises KeyboardInterrupt promptly."""
+    code = textwrap.dedent(
+        f"""
+        import os, signal, threading, time
+        import ipy_rustasync
+        from ipy_rustasync import rust_module
+        rs = rust_module({BRIDGE!r})
+        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        start = time.perf_counter()
+        try:
+            ipy_rustasync.run(rs.hold_gate(60_000))
+        except KeyboardInterrupt:
+            print("interrupted after", round(time.perf_counter() - start, 1))
+        print("gate free:", ipy_rustasync.run(rs.take_gate(), timeout=1))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("interrupted after"), out.stdout
+    assert float(lines[0].split()[-1]) < 2.0
+    assert lines[1] == "gate free: True"
+
+
+# --- threads -----------------------------------------------------------------------------
+
+
+def test_idle_runtimes_give_their_threads_back() -> None:
+    """Each cell library has its own tokio runtime; loaded but idle, they must not
+    keep cores x cells threads parked."""
+    cells = 6
+    code = textwrap.dedent(
+        f"""
+        import asyncio, os, time
+        from ipy_rustasync import rust_module
+        def threads():
+            return len(os.listdir("/proc/self/task"))
+        mods = [rust_module(f"pub async fn idle_probe_{{i}}() -> u32 {{{{ {{i}} }}}}") for i in range({cells})]
+        base = threads()
+        async def main():
+            return await asyncio.gather(*(getattr(m, f"idle_probe_{{i}}")() for i, m in enumerate(mods)))
+        assert asyncio.run(main()) == list(range({cells}))
+        busy = threads()
+        time.sleep(1.5)
+        idle = threads()
+        assert asyncio.run(main()) == list(range({cells}))  # and they start again
+        print(base, busy, idle)
+        """
+    )
+    env = {**os.environ, "IPY_RUSTASYNC_IDLE_SECONDS": "0.3"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=False, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    base, busy, idle = map(int, out.stdout.split())
+    workers = os.cpu_count() or 1
+    assert busy >= base + cells * workers, (base, busy, idle)
+    assert idle <= base + 1, (base, busy, idle)
