@@ -43,6 +43,8 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
         ipython.events.register("post_run_cell", loops.asyncio_run_hint)
     if config.Settings.load().nest:
         loops.nest()
+    if "ipykernel" in type(ipython).__module__:
+        loops.wake_loop_on_signals()
     _prefetch_toolchain()
 
 

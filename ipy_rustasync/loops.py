@@ -19,6 +19,8 @@ import asyncio
 import concurrent.futures
 import contextvars
 import inspect
+import signal
+import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -161,3 +163,46 @@ def nest() -> None:
             f"--nest needs nest-asyncio2; run `{sys.executable} -m pip install nest-asyncio2`"
         ) from None
     nest_asyncio2.apply()
+
+
+# --- kernel interrupts of awaited cells -------------------------------------------------
+
+_signal_wakeup: tuple[socket.socket, socket.socket] | None = None
+
+
+def wake_loop_on_signals() -> None:
+    """Makes a kernel interrupt reach an awaited cell promptly.
+
+    ipykernel turns SIGINT during an awaited cell into cancelling the cell's task
+    (which drops the Rust future), but Python runs signal handlers only when the
+    main thread runs Python code. If the kernel's loop sits idle in ``select`` and
+    the signal lands on another thread (a tokio worker, a zmq thread), nothing
+    wakes the loop and ``await f()`` is never interrupted. A wakeup fd the loop
+    watches (``signal.set_wakeup_fd``) wakes it for every signal. Installed once,
+    only in the main thread with a running loop, and only if no wakeup fd is set."""
+    global _signal_wakeup
+    if _signal_wakeup is not None or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    if previous != -1:  # someone else watches signals already: leave theirs alone
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
+        return
+    loop.add_reader(reader.fileno(), _drain_signal_bytes, reader)
+    _signal_wakeup = (reader, writer)
+
+
+def _drain_signal_bytes(reader: socket.socket) -> None:
+    try:
+        while reader.recv(4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass

@@ -3,6 +3,8 @@ inside the kernel's running asyncio loop, outputs travel as messages."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,74 @@ def test_unknown_flag_is_a_usage_error_not_a_traceback(kernel: Kernel) -> None:
     text = text_of(messages)
     assert "unrecognized arguments: --nope" in text
     assert "Traceback" not in text
+
+
+GATE = """%%rust_async
+static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub async fn hold_gate(ms: u64) -> u64 {
+    let _guard = GATE.lock().await;
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    ms
+}
+pub async fn take_gate() -> bool { let _guard = GATE.lock().await; true }
+"""
+
+
+def test_interrupting_an_awaited_cell_drops_the_rust_future(kernel: Kernel) -> None:
+    kernel.ok(GATE)
+    msg_id = kernel.kc.execute("await hold_gate(60_000)")
+    time.sleep(1.0)
+    kernel.km.interrupt_kernel()
+    deadline = time.monotonic() + 30
+    while True:
+        reply = kernel.kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    assert reply["content"]["status"] == "error"
+    # The Rust future (and the lock it held) is gone: the next call gets the gate at once.
+    assert "True" in kernel.ok("import asyncio\nawait asyncio.wait_for(take_gate(), 0.5)")
+
+
+def test_sync_code_in_a_cell_uses_ipy_rustasync_run(kernel: Kernel) -> None:
+    kernel.ok(GATE)
+    out = kernel.ok(
+        "import asyncio, ipy_rustasync\n"
+        "async def py_side():\n"
+        "    await asyncio.sleep(0.01)\n"
+        "    return 'python'\n"
+        "def sync_helper():\n"
+        "    return ipy_rustasync.run(hold_gate(5)), ipy_rustasync.run(py_side())\n"
+        "print(sync_helper())"
+    )
+    assert "(5, 'python')" in out
+
+
+def test_asyncio_run_in_a_cell_gets_a_hint(kernel: Kernel) -> None:
+    reply, messages = kernel.execute("import asyncio\nasync def one():\n    return 1\nasyncio.run(one())")
+    assert reply["status"] == "error"
+    text = text_of(messages)
+    assert "cannot be called from a running event loop" in text
+    assert "use top-level `await ...`, or `ipy_rustasync.run(...)`" in text
+    assert "%rust_async --nest" in text
+    assert "2" in kernel.ok("1 + 1")
+
+
+def test_nest_opt_in_makes_asyncio_run_work_and_is_remembered(tmp_path: Path) -> None:
+    env = {**os.environ, "IPY_RUSTASYNC_CONFIG": str(tmp_path / "config.toml")}
+    for round_ in ("first kernel", "after a restart"):
+        km, kc = start_new_kernel(kernel_name="python3", env=env)
+        try:
+            k = Kernel.__new__(Kernel)
+            k.km, k.kc = km, kc
+            k.ok("%load_ext ipy_rustasync")
+            if round_ == "first kernel":
+                assert "asyncio.run() now nests" in k.ok("%rust_async --nest")
+            k.ok(GATE)
+            out = k.ok("import asyncio\nprint(asyncio.run(hold_gate(3)), asyncio.run(asyncio.sleep(0, 'py')))")
+            assert "3 py" in out, round_
+        finally:
+            km.shutdown_kernel(now=True)
+    assert "nest = true" in (tmp_path / "config.toml").read_text()
 
 
 def test_quickstart_notebook_runs_with_the_documented_outputs() -> None:

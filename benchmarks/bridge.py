@@ -1,0 +1,513 @@
+"""The async bridge, measured side by side with the two references, in one process:
+the project's awaitables (a release-built cell), pyo3-async-runtimes' ``future_into_py``
+and PyO3's experimental ``#[pyfunction] async fn`` coroutines (both from the crate in
+``benchmarks/refs``), and plain-Python baselines.
+
+    python benchmarks/bridge.py [--quick] [--out FILE]
+
+Rows: sequential ``await f()`` of a future ready at once (per await, best of N repeats
+of up to 20,000 awaits); 10,000 ready futures ``asyncio.gather``ed (per future, best of
+5); 10,000 concurrent 100 ms tokio sleeps gathered (total, median of 3); 100,000 of them
+(total, one run; a reference that would take over 60 s is skipped) and the Python-side
+memory per pending future (tracemalloc peak during the gather / count); the inline path
+(``#[rust_async(inline)]``), measured once the exporter accepts the attribute.
+
+Both the cell and the reference crate are built with the project's cargo driver
+(``ipy_rustasync.build``) in the release profile, into ``.test-cache/`` (cells go to
+``.test-cache/bench-cache`` unless ``IPY_RUSTASYNC_CACHE_DIR`` is set; the first run
+builds the dependency graphs, about 30 s each on 2 cores). Every measurement gets a fresh
+event loop (``asyncio.run``, default loop) and the heap is collected between rows.
+``--quick`` uses counts a tenth as large, for smoke tests. Absolute times vary run to
+run on a shared machine; the ratios hold better.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib.util
+import json
+import os
+import platform
+import queue
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+REFS = HERE / "refs"
+REFS_TARGET = ROOT / ".test-cache" / "bench-refs-target"
+CELL_CACHE = ROOT / ".test-cache" / "bench-cache"
+
+CELL = """
+/// Ready at once: the default (spawned) path.
+pub async fn ready() -> u64 { 1 }
+
+/// A tokio timer of `ms` milliseconds.
+pub async fn sleep_ms(ms: u64) -> u64 {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    1
+}
+"""
+
+INLINE_CELL = """
+#[rust_async(inline)]
+pub async fn ready_inline() -> u64 { 1 }
+"""
+
+SLEEP_MS = 100
+#: A reference run of the 100,000 sleeps longer than this is skipped (predicted or timed out).
+REF_LIMIT_S = 60.0
+#: Row 1 stops adding awaits to a repeat once it would take longer than this.
+REPEAT_BUDGET_S = 0.5
+
+Make = Callable[[], Awaitable[Any]]
+MakeSleep = Callable[[int], Awaitable[Any]]
+Figure = float | str | None  # a measurement, a reason it is missing, or not applicable
+
+
+@dataclass(frozen=True)
+class Counts:
+    awaits: int  # row 1: awaits per repeat (at most)
+    repeats: int  # rows 1-2: repeats, best taken
+    gather: int  # row 2: ready futures gathered
+    sleeps: int  # row 3: concurrent sleeps
+    sleep_repeats: int  # row 3: repeats, median taken
+    many_sleeps: int  # row 4: concurrent sleeps
+
+
+FULL = Counts(awaits=20_000, repeats=5, gather=10_000, sleeps=10_000, sleep_repeats=3, many_sleeps=100_000)
+QUICK = Counts(awaits=2_000, repeats=3, gather=1_000, sleeps=1_000, sleep_repeats=1, many_sleeps=10_000)
+
+
+@dataclass
+class Row:
+    what: str
+    unit: str  # "µs", "s" or "B"
+    ours: Figure
+    par: Figure = None  # pyo3-async-runtimes
+    coro: Figure = None  # PyO3 coroutine
+    baseline: Figure = None
+    floor: Figure = None
+    target: float | None = None  # ours must be at most this ...
+    target_vs_floor: bool = False  # ... times the floor, rather than in `unit`
+
+
+# --- the Python baselines ----------------------------------------------------------
+
+
+async def py_ready() -> int:
+    return 1
+
+
+def wake_floor() -> asyncio.Future[int]:
+    """One loop wake-up per future: what any bridge completing futures from another
+    thread through ``call_soon_threadsafe`` pays at least."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[int] = loop.create_future()
+    loop.call_soon_threadsafe(fut.set_result, 1)
+    return fut
+
+
+def thread_round_trip(counts: Counts) -> float:
+    """Microseconds per await of a future that a Python helper thread completes: the loop
+    hands it over (``queue.SimpleQueue``), the thread wakes the loop (``call_soon_threadsafe``).
+    Two thread handoffs, like the spawned path; an informational figure, not a row."""
+    requests: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[int]] | None] = queue.SimpleQueue()
+
+    def serve() -> None:
+        while (item := requests.get()) is not None:
+            loop, fut = item
+            loop.call_soon_threadsafe(fut.set_result, 1)
+
+    def make() -> asyncio.Future[int]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        requests.put((loop, fut))
+        return fut
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        return per_await(make, counts)
+    finally:
+        requests.put(None)
+        thread.join()
+
+
+def py_sleep(ms: int) -> Awaitable[None]:
+    return asyncio.sleep(ms / 1000)
+
+
+# --- measurements -------------------------------------------------------------------
+
+
+def per_await(make: Make, counts: Counts) -> float:
+    """Microseconds per sequential ``await make()``, best of ``counts.repeats``."""
+
+    async def run(n: int) -> float:
+        for _ in range(100):  # binds the loop (and any per-loop state) before timing
+            await make()
+        start = time.perf_counter()
+        for _ in range(n):
+            await make()
+        return (time.perf_counter() - start) / n
+
+    probe = asyncio.run(run(200))
+    n = max(1_000, min(counts.awaits, int(REPEAT_BUDGET_S / probe)))  # slow bridges get fewer awaits
+    return min(asyncio.run(run(n)) for _ in range(counts.repeats)) * 1e6
+
+
+def per_gathered(make: Make, counts: Counts) -> float:
+    """Microseconds per future when ``counts.gather`` of them are gathered, best of ``counts.repeats``."""
+
+    async def run() -> float:
+        await make()
+        start = time.perf_counter()
+        results = await asyncio.gather(*(make() for _ in range(counts.gather)))
+        elapsed = time.perf_counter() - start
+        assert len(results) == counts.gather and results[0] == 1, results[:3]
+        return elapsed / counts.gather
+
+    return min(asyncio.run(run()) for _ in range(counts.repeats)) * 1e6
+
+
+def sleeps_total(make: MakeSleep, n: int, *, timeout: float | None = None) -> float | None:
+    """Seconds from creating ``n`` sleeps of SLEEP_MS to their gather finishing; None past ``timeout``."""
+
+    async def run() -> float | None:
+        await make(0)
+        start = time.perf_counter()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(make(SLEEP_MS) for _ in range(n))), timeout)
+        except TimeoutError:
+            return None
+        return time.perf_counter() - start
+
+    return asyncio.run(run())
+
+
+def bytes_per_pending(make: MakeSleep, n: int) -> float:
+    """Python-side bytes per pending future: tracemalloc's peak during a gather of ``n``
+    sleeps, over ``n``. The sleeps last 1 s here so that all ``n`` are pending at once
+    even with tracemalloc slowing their creation down."""
+
+    async def run() -> float:
+        await make(0)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            await asyncio.gather(*(make(1000) for _ in range(n)))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return (peak - base) / n
+
+    return asyncio.run(run())
+
+
+ERRORS: list[str] = []
+
+
+def attempt(label: str, measure: Callable[[], float | None]) -> Figure:
+    """A reference's measurement, or the start of its error (noted under the table)."""
+    try:
+        return measure()
+    except Exception as err:  # noqa: BLE001 -- a failing reference is a finding, not a reason to stop
+        ERRORS.append(f"{label}: {type(err).__name__}: {err}")
+        return f"error ({type(err).__name__})"
+    finally:
+        gc.collect()
+
+
+# --- building -------------------------------------------------------------------------
+
+
+def build_refs() -> ModuleType:
+    """Builds ``benchmarks/refs`` with the project's cargo command and environment,
+    release profile, and imports it as ``ira_bench_refs``."""
+    from ipy_rustasync import build
+
+    manifest = REFS / "Cargo.toml"
+    cmd = build.cargo_command(manifest, REFS_TARGET, release=True, extra=[])
+    proc = subprocess.run(cmd, env=build.build_env(), cwd=REFS, capture_output=True, text=True, check=False)
+    artifact: Path | None = None
+    for line in proc.stdout.splitlines():
+        if not line.startswith('{"reason":'):
+            continue
+        message = json.loads(line)
+        target = message.get("target") or {}
+        if message.get("reason") == "compiler-artifact" and "cdylib" in target.get("kind", []):
+            artifact = next((Path(f) for f in message["filenames"] if f.endswith((".so", ".dylib"))), None)
+    if proc.returncode != 0 or artifact is None:
+        sys.exit(f"building {manifest} failed:\n{proc.stderr[-4000:]}")
+    dest = REFS_TARGET / f"ira_bench_refs{sysconfig.get_config_var('EXT_SUFFIX')}"
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    shutil.copyfile(artifact, tmp)
+    os.replace(tmp, dest)  # never overwrite a library another process has mapped
+    spec = importlib.util.spec_from_file_location("ira_bench_refs", dest)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_inline() -> ModuleType | None:
+    """The inline-path cell, or None while the exporter does not accept the attribute."""
+    from ipy_rustasync.cells import compile_cell
+    from ipy_rustasync.errors import RustCompileError
+
+    try:
+        return compile_cell(INLINE_CELL, release=True).module
+    except RustCompileError:
+        return None
+
+
+# --- the table ------------------------------------------------------------------------
+
+
+def fmt(value: Figure, unit: str) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    if unit == "µs":
+        return f"{value:.2f} µs" if value < 10 else f"{value:.0f} µs"
+    if unit == "s":
+        return f"{value:.3f} s"
+    return f"{value:.0f} B"
+
+
+def ratio(a: Figure, b: Figure) -> str:
+    if not isinstance(a, float) or not isinstance(b, float) or b <= 0:
+        return "—"
+    r = a / b
+    return f"{r:.0f}×" if r >= 10 else f"{r:.2g}×" if r >= 0.001 else f"{r:.1e}×"
+
+
+def verdict(row: Row) -> tuple[str, str]:
+    if row.target is None:
+        return "—", "—"
+    if row.target_vs_floor:
+        text = f"≤ {row.target:g}× floor"
+        ok = isinstance(row.ours, float) and isinstance(row.floor, float) and row.ours <= row.target * row.floor
+    else:
+        text = "≤ 1 KB" if row.unit == "B" and row.target == 1024 else f"≤ {row.target:g} {row.unit}"
+        ok = isinstance(row.ours, float) and row.ours <= row.target
+    if not isinstance(row.ours, float):
+        return text, "—"
+    return text, "✓" if ok else "✗"
+
+
+def table(rows: list[Row]) -> list[str]:
+    head = [
+        "what",
+        "ours",
+        "pyo3-async-runtimes",
+        "PyO3 coroutine",
+        "Python baseline",
+        "floor",
+        "ours / floor",
+        "ours / pyo3-async-runtimes",
+        "ours / PyO3 coroutine",
+        "target",
+        "✓/✗",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        target, ok = verdict(row)
+        cells = [
+            row.what,
+            fmt(row.ours, row.unit),
+            fmt(row.par, row.unit),
+            fmt(row.coro, row.unit),
+            fmt(row.baseline, row.unit),
+            fmt(row.floor, row.unit),
+            ratio(row.ours, row.floor),
+            ratio(row.ours, row.par),
+            ratio(row.ours, row.coro),
+            target,
+            ok,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def progress(text: str) -> None:
+    print(f"bridge.py: {text}", file=sys.stderr, flush=True)
+
+
+# --- main -----------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="counts a tenth as large (smoke test)")
+    parser.add_argument("--out", type=Path, help="also write the markdown here")
+    args = parser.parse_args()
+    counts = QUICK if args.quick else FULL
+    load_before = os.getloadavg()[0]
+    began = time.perf_counter()
+
+    os.environ.setdefault("IPY_RUSTASYNC_CACHE_DIR", str(CELL_CACHE))
+    from ipy_rustasync import toolchain
+    from ipy_rustasync.cells import compile_cell
+
+    progress("building the cell and the reference crate (release)")
+    ours = compile_cell(CELL, release=True).module
+    refs = build_refs()
+    inline = build_inline()
+    built = time.perf_counter() - began
+    gc.collect()
+
+    rows: list[Row] = []
+
+    progress("row 1: sequential awaits, ready at once")
+    ready = Row(
+        f"`await f()`, ready at once, sequential, per await (best of {counts.repeats})",
+        "µs",
+        ours=per_await(ours.ready, counts),
+        par=attempt("row 1, pyo3-async-runtimes", lambda: per_await(refs.par_ready, counts)),
+        coro=attempt("row 1, PyO3 coroutine", lambda: per_await(refs.coro_ready, counts)),
+        baseline=per_await(py_ready, counts),
+        floor=per_await(wake_floor, counts),
+        target=1.5,
+        target_vs_floor=True,
+    )
+    rows.append(ready)
+    round_trip = thread_round_trip(counts)
+    gc.collect()
+
+    progress("row 2: gathered ready futures")
+    rows.append(
+        Row(
+            f"{counts.gather:,} ready futures, `asyncio.gather`, per future (best of {counts.repeats})",
+            "µs",
+            ours=per_gathered(ours.ready, counts),
+            par=attempt("row 2, pyo3-async-runtimes", lambda: per_gathered(refs.par_ready, counts)),
+            coro=attempt("row 2, PyO3 coroutine", lambda: per_gathered(refs.coro_ready, counts)),
+            baseline=per_gathered(py_ready, counts),
+            floor=per_gathered(wake_floor, counts),
+            target=3.0,
+        )
+    )
+    gc.collect()
+
+    progress(f"row 3: {counts.sleeps:,} concurrent sleeps")
+
+    def median_sleeps(make: MakeSleep) -> float:
+        runs = [sleeps_total(make, counts.sleeps) for _ in range(counts.sleep_repeats)]
+        return statistics.median(r for r in runs if r is not None)
+
+    sleeps = Row(
+        f"{counts.sleeps:,} concurrent {SLEEP_MS} ms tokio sleeps, `asyncio.gather`, total (median of {counts.sleep_repeats})",
+        "s",
+        ours=median_sleeps(ours.sleep_ms),
+        par=attempt("row 3, pyo3-async-runtimes", lambda: median_sleeps(refs.par_sleep)),
+        coro=attempt("row 3, PyO3 coroutine", lambda: median_sleeps(refs.coro_sleep)),
+        baseline=median_sleeps(py_sleep),
+        floor=SLEEP_MS / 1000,
+        target=0.15,
+    )
+    rows.append(sleeps)
+    gc.collect()
+
+    progress(f"row 4: {counts.many_sleeps:,} concurrent sleeps")
+    scale = counts.many_sleeps / counts.sleeps
+
+    def bounded(label: str, make: MakeSleep, smaller: Figure) -> Figure:
+        if isinstance(smaller, float) and smaller * scale > REF_LIMIT_S:
+            return f"skipped (>{REF_LIMIT_S:.0f} s predicted)"
+        done = attempt(label, lambda: sleeps_total(make, counts.many_sleeps, timeout=REF_LIMIT_S))
+        return f"skipped (>{REF_LIMIT_S:.0f} s)" if done is None else done
+
+    rows.append(
+        Row(
+            f"{counts.many_sleeps:,} concurrent {SLEEP_MS} ms tokio sleeps, `asyncio.gather`, total (one run)",
+            "s",
+            ours=sleeps_total(ours.sleep_ms, counts.many_sleeps),
+            par=bounded("row 4, pyo3-async-runtimes", refs.par_sleep, sleeps.par),
+            coro=bounded("row 4, PyO3 coroutine", refs.coro_sleep, sleeps.coro),
+            baseline=sleeps_total(py_sleep, counts.many_sleeps),
+            floor=SLEEP_MS / 1000,
+        )
+    )
+    gc.collect()
+    progress(f"row 4: memory per pending future ({counts.many_sleeps:,} pending)")
+    rows.append(
+        Row(
+            f"Python-side memory per pending future, {counts.many_sleeps:,} gathered sleeps (tracemalloc peak / count)",
+            "B",
+            ours=bytes_per_pending(ours.sleep_ms, counts.many_sleeps),
+            baseline=bytes_per_pending(py_sleep, counts.many_sleeps),
+            target=1024,
+        )
+    )
+    gc.collect()
+
+    progress("row 5: the inline path")
+    rows.append(
+        Row(
+            "inline path (`#[rust_async(inline)]`), ready at once, sequential, per await",
+            "µs",
+            ours=per_await(inline.ready_inline, counts) if inline is not None else "n/a (not built yet)",
+            par=ready.par,
+            coro=ready.coro,
+            baseline=ready.baseline,
+            floor=ready.floor,
+            target=0.5,
+        )
+    )
+
+    total = time.perf_counter() - began
+    release = toolchain.rustc_version().splitlines()[0]
+    lines = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {release}.",
+        "",
+        "Absolute times vary run to run on a shared machine; the ratios hold better."
+        + (" **Quick run: counts a tenth as large.**" if args.quick else ""),
+        "",
+        *table(rows),
+        "",
+        "- ours: a `%%rust_async` cell built `--release` (`pub async fn ready() -> u64 { 1 }`, and a "
+        "`tokio::time::sleep`); pyo3-async-runtimes 0.28: `tokio::future_into_py`; PyO3 coroutine: PyO3 0.28.3 "
+        "`#[pyfunction] async fn` (experimental-async), the sleeping one awaiting a `JoinHandle` spawned on a static "
+        "multi-thread runtime. All built by the project's cargo driver, release profile, same toolchain.",
+        "- Python baseline: an `async def` returning 1 (rows 1, 2, 5); tasks of `asyncio.sleep(0.1)` (rows 3, 4). "
+        "Floor: `loop.call_soon_threadsafe(fut.set_result, 1); await fut` on a new loop future, one loop wake-up "
+        "per future (rows 1, 2, 5); the sleep itself (rows 3, 4).",
+        f"- One process, default asyncio loop, a fresh loop per measurement. Row 1 times up to {counts.awaits:,} "
+        f"awaits per repeat (fewer for a bridge slower than {REPEAT_BUDGET_S / counts.awaits * 1e6:.0f} µs per await). "
+        f"Row 4 skips a reference predicted or found to take over {REF_LIMIT_S:.0f} s. Memory counts only what "
+        "Python's allocator traces (Rust-side allocations are not included).",
+        f"- For scale: a future completed by a Python helper thread (the loop hands it over through a "
+        f"`queue.SimpleQueue`, the thread calls `call_soon_threadsafe(fut.set_result, 1)`: two thread handoffs, "
+        f"like the spawned path) costs {round_trip:.1f} µs per sequential await.",
+        f"- Run time: {total:.0f} s, of which building (or finding cached) the cell and the reference crate "
+        f"{built:.0f} s. Load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f}.",
+    ]
+    if ERRORS:
+        lines += ["", "Errors from the references:", "", *(f"- {e}" for e in ERRORS)]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
