@@ -21,12 +21,12 @@ import ipy_rustasync
 from ipy_rustasync import RustCompileError, RustPanic, rust_module
 
 BRIDGE = r"""
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static DROPPED: AtomicUsize = AtomicUsize::new(0);
-static STARTED: AtomicBool = AtomicBool::new(false);
+static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts its own drop, so tests can see a cancelled future go away.
 struct Tracked;
@@ -35,13 +35,14 @@ impl Drop for Tracked {
 }
 
 pub fn dropped() -> usize { DROPPED.load(Ordering::SeqCst) }
-pub fn started() -> bool { STARTED.load(Ordering::SeqCst) }
+/// How many hold_gate calls got the gate so far.
+pub fn started() -> usize { STARTED.load(Ordering::SeqCst) }
 
 /// Holds the gate for `ms` milliseconds.
 pub async fn hold_gate(ms: u64) -> u64 {
     let _tracked = Tracked;
     let _guard = GATE.lock().await;
-    STARTED.store(true, Ordering::SeqCst);
+    STARTED.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(ms)).await;
     ms
 }
@@ -229,8 +230,9 @@ def _gate_free_within(rs: ModuleType, seconds: float) -> bool:
 
 def test_task_cancel_drops_the_rust_future(rs: ModuleType) -> None:
     async def main() -> None:
+        started = rs.started()
         task = asyncio.create_task(rs.hold_gate(60_000))
-        while not rs.started():
+        while rs.started() == started:
             await asyncio.sleep(0.001)
         before = rs.dropped()
         task.cancel()
@@ -257,9 +259,10 @@ def test_wait_for_timeout_drops_the_rust_future(rs: ModuleType) -> None:
 
 def test_garbage_collected_running_awaitable_drops_the_future(rs: ModuleType) -> None:
     async def main() -> None:
+        started = rs.started()
         aw = rs.hold_gate(60_000)
         aw.send(None)  # started on the runtime, then abandoned
-        while not rs.started():
+        while rs.started() == started:
             await asyncio.sleep(0.001)
         del aw
         gc.collect()
@@ -356,7 +359,7 @@ def test_run_rejects_a_started_awaitable_and_non_awaitables(rs: ModuleType) -> N
 
     async def main() -> None:
         aw = rs.sleep_ms(50)
-        task = asyncio.ensure_future(aw)
+        task = asyncio.create_task(aw)
         await asyncio.sleep(0)
         with pytest.raises(RuntimeError, match="already being awaited"):
             ipy_rustasync.run(aw)

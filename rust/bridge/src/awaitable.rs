@@ -1,20 +1,29 @@
-//! The Python object a cell's `async fn` returns: a coroutine driven by tokio.
+//! The Python object a cell's `async fn` returns: a coroutine that is also an
+//! asyncio future, driven by tokio.
 //!
 //! Calling the exported function only creates the Rust future; nothing runs and no
 //! loop is looked up (so `asyncio.run(f())`, or creating the awaitable in one cell and
-//! awaiting it in the next, both work). The first `send` binds it to the loop running
-//! on that thread: the future is spawned on the runtime, and the coroutine yields an
-//! asyncio future of that loop, which the loop's [`Channel`](crate::channel) completes.
-//! The coroutine protocol (`send`, `throw`, `close`, `__await__`) makes
-//! `asyncio.iscoroutine()` true, so `asyncio.run`, `create_task`, `gather` and
-//! `wait_for` all accept it.
+//! awaiting it in the next, both work). It starts when a loop first asks for it:
+//! the first `send` (a coroutine being awaited, or a Task stepping it) or the first
+//! `get_loop` (asyncio taking it as a future, as `gather`, `wait_for` and `shield`
+//! do). It binds to the loop running on that thread, the future is spawned on the
+//! runtime, and the loop's [`Channel`](crate::channel) completes it.
 //!
-//! Functions marked `#[rust_async(inline)]` differ in one step: the first `send`
-//! polls the future right there, on the awaiting thread, inside the runtime's
-//! context (so tokio timers and `tokio::spawn` work) and holding the GIL. A future
-//! that is ready at once finishes without touching the loop or another thread;
-//! one that is pending moves to the runtime as above. A poll that holds the loop
-//! longer than [`SLOW_INLINE_POLL`] warns once per function.
+//! Being both is what makes it cheap: as a coroutine it yields *itself* as the
+//! future to wait on (no `loop.create_future()` per call), and as a future
+//! (`_asyncio_future_blocking`, `add_done_callback`, `result`, `cancel`, ...)
+//! `asyncio.gather` takes it as it is instead of wrapping it in a Task. The coroutine
+//! protocol (`send`, `throw`, `close`, `__await__`) makes `asyncio.iscoroutine()`
+//! true, so `asyncio.run` and `create_task` accept it too. Once its result has been
+//! returned through the coroutine protocol, awaiting it again raises `RuntimeError`
+//! like a coroutine's would.
+//!
+//! Functions marked `#[rust_async(inline)]` differ in one step: starting polls the
+//! future right there, on the awaiting thread, inside the runtime's context (so
+//! tokio timers and `tokio::spawn` work) and holding the GIL. A future that is ready
+//! at once finishes without touching the loop or another thread; one that is
+//! pending moves to the runtime as above. A poll that holds the loop longer than
+//! [`SLOW_INLINE_POLL`] warns once per function.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,10 +31,10 @@ use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyRuntimeError, PyRuntimeWarning, PyStopIteration};
+use pyo3::exceptions::{PyRuntimeError, PyRuntimeWarning, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyString;
+use pyo3::types::{IntoPyDict, PyString, PyWeakrefReference};
 use tokio::task::AbortHandle;
 
 use crate::channel::channel_for;
@@ -42,30 +51,50 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(20);
 /// An inline poll longer than this warns: it held the event loop that long.
 pub const SLOW_INLINE_POLL: Duration = Duration::from_millis(10);
 
+const REUSED: &str = "cannot reuse already awaited coroutine";
+
 enum State {
-    /// Created, never awaited: the future has not been polled.
+    /// Created, never started: the future has not been polled.
     Created(Exclusive<BoxFuture>),
-    /// Running on the runtime; `future` is the asyncio future it will complete.
+    /// Running on the runtime, to be completed by `event_loop`'s channel.
     Running {
-        future: Py<PyAny>,
+        event_loop: Py<PyAny>,
         task: AbortHandle,
     },
-    /// Finished, failed, cancelled or closed.
-    Done,
+    /// Finished: the value or the exception. `delivered` once the coroutine
+    /// protocol has returned it (so a second `await` raises like a coroutine's).
+    Finished {
+        event_loop: Option<Py<PyAny>>,
+        outcome: Result<Py<PyAny>, Py<PyAny>>,
+        delivered: bool,
+    },
+    /// Cancelled (by `cancel`, `throw` or `close`) before finishing.
+    Cancelled {
+        event_loop: Option<Py<PyAny>>,
+        message: Option<Py<PyAny>>,
+        delivered: bool,
+    },
 }
 
-/// A Rust future as a Python coroutine.
-#[pyclass(name = "RustAwaitable", module = "ipy_rustasync")]
+/// A Rust future as a Python coroutine and asyncio future.
+#[pyclass(name = "RustAwaitable", module = "ipy_rustasync", weakref)]
 pub struct RustAwaitable {
     name: &'static str,
     /// `#[rust_async(inline)]`: first poll on the awaiting thread.
     inline: bool,
     state: State,
+    /// The flag asyncio's Task and `isfuture` read (and the Task resets) on a
+    /// future it waits for.
+    #[pyo3(get, set, name = "_asyncio_future_blocking")]
+    blocking: bool,
+    /// `add_done_callback`s: (callback, contextvars context).
+    callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
 }
 
 static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-const REUSED: &str = "cannot reuse already awaited coroutine";
+static COPY_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static CANCELLED_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static INVALID_STATE_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Wraps `future` (the cell function's future, ending in its converted output) into
 /// a new `RustAwaitable` named `name`; `inline` as for `#[rust_async(inline)]`.
@@ -84,40 +113,93 @@ where
             name,
             inline,
             state: State::Created(Exclusive::new(Box::pin(future))),
+            blocking: false,
+            callbacks: Vec::new(),
         },
     )
 }
 
+fn cancelled_error(py: Python<'_>, message: Option<&Py<PyAny>>) -> PyResult<PyErr> {
+    let class = CANCELLED_ERROR.import(py, "asyncio", "CancelledError")?;
+    let exc = match message {
+        Some(message) => class.call1((message,))?,
+        None => class.call0()?,
+    };
+    Ok(PyErr::from_value(exc))
+}
+
+fn invalid_state(py: Python<'_>, message: &str) -> PyErr {
+    match INVALID_STATE_ERROR
+        .import(py, "asyncio", "InvalidStateError")
+        .and_then(|class| class.call1((message,)))
+    {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
+
 impl RustAwaitable {
-    /// One step of the coroutine: yield the asyncio future to wait on, or finish.
-    fn step<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match &self.state {
-            State::Created(_) if self.inline => self.poll_inline(py),
-            State::Created(_) => self.start(py),
-            State::Running { future, .. } => {
-                let future = future.bind(py).clone();
-                if future
-                    .call_method0(pyo3::intern!(py, "done"))?
-                    .is_truthy()?
-                {
-                    self.state = State::Done;
-                    let value = future.call_method0(pyo3::intern!(py, "result"))?;
-                    Err(PyStopIteration::new_err((value.unbind(),)))
-                } else {
-                    // Resumed before completion (not by asyncio's Task): wait again.
-                    future.setattr(pyo3::intern!(py, "_asyncio_future_blocking"), true)?;
-                    Ok(future)
-                }
-            }
-            State::Done => Err(PyRuntimeError::new_err(REUSED)),
-        }
+    fn no_loop_error(&self) -> PyErr {
+        PyRuntimeError::new_err(format!(
+            "{}() must be awaited inside a running asyncio event loop; \
+             from synchronous code use ipy_rustasync.run({}(...))",
+            self.name, self.name
+        ))
     }
 
-    /// The inline first poll: finish now if the future is ready, else hand it to the
-    /// runtime like a default awaitable.
-    fn poll_inline<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// Binds to the running loop and starts the future (inline first if asked);
+    /// no-op unless still `Created`.
+    fn start(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let mut this = slf.borrow_mut();
+        if !matches!(this.state, State::Created(_)) {
+            return Ok(());
+        }
+        let running = GET_RUNNING_LOOP
+            .import(py, "asyncio", "get_running_loop")?
+            .call0();
+        if this.inline {
+            // A future that is ready at once needs no loop at all.
+            if let Some(outcome) = this.poll_inline(py)? {
+                this.state = State::Finished {
+                    event_loop: running.ok().map(Bound::unbind),
+                    outcome,
+                    delivered: false,
+                };
+                return Ok(());
+            }
+        }
+        let event_loop = running.map_err(|_| this.no_loop_error())?;
+        let channel = channel_for(py, &event_loop)?;
+        let active = Active::new()?;
+        let State::Created(future) = std::mem::replace(
+            &mut this.state,
+            State::Cancelled {
+                event_loop: None,
+                message: None,
+                delivered: false,
+            },
+        ) else {
+            return Ok(());
+        };
+        let me = PyWeakrefReference::new(slf.as_any())?.unbind();
+        let guarded = Guarded::new(future.into_inner());
+        let handle = active.spawn(async move {
+            let outcome = guarded.await;
+            channel.push(me, outcome);
+        });
+        this.state = State::Running {
+            event_loop: event_loop.unbind(),
+            task: handle.abort_handle(),
+        };
+        Ok(())
+    }
+
+    /// The inline first poll: `Some(outcome)` if the future finished, `None` if it
+    /// is pending (and stays `Created`, to be spawned).
+    fn poll_inline(&mut self, py: Python<'_>) -> PyResult<Option<Result<Py<PyAny>, Py<PyAny>>>> {
         let State::Created(future) = &mut self.state else {
-            return Err(PyRuntimeError::new_err(REUSED));
+            return Ok(None);
         };
         let active = Active::new()?;
         let _context = active.runtime().enter();
@@ -130,69 +212,201 @@ impl RustAwaitable {
         if held > SLOW_INLINE_POLL {
             warn_slow_inline(py, self.name, held);
         }
-        match polled {
-            Ok(Poll::Pending) => self.start(py),
-            Ok(Poll::Ready(output)) => {
-                self.state = State::Done;
-                Err(PyStopIteration::new_err((output(py)?,)))
+        Ok(match polled {
+            Ok(Poll::Pending) => None,
+            Ok(Poll::Ready(output)) => Some(finish(py, output(py))),
+            Err(report) => Some(Err(report.into_pyerr(py).into_value(py).into_any())),
+        })
+    }
+
+    /// Records the outcome and runs the done callbacks, unless already done (a
+    /// completion arriving after `cancel` changes nothing). Called on the loop's
+    /// thread by the channel, itself a loop callback: so the done callbacks run
+    /// right here rather than being scheduled for the next loop iteration.
+    pub(crate) fn complete(slf: &Bound<'_, Self>, outcome: Result<Py<PyAny>, Py<PyAny>>) {
+        let py = slf.py();
+        let due = {
+            let mut this = slf.borrow_mut();
+            let State::Running { event_loop, .. } = &this.state else {
+                return;
+            };
+            let event_loop = event_loop.clone_ref(py);
+            this.state = State::Finished {
+                event_loop: Some(event_loop),
+                outcome,
+                delivered: false,
+            };
+            this.due_callbacks(py)
+        };
+        run_now(slf.as_any(), due);
+    }
+
+    /// Drops the Rust future and marks this cancelled (false if already done);
+    /// returns the callbacks now due.
+    fn cancel_now(&mut self, py: Python<'_>, message: Option<Py<PyAny>>) -> (bool, Due) {
+        let event_loop = match &self.state {
+            State::Created(_) => None,
+            State::Running { event_loop, task } => {
+                task.abort();
+                Some(event_loop.clone_ref(py))
             }
-            Err(report) => {
-                self.state = State::Done;
-                Err(report.into_pyerr(py))
+            State::Finished { .. } | State::Cancelled { .. } => return (false, None),
+        };
+        self.state = State::Cancelled {
+            event_loop,
+            message,
+            delivered: false,
+        };
+        (true, self.due_callbacks(py))
+    }
+
+    fn event_loop(&self) -> Option<&Py<PyAny>> {
+        match &self.state {
+            State::Created(_) => None,
+            State::Running { event_loop, .. } => Some(event_loop),
+            State::Finished { event_loop, .. } | State::Cancelled { event_loop, .. } => {
+                event_loop.as_ref()
             }
         }
     }
 
-    fn start<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let get_running_loop = GET_RUNNING_LOOP.import(py, "asyncio", "get_running_loop")?;
-        let event_loop = get_running_loop.call0().map_err(|_| {
-            PyRuntimeError::new_err(format!(
-                "{}() must be awaited inside a running asyncio event loop; \
-                 from synchronous code use ipy_rustasync.run({}(...))",
-                self.name, self.name
-            ))
-        })?;
-        let channel = channel_for(py, &event_loop)?;
-        let active = Active::new()?;
-        let future = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
-        // What `Future.__await__` does before yielding itself to the Task.
-        future.setattr(pyo3::intern!(py, "_asyncio_future_blocking"), true)?;
-        let State::Created(rust_future) = std::mem::replace(&mut self.state, State::Done) else {
-            return Err(PyRuntimeError::new_err(REUSED));
-        };
-        let completes = future.clone().unbind();
-        let guarded = Guarded::new(rust_future.into_inner());
-        let handle = active.spawn(async move {
-            let outcome = guarded.await;
-            channel.push(completes, outcome);
-        });
-        self.state = State::Running {
-            future: future.clone().unbind(),
-            task: handle.abort_handle(),
-        };
-        Ok(future)
+    /// The callbacks to schedule now that this is done (taken out of `self`, so
+    /// they run once), with the loop to schedule them on.
+    fn due_callbacks(&mut self, py: Python<'_>) -> Due {
+        if self.callbacks.is_empty() {
+            return None;
+        }
+        let event_loop = self.event_loop()?.clone_ref(py);
+        Some((event_loop, std::mem::take(&mut self.callbacks)))
     }
 
-    /// Stops the work: drops the Rust future (on the runtime if it is running).
-    fn stop(&mut self) {
-        if let State::Running { task, .. } = std::mem::replace(&mut self.state, State::Done) {
-            task.abort();
+    pub(crate) fn is_running(&self) -> bool {
+        matches!(self.state, State::Running { .. })
+    }
+
+    fn done(&self) -> bool {
+        matches!(self.state, State::Finished { .. } | State::Cancelled { .. })
+    }
+}
+
+/// Runs due callbacks now, each in its own context, reporting a failing one to the
+/// loop's exception handler as a scheduled callback's would be. Only for callers
+/// that are themselves loop callbacks (the channel), never for user calls such as
+/// `cancel`, whose callbacks must not run inside the caller.
+fn run_now(awaitable: &Bound<'_, PyAny>, due: Due) {
+    let Some((event_loop, callbacks)) = due else {
+        return;
+    };
+    let py = awaitable.py();
+    for (callback, context) in callbacks {
+        let ran = context
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "run"), (&callback, awaitable));
+        if let Err(err) = ran {
+            let handled = (|| -> PyResult<()> {
+                let report = pyo3::types::PyDict::new(py);
+                report.set_item(
+                    "message",
+                    format!("Exception in callback {}", callback.bind(py)),
+                )?;
+                report.set_item("exception", err.into_value(py))?;
+                report.set_item("future", awaitable)?;
+                event_loop
+                    .bind(py)
+                    .call_method1(pyo3::intern!(py, "call_exception_handler"), (report,))?;
+                Ok(())
+            })();
+            if let Err(err) = handled {
+                err.write_unraisable(py, Some(awaitable));
+            }
         }
+    }
+}
+
+/// Done callbacks and the loop to run them on.
+type Due = Option<(Py<PyAny>, Vec<(Py<PyAny>, Py<PyAny>)>)>;
+
+/// `loop.call_soon(callback, awaitable, context=ctx)` for each due callback, as
+/// `asyncio.Future` does when it finishes. Runs with no borrow of the awaitable
+/// held, since a callback may be called at once by an eager loop.
+fn schedule(awaitable: &Bound<'_, PyAny>, due: Due) {
+    let Some((event_loop, callbacks)) = due else {
+        return;
+    };
+    let py = awaitable.py();
+    let call_soon = match event_loop.bind(py).getattr(pyo3::intern!(py, "call_soon")) {
+        Ok(call_soon) => call_soon,
+        Err(err) => return err.write_unraisable(py, Some(awaitable)),
+    };
+    for (callback, context) in callbacks {
+        let scheduled = [(pyo3::intern!(py, "context"), context)]
+            .into_py_dict(py)
+            .and_then(|kwargs| call_soon.call((callback, awaitable), Some(&kwargs)));
+        if let Err(err) = scheduled {
+            err.write_unraisable(py, Some(awaitable));
+        }
+    }
+}
+
+/// A converted output as an outcome: the value, or the exception object.
+fn finish(py: Python<'_>, result: PyResult<Py<PyAny>>) -> Result<Py<PyAny>, Py<PyAny>> {
+    result.map_err(|err| err.into_value(py).into_any())
+}
+
+/// One step of the coroutine protocol.
+fn step<'py>(slf: &Bound<'py, RustAwaitable>) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    RustAwaitable::start(slf)?;
+    let result = {
+        let mut this = slf.borrow_mut();
+        match &mut this.state {
+            State::Created(_) => return Err(PyRuntimeError::new_err(REUSED)),
+            State::Running { .. } => {
+                // Not finished: yield ourselves as the future to wait on, the way
+                // `Future.__await__` does.
+                this.blocking = true;
+                None
+            }
+            State::Finished {
+                outcome, delivered, ..
+            } => {
+                if *delivered {
+                    return Err(PyRuntimeError::new_err(REUSED));
+                }
+                *delivered = true;
+                Some(match outcome {
+                    Ok(value) => Err(PyStopIteration::new_err((value.clone_ref(py),))),
+                    Err(exc) => Err(PyErr::from_value(exc.bind(py).clone())),
+                })
+            }
+            State::Cancelled {
+                message, delivered, ..
+            } => {
+                if *delivered {
+                    return Err(PyRuntimeError::new_err(REUSED));
+                }
+                *delivered = true;
+                Some(Err(cancelled_error(py, message.as_ref())?))
+            }
+        }
+    };
+    match result {
+        None => Ok(slf.clone().into_any()),
+        Some(result) => result,
     }
 }
 
 #[pymethods]
 impl RustAwaitable {
     fn send<'py>(
-        &mut self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         _value: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.step(py)
+        step(slf)
     }
 
-    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.step(py)
+    fn __next__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        step(slf)
     }
 
     fn __await__(slf: Py<Self>) -> Py<Self> {
@@ -207,16 +421,12 @@ impl RustAwaitable {
     /// how task cancellation and `wait_for` timeouts reach Rust.
     #[pyo3(signature = (exc, value=None, _traceback=None))]
     fn throw(
-        &mut self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         exc: Bound<'_, PyAny>,
         value: Option<Bound<'_, PyAny>>,
         _traceback: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        if let State::Running { future, .. } = &self.state {
-            future.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
-        }
-        self.stop();
+        RustAwaitable::close(slf);
         let exc = match value {
             Some(value) if !value.is_none() => value,
             _ if exc.is_instance_of::<pyo3::types::PyType>() => exc.call0()?,
@@ -225,8 +435,117 @@ impl RustAwaitable {
         Err(PyErr::from_value(exc))
     }
 
-    fn close(&mut self) {
-        self.stop();
+    /// Stops the coroutine: the Rust future is dropped; it cannot be awaited again.
+    fn close(slf: &Bound<'_, Self>) {
+        let due = {
+            let mut this = slf.borrow_mut();
+            let (_, due) = this.cancel_now(slf.py(), None);
+            if let State::Cancelled { delivered, .. } | State::Finished { delivered, .. } =
+                &mut this.state
+            {
+                *delivered = true;
+            }
+            due
+        };
+        schedule(slf.as_any(), due);
+    }
+
+    // --- the asyncio future protocol -------------------------------------------------
+
+    /// The loop this is bound to; binds to the running loop (and starts) if not yet.
+    fn get_loop(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        RustAwaitable::start(slf)?;
+        let this = slf.borrow();
+        this.event_loop()
+            .map(|l| l.clone_ref(slf.py()))
+            .ok_or_else(|| this.no_loop_error())
+    }
+
+    #[pyo3(signature = (callback, *, context=None))]
+    fn add_done_callback(
+        slf: &Bound<'_, Self>,
+        callback: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        RustAwaitable::start(slf)?;
+        let context = match context {
+            Some(context) if !context.is_none(py) => context,
+            _ => COPY_CONTEXT
+                .import(py, "contextvars", "copy_context")?
+                .call0()?
+                .unbind(),
+        };
+        let due = {
+            let mut this = slf.borrow_mut();
+            this.callbacks.push((callback, context));
+            if this.done() {
+                this.due_callbacks(py)
+            } else {
+                None
+            }
+        };
+        schedule(slf.as_any(), due);
+        Ok(())
+    }
+
+    fn remove_done_callback(&mut self, py: Python<'_>, callback: Bound<'_, PyAny>) -> usize {
+        let before = self.callbacks.len();
+        self.callbacks
+            .retain(|(cb, _)| !cb.bind(py).eq(&callback).unwrap_or(false));
+        before - self.callbacks.len()
+    }
+
+    #[pyo3(name = "done")]
+    fn py_done(&self) -> bool {
+        self.done()
+    }
+
+    fn cancelled(&self) -> bool {
+        matches!(self.state, State::Cancelled { .. })
+    }
+
+    #[pyo3(signature = (msg=None))]
+    fn cancel(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> bool {
+        let (cancelled, due) = slf.borrow_mut().cancel_now(slf.py(), msg);
+        schedule(slf.as_any(), due);
+        cancelled
+    }
+
+    fn result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match &self.state {
+            State::Finished { outcome, .. } => match outcome {
+                Ok(value) => Ok(value.clone_ref(py)),
+                Err(exc) => Err(PyErr::from_value(exc.bind(py).clone())),
+            },
+            State::Cancelled { message, .. } => Err(cancelled_error(py, message.as_ref())?),
+            _ => Err(invalid_state(py, "Result is not set.")),
+        }
+    }
+
+    fn exception(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match &self.state {
+            State::Finished { outcome, .. } => Ok(outcome.as_ref().err().map(|e| e.clone_ref(py))),
+            State::Cancelled { message, .. } => Err(cancelled_error(py, message.as_ref())?),
+            _ => Err(invalid_state(py, "Exception is not set.")),
+        }
+    }
+
+    /// What `asyncio.gather` and `wait_for` call on a cancelled future.
+    fn _make_cancelled_error(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let message = match &self.state {
+            State::Cancelled { message, .. } => message.as_ref(),
+            _ => None,
+        };
+        Ok(cancelled_error(py, message)?.into_value(py).into_any())
+    }
+
+    #[getter]
+    fn _cancel_message(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        match &self.state {
+            State::Cancelled { message, .. } => message.as_ref().map(|m| m.clone_ref(py)),
+            _ => None,
+        }
     }
 
     /// Runs the future to completion from synchronous code: what
@@ -238,7 +557,7 @@ impl RustAwaitable {
     fn _run_blocking(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let deadline = match timeout {
             Some(t) if !(t.is_finite() && t >= 0.0) => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                return Err(PyValueError::new_err(format!(
                     "timeout must be a non-negative number of seconds, not {t}"
                 )))
             }
@@ -251,17 +570,23 @@ impl RustAwaitable {
                 self.name
             )));
         }
-        let State::Created(future) = std::mem::replace(&mut self.state, State::Done) else {
-            unreachable!("checked just above");
-        };
         if tokio::runtime::Handle::try_current().is_ok() {
-            self.state = State::Created(future);
             return Err(PyRuntimeError::new_err(format!(
                 "ipy_rustasync.run({}(...)) was called on one of the Rust runtime's own threads, \
                  where blocking would stall it; await the call instead",
                 self.name
             )));
         }
+        let State::Created(future) = std::mem::replace(
+            &mut self.state,
+            State::Cancelled {
+                event_loop: None,
+                message: None,
+                delivered: true,
+            },
+        ) else {
+            return Err(PyRuntimeError::new_err(REUSED));
+        };
         // Held for the whole wait: the runtime stays up while this thread blocks on it.
         let active = Active::new()?;
         let runtime = active.runtime();
@@ -276,16 +601,24 @@ impl RustAwaitable {
             let waited = py.detach(|| {
                 runtime.block_on(async { tokio::time::timeout(slice, &mut handle).await })
             });
-            match waited {
-                Ok(Ok(Ok(output))) => return output(py),
-                Ok(Ok(Err(report))) => return Err(report.into_pyerr(py)),
+            let outcome = match waited {
+                Ok(Ok(Ok(output))) => Some(finish(py, output(py))),
+                Ok(Ok(Err(report))) => Some(Err(report.into_pyerr(py).into_value(py).into_any())),
                 Ok(Err(join)) => {
                     return Err(PyRuntimeError::new_err(format!(
                         "{}() stopped without a result: {join}",
                         self.name
                     )))
                 }
-                Err(_elapsed) => {}
+                Err(_elapsed) => None,
+            };
+            if let Some(outcome) = outcome {
+                self.state = State::Finished {
+                    event_loop: None,
+                    outcome: Ok(py.None()),
+                    delivered: true,
+                };
+                return outcome.map_err(|exc| PyErr::from_value(exc.into_bound(py)));
             }
             if let Err(interrupt) = py.check_signals() {
                 handle.abort();
@@ -316,7 +649,8 @@ impl RustAwaitable {
         let state = match self.state {
             State::Created(_) => "not awaited yet",
             State::Running { .. } => "running",
-            State::Done => "done",
+            State::Finished { .. } => "finished",
+            State::Cancelled { .. } => "cancelled",
         };
         format!("<Rust coroutine {}() {state}>", self.name)
     }
@@ -362,7 +696,7 @@ impl Drop for RustAwaitable {
             // Garbage-collected while running: nobody can observe the result, so the
             // Rust future is dropped now rather than run to completion.
             State::Running { task, .. } => task.abort(),
-            State::Done => {}
+            State::Finished { .. } | State::Cancelled { .. } => {}
         }
     }
 }

@@ -21,6 +21,9 @@ use std::sync::{Arc, Mutex};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+use pyo3::types::PyWeakrefReference;
+
+use crate::awaitable::RustAwaitable;
 use crate::convert::Output;
 use crate::panics::PanicReport;
 use crate::sync::lock;
@@ -29,7 +32,9 @@ use crate::sync::lock;
 pub(crate) type Outcome = Result<Output, PanicReport>;
 
 struct Finished {
-    future: Py<PyAny>,
+    /// A weak reference to the `RustAwaitable`: one collected while running was
+    /// aborted, and nobody waits for its result.
+    awaitable: Py<PyWeakrefReference>,
     outcome: Outcome,
 }
 
@@ -56,11 +61,11 @@ impl Channel {
 
     /// Hands a finished future's outcome to the loop. Called on tokio workers,
     /// without the GIL.
-    pub(crate) fn push(&self, future: Py<PyAny>, outcome: Outcome) {
+    pub(crate) fn push(&self, awaitable: Py<PyWeakrefReference>, outcome: Outcome) {
         let was_empty = {
             let mut queue = lock(&self.queue);
             let was_empty = queue.is_empty();
-            queue.push(Finished { future, outcome });
+            queue.push(Finished { awaitable, outcome });
             was_empty
         };
         if was_empty {
@@ -96,28 +101,27 @@ impl Channel {
     }
 }
 
-/// Sets the asyncio future's result or exception, unless it was cancelled meanwhile:
-/// a wake-up that arrives after cancellation raises nothing anywhere.
+/// Completes the awaitable with the outcome, converted to Python here on the loop
+/// thread, unless it was cancelled or collected meanwhile: a wake-up that arrives
+/// after cancellation raises nothing anywhere.
 fn deliver(py: Python<'_>, item: Finished) {
-    let future = item.future.bind(py);
-    let done = future
-        .call_method0(pyo3::intern!(py, "done"))
-        .and_then(|d| d.is_truthy())
-        .unwrap_or(true);
-    if done {
+    let Some(awaitable) = item.awaitable.bind(py).upgrade() else {
+        return;
+    };
+    let Ok(awaitable) = awaitable.cast_into::<RustAwaitable>() else {
+        return;
+    };
+    if !awaitable.borrow().is_running() {
         return;
     }
-    let result = match item.outcome {
+    let outcome = match item.outcome {
         Ok(output) => output(py),
         Err(report) => Err(report.into_pyerr(py)),
     };
-    let set = match result {
-        Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,)),
-        Err(err) => future.call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),)),
-    };
-    if let Err(err) = set {
-        err.write_unraisable(py, Some(future));
-    }
+    RustAwaitable::complete(
+        &awaitable,
+        outcome.map_err(|err| err.into_value(py).into_any()),
+    );
 }
 
 /// The callable the loop runs when the channel's socket is readable.
