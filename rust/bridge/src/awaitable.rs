@@ -184,9 +184,10 @@ impl RustAwaitable {
         };
         let me = PyWeakrefReference::new(slf.as_any())?.unbind();
         let guarded = Guarded::new(future.into_inner());
+        let outstanding = channel.kick(py, &event_loop)?;
         let handle = active.spawn(async move {
             let outcome = guarded.await;
-            channel.push(me, outcome);
+            outstanding.channel().push(me, outcome);
         });
         this.state = State::Running {
             event_loop: event_loop.unbind(),

@@ -16,7 +16,9 @@ use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -42,12 +44,39 @@ pub(crate) struct Channel {
     queue: Mutex<Vec<Finished>>,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
-    /// A weak reference to the loop, to tell a reused address from the same loop.
-    loop_ref: Py<PyAny>,
+    /// Whether a [`Spin`] is polling the queue from the loop (then workers skip
+    /// the socket write).
+    spinning: AtomicBool,
+    /// Futures spawned for this loop and not yet finished or dropped.
+    outstanding: AtomicUsize,
+    /// The loop callback that spins, made once (see [`Channel::kick`]).
+    spin: OnceLock<Py<Spin>>,
+}
+
+/// How long the loop polls for completions after a spawn before it goes back to
+/// sleeping on the wake-up socket. A future that finishes within it is picked up
+/// without a wake-up: a tokio worker wakes and finishes a ready future in ~10 µs,
+/// while a socket wake-up of a sleeping loop costs about as much again.
+const SPIN_WINDOW: Duration = Duration::from_micros(60);
+
+/// Counts one spawned future as outstanding until it is dropped (finished or
+/// aborted); moved into the spawned task.
+pub(crate) struct Outstanding(Arc<Channel>);
+
+impl Outstanding {
+    pub(crate) fn channel(&self) -> &Channel {
+        &self.0
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Channel {
-    fn new(loop_ref: Py<PyAny>) -> std::io::Result<Self> {
+    fn new() -> std::io::Result<Self> {
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
@@ -55,8 +84,40 @@ impl Channel {
             queue: Mutex::new(Vec::new()),
             wake_tx,
             wake_rx,
-            loop_ref,
+            spinning: AtomicBool::new(false),
+            outstanding: AtomicUsize::new(0),
+            spin: OnceLock::new(),
         })
+    }
+
+    /// Called on the loop thread as a future is spawned for this channel: counts it
+    /// and makes sure the loop polls for completions for a moment (one [`Spin`] at
+    /// a time), so a quick future needs no socket wake-up.
+    pub(crate) fn kick(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        event_loop: &Bound<'_, PyAny>,
+    ) -> PyResult<Outstanding> {
+        self.outstanding.fetch_add(1, Ordering::SeqCst);
+        let outstanding = Outstanding(self.clone());
+        let spin = match self.spin.get() {
+            Some(spin) => spin,
+            None => {
+                let spin = Py::new(
+                    py,
+                    Spin {
+                        channel: self.clone(),
+                        until: Mutex::new(Instant::now()),
+                    },
+                )?;
+                self.spin.get_or_init(|| spin)
+            }
+        };
+        *lock(&spin.get().until) = Instant::now() + SPIN_WINDOW;
+        if !self.spinning.swap(true, Ordering::SeqCst) {
+            event_loop.call_method1(pyo3::intern!(py, "call_soon"), (spin.bind(py),))?;
+        }
+        Ok(outstanding)
     }
 
     /// Hands a finished future's outcome to the loop. Called on tokio workers,
@@ -68,9 +129,10 @@ impl Channel {
             queue.push(Finished { awaitable, outcome });
             was_empty
         };
-        if was_empty {
-            // A full socket buffer (WouldBlock) means a wake-up is already pending;
-            // a closed one means the loop is gone and nobody is waiting.
+        // A spinning loop finds the item itself. Otherwise: a full socket buffer
+        // (WouldBlock) means a wake-up is already pending; a closed one means the
+        // loop is gone and nobody is waiting.
+        if was_empty && !self.spinning.load(Ordering::SeqCst) {
             let _ = (&self.wake_tx).write(&[1]);
         }
     }
@@ -86,18 +148,14 @@ impl Channel {
                 _ => break,
             }
         }
+        self.deliver_queued(py);
+    }
+
+    fn deliver_queued(&self, py: Python<'_>) {
         let finished = std::mem::take(&mut *lock(&self.queue));
         for item in finished {
             deliver(py, item);
         }
-    }
-
-    fn is_for(&self, py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> bool {
-        self.loop_ref
-            .bind(py)
-            .call0()
-            .map(|target| target.is(event_loop))
-            .unwrap_or(false)
     }
 }
 
@@ -124,6 +182,49 @@ fn deliver(py: Python<'_>, item: Finished) {
     );
 }
 
+/// A loop callback that delivers finished futures and reschedules itself while
+/// futures are outstanding and the spin window lasts.
+#[pyclass(frozen, name = "_ChannelSpin", module = "ipy_rustasync")]
+pub(crate) struct Spin {
+    channel: Arc<Channel>,
+    until: Mutex<Instant>,
+}
+
+#[pymethods]
+impl Spin {
+    #[pyo3(signature = (event_loop=None))]
+    fn __call__(slf: &Bound<'_, Self>, event_loop: Option<Bound<'_, PyAny>>) {
+        let py = slf.py();
+        let channel = &slf.get().channel;
+        channel.deliver_queued(py);
+        let go_on = channel.outstanding.load(Ordering::SeqCst) > 0
+            && Instant::now() < *lock(&slf.get().until);
+        if go_on {
+            let again = match event_loop {
+                Some(event_loop) => Ok(event_loop),
+                None => GET_RUNNING_LOOP
+                    .import(py, "asyncio", "get_running_loop")
+                    .and_then(|get| get.call0()),
+            }
+            .and_then(|event_loop| {
+                event_loop.call_method1(pyo3::intern!(py, "call_soon"), (slf, &event_loop))
+            });
+            match again {
+                Ok(_) => return,
+                // Could not reschedule (a closing loop): stop spinning, so workers
+                // go back to waking the loop through the socket.
+                Err(err) => err.write_unraisable(py, Some(slf.as_any())),
+            }
+        }
+        channel.spinning.store(false, Ordering::SeqCst);
+        // A worker that saw `spinning` still set skipped its wake-up byte: look once
+        // more now that it is clear, so no item is left behind.
+        channel.deliver_queued(py);
+    }
+}
+
+static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
 /// The callable the loop runs when the channel's socket is readable.
 #[pyclass(frozen, name = "_ChannelDrain", module = "ipy_rustasync")]
 pub(crate) struct Drain {
@@ -140,18 +241,18 @@ impl Drain {
 static LOOPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 thread_local! {
-    /// The last (loop address, channel) used on this thread.
-    static LAST: RefCell<Option<(usize, Arc<Channel>)>> = const { RefCell::new(None) };
+    /// The last (loop, channel) used on this thread. Holding the loop itself (one
+    /// per thread) makes the check an identity test rather than a weakref call.
+    static LAST: RefCell<Option<(Py<PyAny>, Arc<Channel>)>> = const { RefCell::new(None) };
 }
 
 /// The channel of `event_loop` in this cell library, created and registered with the
 /// loop on first use.
 pub(crate) fn channel_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Channel>> {
-    let address = event_loop.as_ptr() as usize;
     let memo = LAST.with(|last| {
         last.borrow()
             .as_ref()
-            .filter(|(addr, channel)| *addr == address && channel.is_for(py, event_loop))
+            .filter(|(memo_loop, _)| memo_loop.bind(py).is(event_loop))
             .map(|(_, channel)| channel.clone())
     });
     if let Some(channel) = memo {
@@ -171,8 +272,7 @@ pub(crate) fn channel_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyRe
     {
         Ok(drain) => drain.get().channel.clone(),
         Err(_) => {
-            let weak = py.import("weakref")?.getattr("ref")?.call1((event_loop,))?;
-            let channel = Arc::new(Channel::new(weak.unbind()).map_err(|err| {
+            let channel = Arc::new(Channel::new().map_err(|err| {
                 pyo3::exceptions::PyOSError::new_err(format!(
                     "could not create the wake-up socket: {err}"
                 ))
@@ -188,6 +288,6 @@ pub(crate) fn channel_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyRe
             channel
         }
     };
-    LAST.with(|last| *last.borrow_mut() = Some((address, channel.clone())));
+    LAST.with(|last| *last.borrow_mut() = Some((event_loop.clone().unbind(), channel.clone())));
     Ok(channel)
 }
