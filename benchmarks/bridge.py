@@ -121,6 +121,21 @@ def wake_floor() -> asyncio.Future[int]:
     return fut
 
 
+def done_future() -> asyncio.Future[int]:
+    """A future that is already complete: what ``gather`` costs on its own."""
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    fut.set_result(1)
+    return fut
+
+
+def loop_completed_future() -> asyncio.Future[int]:
+    """A future the loop completes itself (``call_soon``, no other thread)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[int] = loop.create_future()
+    loop.call_soon(fut.set_result, 1)
+    return fut
+
+
 def thread_round_trip(counts: Counts) -> float:
     """Microseconds per await of a future that a Python helper thread completes: the loop
     hands it over (``queue.SimpleQueue``), the thread wakes the loop (``call_soon_threadsafe``).
@@ -473,6 +488,8 @@ def main() -> None:
         )
     )
 
+    gather_done = per_gathered(done_future, counts)
+    gather_loop = per_gathered(loop_completed_future, counts)
     total = time.perf_counter() - began
     release = toolchain.rustc_version().splitlines()[0]
     lines = [
@@ -497,6 +514,9 @@ def main() -> None:
         f"- For scale: a future completed by a Python helper thread (the loop hands it over through a "
         f"`queue.SimpleQueue`, the thread calls `call_soon_threadsafe(fut.set_result, 1)`: two thread handoffs, "
         f"like the spawned path) costs {round_trip:.1f} µs per sequential await.",
+        f"- `asyncio.gather` itself, per future: {gather_done:.2f} µs for futures already complete, "
+        f"{gather_loop:.2f} µs for loop futures completed by `loop.call_soon` (no thread involved), on this machine "
+        "in this run: a gathered future cannot cost less than that.",
         f"- Run time: {total:.0f} s, of which building (or finding cached) the cell and the reference crate "
         f"{built:.0f} s. Load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f}.",
     ]

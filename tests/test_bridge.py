@@ -85,6 +85,11 @@ pub async fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+pub async fn fails(msg: String) -> Result<u64, String> {
+    tokio::task::yield_now().await;
+    Err(msg)
+}
+
 pub async fn thread_name() -> String {
     std::thread::current().name().unwrap_or("unnamed").to_owned()
 }
@@ -216,6 +221,54 @@ def test_uvloop(rs: ModuleType) -> None:
         return list(await asyncio.gather(rs.sleep_ms(5), rs.ready(), rs.ready_inline(), rs.sleepy_inline(1)))
 
     assert uvloop.run(main()) == [5, 1, 2, "slept 1 ms"]
+
+
+def test_asyncio_apis_take_it_as_a_future(rs: ModuleType) -> None:
+    """gather, wait_for, wait, shield and as_completed take the awaitable as a
+    future (no Task around it); results, errors and cancellation behave as they
+    do for asyncio's own futures, on both paths."""
+
+    async def main() -> None:
+        probe = rs.ready()
+        assert asyncio.isfuture(probe) and asyncio.iscoroutine(probe)
+        probe.close()
+        assert await asyncio.gather(rs.ready(), rs.ready_inline(), rs.sleep_ms(2), rs.sleepy_inline(1)) == [
+            1,
+            2,
+            2,
+            "slept 1 ms",
+        ]
+        assert await asyncio.wait_for(rs.ready_inline(), 1) == 2
+        assert await asyncio.wait_for(rs.sleep_ms(1), 1) == 1
+        assert await asyncio.shield(rs.sleep_ms(1)) == 1
+        # asyncio.wait refuses coroutines (this is one); tasks of it work.
+        done, pending = await asyncio.wait(
+            [asyncio.create_task(rs.sleep_ms(1)), asyncio.create_task(rs.ready_inline())]
+        )
+        assert not pending and sorted(f.result() for f in done) == [1, 2]
+        assert sorted([await f for f in asyncio.as_completed([rs.sleep_ms(3), rs.ready()])]) == [1, 3]
+        results = await asyncio.gather(rs.fails("nope"), rs.ready(), return_exceptions=True)
+        assert isinstance(results[0], ipy_rustasync.RustError) and str(results[0]) == "nope"
+        assert results[1] == 1
+        with pytest.raises(ipy_rustasync.RustError, match="nope"):
+            await asyncio.gather(rs.fails("nope"), rs.sleep_ms(1))
+        # Cancelling a gather cancels (drops) the Rust futures under it.
+        started = rs.started()
+        outer = asyncio.gather(rs.hold_gate(60_000), rs.sleep_ms(60_000))
+        while rs.started() == started:
+            await asyncio.sleep(0.001)
+        outer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await outer
+        assert await asyncio.wait_for(rs.take_gate(), 0.5)
+        # A done future: result() again is fine, awaiting again is not.
+        fut = rs.ready()
+        assert await fut == 1
+        assert fut.done() and fut.result() == 1
+        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+            await fut
+
+    asyncio.run(main())
 
 
 # --- cancellation, Python to Rust ---------------------------------------------------------

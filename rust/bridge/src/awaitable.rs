@@ -155,21 +155,22 @@ impl RustAwaitable {
         if !matches!(this.state, State::Created(_)) {
             return Ok(());
         }
-        let running = GET_RUNNING_LOOP
-            .import(py, "asyncio", "get_running_loop")?
-            .call0();
         if this.inline {
-            // A future that is ready at once needs no loop at all.
+            // A future that is ready at once needs no loop at all (`get_loop`
+            // looks for the running one later, if anyone asks).
             if let Some(outcome) = this.poll_inline(py)? {
                 this.state = State::Finished {
-                    event_loop: running.ok().map(Bound::unbind),
+                    event_loop: None,
                     outcome,
                     delivered: false,
                 };
                 return Ok(());
             }
         }
-        let event_loop = running.map_err(|_| this.no_loop_error())?;
+        let event_loop = GET_RUNNING_LOOP
+            .import(py, "asyncio", "get_running_loop")?
+            .call0()
+            .map_err(|_| this.no_loop_error())?;
         let channel = channel_for(py, &event_loop)?;
         let active = Active::new()?;
         let State::Created(future) = std::mem::replace(
@@ -279,6 +280,25 @@ impl RustAwaitable {
         }
         let event_loop = self.event_loop()?.clone_ref(py);
         Some((event_loop, std::mem::take(&mut self.callbacks)))
+    }
+
+    /// The loop this is bound to; an inline future that finished in its first
+    /// poll, before any loop asked, binds to the running loop now.
+    fn bound_loop(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(event_loop) = self.event_loop() {
+            return Ok(event_loop.clone_ref(py));
+        }
+        let running = GET_RUNNING_LOOP
+            .import(py, "asyncio", "get_running_loop")?
+            .call0()
+            .map_err(|_| self.no_loop_error())?
+            .unbind();
+        if let State::Finished { event_loop, .. } | State::Cancelled { event_loop, .. } =
+            &mut self.state
+        {
+            *event_loop = Some(running.clone_ref(py));
+        }
+        Ok(running)
     }
 
     pub(crate) fn is_running(&self) -> bool {
@@ -455,11 +475,9 @@ impl RustAwaitable {
 
     /// The loop this is bound to; binds to the running loop (and starts) if not yet.
     fn get_loop(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
         RustAwaitable::start(slf)?;
-        let this = slf.borrow();
-        this.event_loop()
-            .map(|l| l.clone_ref(slf.py()))
-            .ok_or_else(|| this.no_loop_error())
+        slf.borrow_mut().bound_loop(py)
     }
 
     #[pyo3(signature = (callback, *, context=None))]
@@ -481,6 +499,7 @@ impl RustAwaitable {
             let mut this = slf.borrow_mut();
             this.callbacks.push((callback, context));
             if this.done() {
+                this.bound_loop(py)?;
                 this.due_callbacks(py)
             } else {
                 None
