@@ -30,7 +30,7 @@ class LoadedCell:
 
 
 def _describe(exports: list[loader.Export]) -> str:
-    return ", ".join(f"{e.name} (async)" if e.kind == "async" else e.name for e in exports)
+    return ", ".join(f"{e.name} ({e.kind})" if e.kind in ("async", "stream") else e.name for e in exports)
 
 
 @magics_class

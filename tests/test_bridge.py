@@ -23,6 +23,7 @@ from ipy_rustasync import RustCompileError, RustPanic, rust_module
 BRIDGE = r"""
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use futures::StreamExt;
 
 static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static DROPPED: AtomicUsize = AtomicUsize::new(0);
@@ -88,6 +89,31 @@ pub async fn sleep_ms(ms: u64) -> u64 {
 pub async fn fails(msg: String) -> Result<u64, String> {
     tokio::task::yield_now().await;
     Err(msg)
+}
+
+/// Counts to `n`, one number every `ms` milliseconds.
+pub fn count_to(n: u64, ms: u64) -> impl futures::Stream<Item = u64> + Send {
+    futures::stream::unfold(0u64, move |i| async move {
+        if i >= n { return None; }
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Some((i, i + 1))
+    })
+}
+
+static PRODUCED: AtomicUsize = AtomicUsize::new(0);
+pub fn produced() -> usize { PRODUCED.load(Ordering::SeqCst) }
+
+/// A producer that could run ahead: it only produces when asked.
+pub fn eager(n: u64) -> impl futures::Stream<Item = u64> + Send {
+    futures::stream::iter(0..n).map(|i| { PRODUCED.fetch_add(1, Ordering::SeqCst); i })
+}
+
+pub fn parse_all(items: Vec<String>) -> impl futures::Stream<Item = Result<i64, String>> + Send {
+    futures::stream::iter(items).map(|s| s.parse::<i64>().map_err(|e| format!("{s}: {e}")))
+}
+
+pub fn boxed(n: u32) -> futures::stream::BoxStream<'static, u32> {
+    futures::stream::iter(0..n).boxed()
 }
 
 pub async fn thread_name() -> String {
@@ -200,6 +226,42 @@ def test_bad_rust_async_attributes_point_at_the_cell(source: str, message: str) 
         rust_module(source)
     assert message in str(err.value)
     assert "cell line 1" in str(err.value)
+
+
+# --- streams ---------------------------------------------------------------------------
+
+
+def test_streams_are_async_iterators(rs: ModuleType) -> None:
+    async def main() -> None:
+        assert [x async for x in rs.count_to(5, 1)] == [0, 1, 2, 3, 4]
+        assert [x async for x in rs.boxed(3)] == [0, 1, 2]
+        # Backpressure: the producer runs only as far as the consumer asks.
+        before = rs.produced()
+        it = rs.eager(1_000_000)
+        assert [await anext(it) for _ in range(3)] == [0, 1, 2]
+        await asyncio.sleep(0.05)
+        assert rs.produced() - before == 3
+        # Leaving a loop early keeps the stream: the next loop goes on from there.
+        async for x in it:
+            if x == 5:
+                break
+        assert await anext(it) == 6
+        await it.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await anext(it)
+        # An Err item raises where it comes, after the items before it.
+        seen = []
+        with pytest.raises(ipy_rustasync.RustError, match="x: invalid digit"):
+            async for n in rs.parse_all(["1", "2", "x", "4"]):
+                seen.append(n)
+        assert seen == [1, 2]
+
+    asyncio.run(main())
+
+
+def test_async_fn_returning_a_stream_is_refused_with_a_hint() -> None:
+    with pytest.raises(RustCompileError, match="make it a plain `pub fn`"):
+        rust_module("pub async fn s() -> impl futures::Stream<Item = u8> + Send { futures::stream::empty() }\n")
 
 
 # --- loop binding ----------------------------------------------------------------------

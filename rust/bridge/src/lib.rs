@@ -9,7 +9,8 @@
 //! * `awaitable`: the Python coroutine object handed to asyncio;
 //! * `channel`: how finished futures reach the asyncio loop that awaits them;
 //! * [`convert`]: return values and `Result`s to Python objects or exceptions;
-//! * `panics`: panics to `ipy_rustasync.RustPanic`, located in the user's cell.
+//! * `panics`: panics to `ipy_rustasync.RustPanic`, located in the user's cell;
+//! * `stream`: a `Stream` returned by a cell function, as a Python async iterator.
 //!
 //! The crate also re-exports the versions of `pyo3`, `tokio` and `futures` the cells
 //! are built against.
@@ -25,10 +26,12 @@ pub mod convert;
 mod exceptions;
 mod panics;
 mod runtime;
+mod stream;
 mod sync;
 
 pub use awaitable::RustAwaitable;
 pub use runtime::runtime;
+pub use stream::RustStream;
 
 /// What the generated glue uses; not a stable API for cell authors.
 #[doc(hidden)]
@@ -36,4 +39,5 @@ pub mod __private {
     pub use crate::awaitable::new_awaitable;
     pub use crate::convert::{probe, DisplayErrKind, NoneValue, Output, PlainKind, PyErrKind};
     pub use crate::panics::{call_sync, init_module};
+    pub use crate::stream::new_stream;
 }

@@ -355,8 +355,28 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
         let __ira_tag = (&&&__ira_probe).ira_kind();
     };
     let inline = options.inline;
+    let stream = returns_stream(&sig.output);
+    if stream && is_async {
+        return Err(syn::Error::new(
+            sig.asyncness.span(),
+            format!("`{ident}` returns a stream: make it a plain `pub fn` (Python awaits the items one by one with `async for`)"),
+        ));
+    }
     // The body keeps the user's span on the call so type errors point at the cell.
-    let body = if is_async {
+    let body = if stream {
+        quote_spanned! {sig.span()=>
+            ::ipy_rustasync::__private::call_sync(__ira_py, move || {
+                let __ira_stream = #call;
+                let __ira_items = ::ipy_rustasync::futures::StreamExt::map(__ira_stream, |__ira_out| {
+                    #convert
+                    let output: ::ipy_rustasync::__private::Output =
+                        ::std::boxed::Box::new(move |__ira_py: ::pyo3::Python<'_>| __ira_tag.convert(__ira_py, __ira_out));
+                    output
+                });
+                ::ipy_rustasync::__private::new_stream(__ira_py, #python_name, __ira_items).map(|s| s.into_any())
+            })
+        }
+    } else if is_async {
         quote_spanned! {sig.span()=>
             ::ipy_rustasync::__private::new_awaitable(__ira_py, #python_name, #inline, async move {
                 let __ira_out = #call;
@@ -390,7 +410,13 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
     };
     Ok(Some(Export {
         python_name,
-        kind: if is_async { "async" } else { "sync" },
+        kind: if stream {
+            "stream"
+        } else if is_async {
+            "async"
+        } else {
+            "sync"
+        },
         signature,
         wrapper,
         register,
@@ -462,6 +488,26 @@ fn owned_type(ty: &Type, local: &Ident) -> syn::Result<(TokenStream2, TokenStrea
             "`impl Trait` parameters cannot be exported: Python values need one concrete type to convert into",
         )),
         _ => Ok((ty.to_token_stream(), quote! { #local })),
+    }
+}
+
+/// Whether the function returns a `Stream`: `impl Stream<Item = T> (+ Send ...)` or a
+/// `BoxStream<'static, T>`. Python gets an async iterator over its items.
+fn returns_stream(output: &ReturnType) -> bool {
+    let ReturnType::Type(_, ty) = output else {
+        return false;
+    };
+    match &**ty {
+        Type::ImplTrait(it) => it.bounds.iter().any(|bound| {
+            matches!(bound, syn::TypeParamBound::Trait(t)
+                if t.path.segments.last().is_some_and(|seg| seg.ident == "Stream"))
+        }),
+        Type::Path(p) => p
+            .path
+            .segments
+            .last()
+            .is_some_and(|seg| seg.ident == "BoxStream"),
+        _ => false,
     }
 }
 
