@@ -116,6 +116,21 @@ pub fn boxed(n: u32) -> futures::stream::BoxStream<'static, u32> {
     futures::stream::iter(0..n).boxed()
 }
 
+static CLEANED: AtomicUsize = AtomicUsize::new(0);
+pub fn cleaned() -> usize { CLEANED.load(Ordering::SeqCst) }
+
+/// Notices cancellation and cleans up asynchronously before it returns.
+pub async fn polite(cancel: ipy_rustasync::CancelHandle) -> &'static str {
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(60)) => "finished",
+        _ = cancel.cancelled() => {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            CLEANED.fetch_add(1, Ordering::SeqCst);
+            "cleaned up"
+        }
+    }
+}
+
 pub async fn thread_name() -> String {
     std::thread::current().name().unwrap_or("unnamed").to_owned()
 }
@@ -386,6 +401,42 @@ def test_garbage_collected_running_awaitable_drops_the_future(rs: ModuleType) ->
     asyncio.run(main())
     assert _gate_free_within(rs, 0.05)
     assert rs.dropped() == before + 1
+
+
+def test_cancel_handle_lets_rust_clean_up(rs: ModuleType) -> None:
+    """A function taking a CancelHandle is told about cancellation instead of being
+    dropped: the caller gets CancelledError at once, the Rust side runs its
+    (async) cleanup; Python never sees the parameter."""
+
+    async def wait_cleaned(count: int) -> None:
+        for _ in range(1000):
+            if rs.cleaned() > count:
+                return
+            await asyncio.sleep(0.002)
+        raise AssertionError("the Rust side never saw the cancellation")
+
+    async def main() -> None:
+        before = rs.cleaned()
+        task = asyncio.create_task(rs.polite())
+        await asyncio.sleep(0.01)
+        start = time.perf_counter()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.perf_counter() - start < 0.5
+        await wait_cleaned(before)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(rs.polite(), 0.01)
+        await wait_cleaned(before + 1)
+
+    asyncio.run(main())
+    assert rs.polite.__text_signature__ == "()"
+    with pytest.raises(TimeoutError):
+        ipy_rustasync.run(rs.polite(), timeout=0.01)
+    deadline = time.monotonic() + 2
+    while rs.cleaned() < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert rs.cleaned() >= 3
 
 
 def test_no_event_loop_is_closed_noise_when_asyncio_run_shuts_down() -> None:

@@ -37,6 +37,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{IntoPyDict, PyString, PyWeakrefReference};
 use tokio::task::AbortHandle;
 
+use crate::cancel::CancelToken;
 use crate::channel::channel_for;
 use crate::convert::Output;
 use crate::panics::{catching, Guarded};
@@ -89,6 +90,9 @@ pub struct RustAwaitable {
     blocking: bool,
     /// `add_done_callback`s: (callback, contextvars context).
     callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
+    /// For a function taking a `CancelHandle`: cancelling signals it instead of
+    /// dropping the future.
+    cancel_token: Option<CancelToken>,
 }
 
 static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -107,6 +111,21 @@ pub fn new_awaitable<F>(
 where
     F: Future<Output = Output> + Send + 'static,
 {
+    new_cancellable_awaitable(py, name, inline, None, future)
+}
+
+/// [`new_awaitable`] for a function that takes a [`CancelHandle`](crate::CancelHandle):
+/// cancelling it calls `token.cancel()` and lets the future run on.
+pub fn new_cancellable_awaitable<F>(
+    py: Python<'_>,
+    name: &'static str,
+    inline: bool,
+    token: Option<CancelToken>,
+    future: F,
+) -> PyResult<Py<RustAwaitable>>
+where
+    F: Future<Output = Output> + Send + 'static,
+{
     Py::new(
         py,
         RustAwaitable {
@@ -115,6 +134,7 @@ where
             state: State::Created(Exclusive::new(Box::pin(future))),
             blocking: false,
             callbacks: Vec::new(),
+            cancel_token: token,
         },
     )
 }
@@ -249,7 +269,7 @@ impl RustAwaitable {
         let event_loop = match &self.state {
             State::Created(_) => None,
             State::Running { event_loop, task } => {
-                task.abort();
+                self.stop_running(task);
                 Some(event_loop.clone_ref(py))
             }
             State::Finished { .. } | State::Cancelled { .. } => return (false, None),
@@ -299,6 +319,15 @@ impl RustAwaitable {
             *event_loop = Some(running.clone_ref(py));
         }
         Ok(running)
+    }
+
+    /// Cancels the running future: signals its `CancelHandle` if it took one,
+    /// else drops it.
+    fn stop_running(&self, task: &AbortHandle) {
+        match &self.cancel_token {
+            Some(token) => token.cancel(),
+            None => task.abort(),
+        }
     }
 
     pub(crate) fn is_running(&self) -> bool {
@@ -641,11 +670,11 @@ impl RustAwaitable {
                 return outcome.map_err(|exc| PyErr::from_value(exc.into_bound(py)));
             }
             if let Err(interrupt) = py.check_signals() {
-                handle.abort();
+                self.stop_running(&handle.abort_handle());
                 return Err(interrupt);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                handle.abort();
+                self.stop_running(&handle.abort_handle());
                 return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
                     "{}() did not finish within {} s",
                     self.name,
@@ -715,7 +744,7 @@ impl Drop for RustAwaitable {
             }),
             // Garbage-collected while running: nobody can observe the result, so the
             // Rust future is dropped now rather than run to completion.
-            State::Running { task, .. } => task.abort(),
+            State::Running { task, .. } => self.stop_running(task),
             State::Finished { .. } | State::Cancelled { .. } => {}
         }
     }

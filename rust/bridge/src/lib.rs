@@ -7,6 +7,7 @@
 //!
 //! * [`runtime`]: the lazily started tokio runtime the futures run on;
 //! * `awaitable`: the Python coroutine object handed to asyncio;
+//! * [`CancelHandle`]: an opt-in way for a function to notice cancellation;
 //! * `channel`: how finished futures reach the asyncio loop that awaits them;
 //! * [`convert`]: return values and `Result`s to Python objects or exceptions;
 //! * `panics`: panics to `ipy_rustasync.RustPanic`, located in the user's cell;
@@ -21,6 +22,7 @@ pub use pyo3;
 pub use tokio;
 
 mod awaitable;
+mod cancel;
 mod channel;
 pub mod convert;
 mod exceptions;
@@ -30,13 +32,14 @@ mod stream;
 mod sync;
 
 pub use awaitable::RustAwaitable;
+pub use cancel::CancelHandle;
 pub use runtime::runtime;
 pub use stream::RustStream;
 
 /// What the generated glue uses; not a stable API for cell authors.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::awaitable::new_awaitable;
+    pub use crate::awaitable::{new_awaitable, new_cancellable_awaitable};
     pub use crate::convert::{probe, DisplayErrKind, NoneValue, Output, PlainKind, PyErrKind};
     pub use crate::panics::{call_sync, init_module};
     pub use crate::stream::new_stream;

@@ -305,6 +305,7 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
     let mut call_args = Vec::new(); // how the wrapper passes each to the user's fn
     let mut py_names = Vec::new();
     let mut py_idents: Vec<Ident> = Vec::new();
+    let mut cancel_handle: Option<Ident> = None;
     for (index, arg) in sig.inputs.iter().enumerate() {
         let FnArg::Typed(typed) = arg else {
             return Err(syn::Error::new(
@@ -322,6 +323,24 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
             Pat::Ident(p) => p.ident.clone(),
             _ => format_ident!("arg{}", index),
         };
+        if is_cancel_handle(&typed.ty) {
+            if !is_async {
+                return Err(syn::Error::new(
+                    typed.ty.span(),
+                    "a `CancelHandle` parameter only makes sense on a `pub async fn`",
+                ));
+            }
+            if cancel_handle.is_some() {
+                return Err(syn::Error::new(
+                    typed.ty.span(),
+                    "one `CancelHandle` parameter is enough",
+                ));
+            }
+            // Not a Python parameter: the bridge makes it and keeps the other end.
+            cancel_handle = Some(local.clone());
+            call_args.push(quote! { #local });
+            continue;
+        }
         let (owned, pass) = owned_type(&typed.ty, &local)?;
         params.push(quote_spanned! {typed.ty.span()=> #local: #owned });
         call_args.push(pass);
@@ -356,6 +375,13 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
     };
     let inline = options.inline;
     let stream = returns_stream(&sig.output);
+    let (make_handle, token) = match &cancel_handle {
+        Some(handle) => (
+            quote! { let (#handle, __ira_token) = ::ipy_rustasync::CancelHandle::new(); },
+            quote! { ::std::option::Option::Some(__ira_token) },
+        ),
+        None => (quote! {}, quote! { ::std::option::Option::None }),
+    };
     if stream && is_async {
         return Err(syn::Error::new(
             sig.asyncness.span(),
@@ -378,7 +404,8 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
         }
     } else if is_async {
         quote_spanned! {sig.span()=>
-            ::ipy_rustasync::__private::new_awaitable(__ira_py, #python_name, #inline, async move {
+            #make_handle
+            ::ipy_rustasync::__private::new_cancellable_awaitable(__ira_py, #python_name, #inline, #token, async move {
                 let __ira_out = #call;
                 #convert
                 let output: ::ipy_rustasync::__private::Output =
@@ -489,6 +516,12 @@ fn owned_type(ty: &Type, local: &Ident) -> syn::Result<(TokenStream2, TokenStrea
         )),
         _ => Ok((ty.to_token_stream(), quote! { #local })),
     }
+}
+
+/// A parameter of type `CancelHandle` (any path ending so): filled in by the bridge.
+fn is_cancel_handle(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none()
+        && p.path.segments.last().is_some_and(|seg| seg.ident == "CancelHandle"))
 }
 
 /// Whether the function returns a `Stream`: `impl Stream<Item = T> (+ Send ...)` or a
