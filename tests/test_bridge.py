@@ -131,6 +131,22 @@ pub async fn polite(cancel: ipy_rustasync::CancelHandle) -> &'static str {
     }
 }
 
+/// Calls a Python async function for each item and sums what it returns.
+pub async fn sum_via(items: Vec<i64>, f: ipy_rustasync::AsyncCallable) -> pyo3::PyResult<i64> {
+    let mut total = 0;
+    for i in items { total += f.call_as::<i64, _>((i,)).await?; }
+    Ok(total)
+}
+
+pub async fn await_py(aw: ipy_rustasync::PyAwaitable) -> pyo3::PyResult<String> {
+    aw.wait_as::<String>().await
+}
+
+/// Gives the Python call `ms` milliseconds, then drops it: true if it timed out.
+pub async fn impatient(f: ipy_rustasync::AsyncCallable, ms: u64) -> bool {
+    tokio::time::timeout(Duration::from_millis(ms), f.call(())).await.is_err()
+}
+
 pub async fn thread_name() -> String {
     std::thread::current().name().unwrap_or("unnamed").to_owned()
 }
@@ -462,6 +478,94 @@ def test_no_event_loop_is_closed_noise_when_asyncio_run_shuts_down() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "done"
     assert out.stderr == "", out.stderr
+
+
+# --- Rust awaiting Python ----------------------------------------------------------------
+
+
+def test_rust_awaits_python_on_the_callers_loop_and_context(rs: ModuleType) -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        seen: list[tuple[bool, str]] = []
+
+        async def double(x: int) -> int:
+            await asyncio.sleep(0)
+            seen.append((asyncio.get_running_loop() is loop, var.get()))
+            return 2 * x
+
+        var.set("caller's")
+        assert await rs.sum_via([1, 2, 3], double) == 12
+        assert seen == [(True, "caller's")] * 3
+
+        async def who() -> str:
+            return var.get()
+
+        assert await rs.await_py(who()) == "caller's"
+        fut = loop.create_future()
+        loop.call_later(0.01, fut.set_result, "from a future")
+        assert await rs.await_py(fut) == "from a future"
+
+    asyncio.run(main())
+
+
+def test_python_exceptions_come_back_with_their_type(rs: ModuleType) -> None:
+    async def bad(x: int) -> int:
+        raise KeyError(f"no {x}")
+
+    async def main() -> None:
+        with pytest.raises(KeyError, match="no 1"):
+            await rs.sum_via([1], bad)
+        with pytest.raises(TypeError, match="expected an async callable"):
+            rs.sum_via([1], 42)
+
+    asyncio.run(main())
+
+
+def test_dropping_the_rust_future_cancels_the_python_task(rs: ModuleType) -> None:
+    async def main() -> None:
+        cancelled = asyncio.Event()
+
+        async def slow() -> None:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        assert await rs.impatient(slow, 20) is True
+        await asyncio.wait_for(cancelled.wait(), 1)
+
+        # And cancelling the Rust call from Python cancels the Python task under it.
+        cancelled.clear()
+        task = asyncio.create_task(rs.impatient(slow, 60_000))
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(cancelled.wait(), 1)
+
+    asyncio.run(main())
+
+
+def test_callbacks_leak_no_references(rs: ModuleType) -> None:
+    import weakref
+
+    class Adder:
+        async def __call__(self, x: int) -> int:
+            return x + 1
+
+    async def main() -> weakref.ref[Adder]:
+        adder = Adder()
+        ref = weakref.ref(adder)
+        for _ in range(200):
+            assert await rs.sum_via([1, 2], adder) == 5
+        return ref
+
+    ref = asyncio.run(main())
+    gc.collect()
+    assert ref() is None
 
 
 # --- sync callers: ipy_rustasync.run ---------------------------------------------------------

@@ -27,7 +27,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{IntoPyDict, PyString, PyWeakrefReference};
 use tokio::task::AbortHandle;
 
+use crate::callback::{Caller, CALLER};
 use crate::cancel::CancelToken;
 use crate::channel::channel_for;
 use crate::convert::Output;
@@ -93,6 +94,9 @@ pub struct RustAwaitable {
     /// For a function taking a `CancelHandle`: cancelling signals it instead of
     /// dropping the future.
     cancel_token: Option<CancelToken>,
+    /// For a function taking an `AsyncCallable` or `PyAwaitable`: run the future
+    /// knowing its caller's loop and context (see `callback`).
+    with_caller: bool,
 }
 
 static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -111,16 +115,19 @@ pub fn new_awaitable<F>(
 where
     F: Future<Output = Output> + Send + 'static,
 {
-    new_cancellable_awaitable(py, name, inline, None, future)
+    new_cancellable_awaitable(py, name, inline, None, false, future)
 }
 
-/// [`new_awaitable`] for a function that takes a [`CancelHandle`](crate::CancelHandle):
-/// cancelling it calls `token.cancel()` and lets the future run on.
+/// [`new_awaitable`] with the options the exporter reads from a function's
+/// parameters: a [`CancelHandle`](crate::CancelHandle) (`token`: cancelling calls
+/// `token.cancel()` and lets the future run on) and Python async callables or
+/// awaitables (`with_caller`).
 pub fn new_cancellable_awaitable<F>(
     py: Python<'_>,
     name: &'static str,
     inline: bool,
     token: Option<CancelToken>,
+    with_caller: bool,
     future: F,
 ) -> PyResult<Py<RustAwaitable>>
 where
@@ -135,6 +142,7 @@ where
             blocking: false,
             callbacks: Vec::new(),
             cancel_token: token,
+            with_caller,
         },
     )
 }
@@ -175,6 +183,9 @@ impl RustAwaitable {
         if !matches!(this.state, State::Created(_)) {
             return Ok(());
         }
+        if this.with_caller {
+            this.enter_caller(py)?;
+        }
         if this.inline {
             // A future that is ready at once needs no loop at all (`get_loop`
             // looks for the running one later, if anyone asks).
@@ -214,6 +225,30 @@ impl RustAwaitable {
             event_loop: event_loop.unbind(),
             task: handle.abort_handle(),
         };
+        Ok(())
+    }
+
+    /// Wraps the (not yet started) future so that it runs knowing its caller: the
+    /// running loop, its channel and the current `contextvars` context.
+    fn enter_caller(&mut self, py: Python<'_>) -> PyResult<()> {
+        let event_loop = GET_RUNNING_LOOP
+            .import(py, "asyncio", "get_running_loop")?
+            .call0()
+            .map_err(|_| self.no_loop_error())?;
+        let caller = Caller {
+            channel: channel_for(py, &event_loop)?,
+            context: Arc::new(
+                COPY_CONTEXT
+                    .import(py, "contextvars", "copy_context")?
+                    .call0()?
+                    .unbind(),
+            ),
+            event_loop: Arc::new(event_loop.unbind()),
+        };
+        if let State::Created(future) = &mut self.state {
+            let inner = std::mem::replace(future.get_mut(), Box::pin(std::future::pending()));
+            *future.get_mut() = Box::pin(CALLER.scope(caller, inner));
+        }
         Ok(())
     }
 

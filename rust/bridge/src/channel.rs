@@ -33,15 +33,24 @@ use crate::sync::lock;
 /// What a spawned future ends with: its output, or the panic that ended it.
 pub(crate) type Outcome = Result<Output, PanicReport>;
 
-struct Finished {
-    /// A weak reference to the `RustAwaitable`: one collected while running was
-    /// aborted, and nobody waits for its result.
-    awaitable: Py<PyWeakrefReference>,
-    outcome: Outcome,
+/// Work for the loop thread.
+enum Item {
+    /// A future finished: complete its awaitable.
+    Finished {
+        /// A weak reference to the `RustAwaitable`: one collected while running
+        /// was aborted, and nobody waits for its result.
+        awaitable: Py<PyWeakrefReference>,
+        outcome: Outcome,
+    },
+    /// Something Rust code asked to run on the loop (a Python callback).
+    Job(Job),
 }
 
+/// A closure to run on the loop's thread, holding the GIL.
+pub(crate) type Job = Box<dyn FnOnce(Python<'_>) + Send>;
+
 pub(crate) struct Channel {
-    queue: Mutex<Vec<Finished>>,
+    queue: Mutex<Vec<Item>>,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
     /// Whether a [`Spin`] is polling the queue from the loop (then workers skip
@@ -123,10 +132,20 @@ impl Channel {
     /// Hands a finished future's outcome to the loop. Called on tokio workers,
     /// without the GIL.
     pub(crate) fn push(&self, awaitable: Py<PyWeakrefReference>, outcome: Outcome) {
+        self.enqueue(Item::Finished { awaitable, outcome });
+    }
+
+    /// Runs `job` on the loop's thread soon. Callable from any thread, without
+    /// the GIL.
+    pub(crate) fn run_on_loop(&self, job: Job) {
+        self.enqueue(Item::Job(job));
+    }
+
+    fn enqueue(&self, item: Item) {
         let was_empty = {
             let mut queue = lock(&self.queue);
             let was_empty = queue.is_empty();
-            queue.push(Finished { awaitable, outcome });
+            queue.push(item);
             was_empty
         };
         // A spinning loop finds the item itself. Otherwise: a full socket buffer
@@ -152,9 +171,12 @@ impl Channel {
     }
 
     fn deliver_queued(&self, py: Python<'_>) {
-        let finished = std::mem::take(&mut *lock(&self.queue));
-        for item in finished {
-            deliver(py, item);
+        let items = std::mem::take(&mut *lock(&self.queue));
+        for item in items {
+            match item {
+                Item::Finished { awaitable, outcome } => deliver(py, awaitable, outcome),
+                Item::Job(job) => job(py),
+            }
         }
     }
 }
@@ -162,8 +184,8 @@ impl Channel {
 /// Completes the awaitable with the outcome, converted to Python here on the loop
 /// thread, unless it was cancelled or collected meanwhile: a wake-up that arrives
 /// after cancellation raises nothing anywhere.
-fn deliver(py: Python<'_>, item: Finished) {
-    let Some(awaitable) = item.awaitable.bind(py).upgrade() else {
+fn deliver(py: Python<'_>, awaitable: Py<PyWeakrefReference>, outcome: Outcome) {
+    let Some(awaitable) = awaitable.bind(py).upgrade() else {
         return;
     };
     let Ok(awaitable) = awaitable.cast_into::<RustAwaitable>() else {
@@ -172,7 +194,7 @@ fn deliver(py: Python<'_>, item: Finished) {
     if !awaitable.borrow().is_running() {
         return;
     }
-    let outcome = match item.outcome {
+    let outcome = match outcome {
         Ok(output) => output(py),
         Err(report) => Err(report.into_pyerr(py)),
     };

@@ -8,6 +8,7 @@
 //! * [`runtime`]: the lazily started tokio runtime the futures run on;
 //! * `awaitable`: the Python coroutine object handed to asyncio;
 //! * [`CancelHandle`]: an opt-in way for a function to notice cancellation;
+//! * [`AsyncCallable`], [`PyAwaitable`]: Python async code awaited from Rust;
 //! * `channel`: how finished futures reach the asyncio loop that awaits them;
 //! * [`convert`]: return values and `Result`s to Python objects or exceptions;
 //! * `panics`: panics to `ipy_rustasync.RustPanic`, located in the user's cell;
@@ -22,6 +23,7 @@ pub use pyo3;
 pub use tokio;
 
 mod awaitable;
+mod callback;
 mod cancel;
 mod channel;
 pub mod convert;
@@ -32,6 +34,7 @@ mod stream;
 mod sync;
 
 pub use awaitable::RustAwaitable;
+pub use callback::{AsyncCallable, PyAwaitable};
 pub use cancel::CancelHandle;
 pub use runtime::runtime;
 pub use stream::RustStream;

@@ -375,6 +375,9 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
     };
     let inline = options.inline;
     let stream = returns_stream(&sig.output);
+    let with_caller = sig.inputs.iter().any(|arg| {
+        matches!(arg, FnArg::Typed(t) if last_ident_is(&t.ty, &["AsyncCallable", "PyAwaitable"]))
+    });
     let (make_handle, token) = match &cancel_handle {
         Some(handle) => (
             quote! { let (#handle, __ira_token) = ::ipy_rustasync::CancelHandle::new(); },
@@ -405,7 +408,7 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
     } else if is_async {
         quote_spanned! {sig.span()=>
             #make_handle
-            ::ipy_rustasync::__private::new_cancellable_awaitable(__ira_py, #python_name, #inline, #token, async move {
+            ::ipy_rustasync::__private::new_cancellable_awaitable(__ira_py, #python_name, #inline, #token, #with_caller, async move {
                 let __ira_out = #call;
                 #convert
                 let output: ::ipy_rustasync::__private::Output =
@@ -520,8 +523,13 @@ fn owned_type(ty: &Type, local: &Ident) -> syn::Result<(TokenStream2, TokenStrea
 
 /// A parameter of type `CancelHandle` (any path ending so): filled in by the bridge.
 fn is_cancel_handle(ty: &Type) -> bool {
+    last_ident_is(ty, &["CancelHandle"])
+}
+
+/// Whether `ty` is a plain path whose last segment is one of `names`.
+fn last_ident_is(ty: &Type, names: &[&str]) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none()
-        && p.path.segments.last().is_some_and(|seg| seg.ident == "CancelHandle"))
+        && p.path.segments.last().is_some_and(|seg| names.iter().any(|n| seg.ident == n)))
 }
 
 /// Whether the function returns a `Stream`: `impl Stream<Item = T> (+ Send ...)` or a
