@@ -42,7 +42,7 @@ def load(module: str, path: Path) -> ModuleType:
 @dataclass(frozen=True)
 class Export:
     name: str
-    kind: str  # "async", "stream", "sync", "pyfunction" or "class"
+    kind: str  # "async", "stream", "sync", "pyfunction", "class" or "exception"
     signature: str
 
 

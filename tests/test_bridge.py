@@ -147,6 +147,17 @@ pub async fn impatient(f: ipy_rustasync::AsyncCallable, ms: u64) -> bool {
     tokio::time::timeout(Duration::from_millis(ms), f.call(())).await.is_err()
 }
 
+pyo3::create_exception!(cell, NotFound, pyo3::exceptions::PyKeyError);
+
+/// Raises the cell's own exception type.
+pub async fn lookup(key: String) -> pyo3::PyResult<u64> {
+    if key == "one" { Ok(1) } else { Err(NotFound::new_err(format!("no {key}"))) }
+}
+
+pub async fn spawn_panics() -> u64 {
+    tokio::spawn(async { panic!("inside a spawned task") }).await.unwrap()
+}
+
 pub async fn thread_name() -> String {
     std::thread::current().name().unwrap_or("unnamed").to_owned()
 }
@@ -293,6 +304,28 @@ def test_streams_are_async_iterators(rs: ModuleType) -> None:
 def test_async_fn_returning_a_stream_is_refused_with_a_hint() -> None:
     with pytest.raises(RustCompileError, match="make it a plain `pub fn`"):
         rust_module("pub async fn s() -> impl futures::Stream<Item = u8> + Send { futures::stream::empty() }\n")
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def test_a_cells_own_exception_type(rs: ModuleType) -> None:
+    from ipy_rustasync import loader
+
+    assert ("NotFound", "exception") in [(e.name, e.kind) for e in loader.exports(rs)]
+    assert issubclass(rs.NotFound, KeyError)
+
+    async def main() -> None:
+        assert await rs.lookup("one") == 1
+        with pytest.raises(rs.NotFound, match="no two"):
+            await rs.lookup("two")
+
+    asyncio.run(main())
+
+
+def test_panic_in_a_spawned_task_is_rust_panic(rs: ModuleType) -> None:
+    with pytest.raises(RustPanic, match="inside a spawned task"):
+        asyncio.run(rs.spawn_panics())
 
 
 # --- loop binding ----------------------------------------------------------------------

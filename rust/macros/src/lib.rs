@@ -105,6 +105,18 @@ fn expand(args: CellArgs, module: ItemMod) -> TokenStream2 {
                 &e.attrs,
                 &mut errors,
             )),
+            Item::Macro(m)
+                if m.mac
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|seg| seg.ident == "create_exception") =>
+            {
+                match export_exception(mod_ident, m) {
+                    Ok(export) => exports.push(export),
+                    Err(err) => errors.push(err),
+                }
+            }
             Item::Mod(m) if has_attr(&m.attrs, "pymodule") => errors.push(syn::Error::new(
                 m.ident.span(),
                 "a cell cannot define its own #[pymodule]: ipy-rustasync generates the module; \
@@ -233,6 +245,36 @@ fn export_class(
         register: quote_spanned! {ident.span()=> #(#cfgs)* __ira_m.add_class::<self::#mod_ident::#ident>()?; },
         span: ident.span(),
     }
+}
+
+/// `pyo3::create_exception!(module, Name, Base)` in a cell: the class is added to
+/// the module and bound in the notebook like a function, so Python can catch it.
+fn export_exception(mod_ident: &Ident, item: &syn::ItemMacro) -> syn::Result<Export> {
+    let args = item
+        .mac
+        .parse_body_with(syn::punctuated::Punctuated::<syn::Expr, Token![,]>::parse_terminated)?;
+    let name = match args.iter().nth(1) {
+        Some(syn::Expr::Path(p)) if p.path.get_ident().is_some() => p.path.get_ident().cloned(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        syn::Error::new(
+            item.mac.span(),
+            "expected `create_exception!(module, Name, Base)`",
+        )
+    })?;
+    let cfgs = cfg_attrs(&item.attrs);
+    let python_name = name.to_string();
+    Ok(Export {
+        python_name: python_name.clone(),
+        kind: "exception",
+        signature: format!("exception {python_name}"),
+        wrapper: TokenStream2::new(),
+        register: quote_spanned! {name.span()=>
+            #(#cfgs)* __ira_m.add(#python_name, __ira_m.py().get_type::<self::#mod_ident::#name>())?;
+        },
+        span: name.span(),
+    })
 }
 
 fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
