@@ -397,6 +397,26 @@ def test_asyncio_apis_take_it_as_a_future(rs: ModuleType) -> None:
     asyncio.run(main())
 
 
+def test_ensure_future_starts_it_and_run_until_complete_takes_it(rs: ModuleType) -> None:
+    async def main() -> None:
+        started = rs.started()
+        fut = asyncio.ensure_future(rs.hold_gate(1))  # runs now, like a Task would
+        for _ in range(500):
+            if rs.started() > started:
+                break
+            await asyncio.sleep(0.001)
+        assert rs.started() == started + 1
+        assert await fut == 1
+
+    asyncio.run(main())
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(rs.sleep_ms(1)) == 1
+        assert loop.run_until_complete(rs.ready_inline()) == 2
+    finally:
+        loop.close()
+
+
 # --- cancellation, Python to Rust ---------------------------------------------------------
 
 

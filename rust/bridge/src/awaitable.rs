@@ -86,8 +86,7 @@ pub struct RustAwaitable {
     inline: bool,
     state: State,
     /// The flag asyncio's Task and `isfuture` read (and the Task resets) on a
-    /// future it waits for.
-    #[pyo3(get, set, name = "_asyncio_future_blocking")]
+    /// future it waits for; see the `_asyncio_future_blocking` getter.
     blocking: bool,
     /// `add_done_callback`s: (callback, contextvars context).
     callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
@@ -536,6 +535,33 @@ impl RustAwaitable {
     }
 
     // --- the asyncio future protocol -------------------------------------------------
+
+    /// What `asyncio.isfuture` reads, so the first look asyncio takes at this object.
+    /// With a loop running (`gather`, `ensure_future`, `wait_for` inside a
+    /// coroutine) it starts here and is a future, so `ensure_future(f())` runs `f`
+    /// at once as it would a coroutine wrapped in a Task. With no loop running
+    /// (`loop.run_until_complete(f())` before the loop starts) it answers `None`:
+    /// not a future, so asyncio wraps it in a Task like any coroutine.
+    #[getter(_asyncio_future_blocking)]
+    fn get_asyncio_future_blocking(slf: &Bound<'_, Self>) -> PyResult<Option<bool>> {
+        let py = slf.py();
+        if matches!(slf.borrow().state, State::Created(_)) {
+            let running = GET_RUNNING_LOOP
+                .import(py, "asyncio", "get_running_loop")?
+                .call0()
+                .is_ok();
+            if !running {
+                return Ok(None);
+            }
+            RustAwaitable::start(slf)?;
+        }
+        Ok(Some(slf.borrow().blocking))
+    }
+
+    #[setter(_asyncio_future_blocking)]
+    fn set_asyncio_future_blocking(&mut self, value: bool) {
+        self.blocking = value;
+    }
 
     /// The loop this is bound to; binds to the running loop (and starts) if not yet.
     fn get_loop(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
