@@ -30,6 +30,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	cargo fmt --manifest-path rust/Cargo.toml --all -- --check
+	cargo fmt --manifest-path benchmarks/refs/Cargo.toml -- --check
 	CARGO_TARGET_DIR=$(TEST_CACHE)/clippy-target PYO3_PYTHON=$(CURDIR)/$(BIN)/python \
 		cargo clippy --manifest-path rust/Cargo.toml --workspace --all-targets -- -D warnings
 
