@@ -676,6 +676,15 @@ def test_run_refuses_what_needs_the_blocked_loop() -> None:
     asyncio.run(cell())
 
 
+def test_run_leaves_the_outcome_on_the_awaitable(rs: ModuleType) -> None:
+    aw = rs.fails("kept")
+    with pytest.raises(ipy_rustasync.RustError, match="kept"):
+        ipy_rustasync.run(aw)
+    assert aw.done() and str(aw.exception()) == "kept"
+    ok = rs.sleep_ms(1)
+    assert ipy_rustasync.run(ok) == 1 and ok.result() == 1
+
+
 def test_run_rejects_a_started_awaitable_and_non_awaitables(rs: ModuleType) -> None:
     with pytest.raises(TypeError, match="needs an awaitable"):
         ipy_rustasync.run(42)  # type: ignore[arg-type]

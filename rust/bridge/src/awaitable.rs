@@ -99,6 +99,12 @@ pub struct RustAwaitable {
 }
 
 static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `asyncio.get_running_loop()`, or `None` where no loop runs on this thread.
+pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
+    let get = GET_RUNNING_LOOP.import(py, "asyncio", "get_running_loop")?;
+    Ok(get.call0().ok())
+}
 static COPY_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static CANCELLED_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static INVALID_STATE_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -166,6 +172,12 @@ fn invalid_state(py: Python<'_>, message: &str) -> PyErr {
 }
 
 impl RustAwaitable {
+    /// The loop running on this thread, or the error saying how to call this
+    /// from synchronous code.
+    fn running_loop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        running_loop(py)?.ok_or_else(|| self.no_loop_error())
+    }
+
     fn no_loop_error(&self) -> PyErr {
         PyRuntimeError::new_err(format!(
             "{}() must be awaited inside a running asyncio event loop; \
@@ -197,10 +209,7 @@ impl RustAwaitable {
                 return Ok(());
             }
         }
-        let event_loop = GET_RUNNING_LOOP
-            .import(py, "asyncio", "get_running_loop")?
-            .call0()
-            .map_err(|_| this.no_loop_error())?;
+        let event_loop = this.running_loop(py)?;
         let channel = channel_for(py, &event_loop)?;
         let active = Active::new()?;
         let State::Created(future) = std::mem::replace(
@@ -230,10 +239,7 @@ impl RustAwaitable {
     /// Wraps the (not yet started) future so that it runs knowing its caller: the
     /// running loop, its channel and the current `contextvars` context.
     fn enter_caller(&mut self, py: Python<'_>) -> PyResult<()> {
-        let event_loop = GET_RUNNING_LOOP
-            .import(py, "asyncio", "get_running_loop")?
-            .call0()
-            .map_err(|_| self.no_loop_error())?;
+        let event_loop = self.running_loop(py)?;
         let caller = Caller {
             channel: channel_for(py, &event_loop)?,
             context: Arc::new(
@@ -342,11 +348,7 @@ impl RustAwaitable {
         if let Some(event_loop) = self.event_loop() {
             return Ok(event_loop.clone_ref(py));
         }
-        let running = GET_RUNNING_LOOP
-            .import(py, "asyncio", "get_running_loop")?
-            .call0()
-            .map_err(|_| self.no_loop_error())?
-            .unbind();
+        let running = self.running_loop(py)?.unbind();
         if let State::Finished { event_loop, .. } | State::Cancelled { event_loop, .. } =
             &mut self.state
         {
@@ -546,11 +548,7 @@ impl RustAwaitable {
     fn get_asyncio_future_blocking(slf: &Bound<'_, Self>) -> PyResult<Option<bool>> {
         let py = slf.py();
         if matches!(slf.borrow().state, State::Created(_)) {
-            let running = GET_RUNNING_LOOP
-                .import(py, "asyncio", "get_running_loop")?
-                .call0()
-                .is_ok();
-            if !running {
+            if running_loop(py)?.is_none() {
                 return Ok(None);
             }
             RustAwaitable::start(slf)?;
@@ -723,12 +721,16 @@ impl RustAwaitable {
                 Err(_elapsed) => None,
             };
             if let Some(outcome) = outcome {
+                let returned = match &outcome {
+                    Ok(value) => Ok(value.clone_ref(py)),
+                    Err(exc) => Err(PyErr::from_value(exc.bind(py).clone())),
+                };
                 self.state = State::Finished {
                     event_loop: None,
-                    outcome: Ok(py.None()),
+                    outcome,
                     delivered: true,
                 };
-                return outcome.map_err(|exc| PyErr::from_value(exc.into_bound(py)));
+                return returned;
             }
             if let Err(interrupt) = py.check_signals() {
                 self.stop_running(&handle.abort_handle());

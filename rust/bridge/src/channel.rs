@@ -25,7 +25,9 @@ use pyo3::sync::PyOnceLock;
 
 use pyo3::types::PyWeakrefReference;
 
-use crate::awaitable::RustAwaitable;
+use pyo3::exceptions::PyRuntimeError;
+
+use crate::awaitable::{running_loop, RustAwaitable};
 use crate::convert::Output;
 use crate::panics::PanicReport;
 use crate::sync::lock;
@@ -224,9 +226,9 @@ impl Spin {
         if go_on {
             let again = match event_loop {
                 Some(event_loop) => Ok(event_loop),
-                None => GET_RUNNING_LOOP
-                    .import(py, "asyncio", "get_running_loop")
-                    .and_then(|get| get.call0()),
+                None => running_loop(py).and_then(|found| {
+                    found.ok_or_else(|| PyRuntimeError::new_err("the loop stopped"))
+                }),
             }
             .and_then(|event_loop| {
                 event_loop.call_method1(pyo3::intern!(py, "call_soon"), (slf, &event_loop))
@@ -244,8 +246,6 @@ impl Spin {
         channel.deliver_queued(py);
     }
 }
-
-static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The callable the loop runs when the channel's socket is readable.
 #[pyclass(frozen, name = "_ChannelDrain", module = "ipy_rustasync")]
