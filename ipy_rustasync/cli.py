@@ -64,6 +64,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kernel(args: argparse.Namespace) -> int:
+    from ipy_rustasync import kernelspec
+
+    prefix = sys.prefix if args.sys_prefix else args.prefix
+    where = kernelspec.install(user=args.user, prefix=prefix, name=args.name)
+    print(f'installed the kernel {args.name!r} ("{kernelspec.spec()["display_name"]}") in {where}')
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.name is not None and args.value is not None:
         config.write_setting(args.name, None if args.value == "" else args.value)
@@ -106,6 +115,15 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
     c.add_argument("--all", action="store_true", help="with clear: also delete the dependency build")
     c.set_defaults(func=cmd_cache)
+
+    k = sub.add_parser("kernel", help="install the 'Python 3 (Rust async)' kernelspec (the extension preloaded)")
+    k.add_argument("action", choices=["install"])
+    where = k.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="for this user (~/.local/share/jupyter)")
+    where.add_argument("--sys-prefix", action="store_true", help="into this environment (sys.prefix)")
+    where.add_argument("--prefix", metavar="DIR", help="under DIR/share/jupyter")
+    k.add_argument("--name", default="python3-rust-async", help="the kernel's name (default: %(default)s)")
+    k.set_defaults(func=cmd_kernel)
 
     g = sub.add_parser("config", help="show settings, or set one: config NAME VALUE ('' removes it)")
     g.add_argument("name", nargs="?", choices=sorted(config.SETTINGS))

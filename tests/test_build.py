@@ -175,6 +175,7 @@ def test_wheel_ships_the_rust_crates_and_builds_from_them(tmp_path: Path) -> Non
     assert "ipy_rustasync/_rust/bridge/src/lib.rs" in names
     assert "ipy_rustasync/_rust/macros/src/lib.rs" in names
     assert "ipy_rustasync/_rust/Cargo.lock" in names
+    assert "ipy_rustasync/_kernel_ext/kernel.json" in names
     assert not [n for n in names if "/target/" in n]
     site = tmp_path / "site"
     subprocess.run(
@@ -184,7 +185,9 @@ def test_wheel_ships_the_rust_crates_and_builds_from_them(tmp_path: Path) -> Non
         """
         import asyncio, ipy_rustasync
         from ipy_rustasync import crate, rust_module
+        from ipy_rustasync import kernelspec
         print("RUST", crate.rust_dir())
+        print("KERNEL", kernelspec.spec_dir())
         mod = rust_module("pub async fn from_wheel() -> String { String::from(\\"wheel ok\\") }")
         print("RESULT", asyncio.run(mod.from_wheel()))
         """,
@@ -193,6 +196,7 @@ def test_wheel_ships_the_rust_crates_and_builds_from_them(tmp_path: Path) -> Non
     )
     assert out.returncode == 0, out.stderr
     assert f"RUST {site / 'ipy_rustasync' / '_rust'}" in out.stdout
+    assert f"KERNEL {site / 'ipy_rustasync' / '_kernel_ext'}" in out.stdout
     assert "RESULT wheel ok" in out.stdout
 
 

@@ -3,7 +3,10 @@ inside the kernel's running asyncio loop, outputs travel as messages."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,6 +168,36 @@ def test_nest_opt_in_makes_asyncio_run_work_and_is_remembered(tmp_path: Path) ->
         finally:
             km.shutdown_kernel(now=True)
     assert "nest = true" in (tmp_path / "config.toml").read_text()
+
+
+def test_kernelspec_installs_and_starts_with_the_extension_loaded(tmp_path: Path) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    out = subprocess.run(
+        [sys.executable, "-m", "ipy_rustasync.cli", "kernel", "install", "--prefix", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    kernels = tmp_path / "share" / "jupyter" / "kernels"
+    assert "Python 3 (Rust async)" in out.stdout
+    spec = json.loads((kernels / "python3-rust-async" / "kernel.json").read_text())
+    assert spec["argv"][0] == sys.executable
+    km = KernelManager(
+        kernel_name="python3-rust-async", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)])
+    )
+    km.start_kernel()
+    try:
+        k = Kernel.__new__(Kernel)
+        k.km, k.kc = km, km.client()
+        k.kc.start_channels()
+        k.kc.wait_for_ready(timeout=60)
+        # No %load_ext: the kernel loaded the extension itself.
+        assert "from_spec (async)" in k.ok("%%rust_async\npub async fn from_spec() -> u8 { 7 }\n")
+        assert "7" in k.ok("await from_spec()")
+        k.kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=True)
 
 
 def test_quickstart_notebook_runs_with_the_documented_outputs() -> None:
