@@ -158,6 +158,12 @@ pub async fn spawn_panics() -> u64 {
     tokio::spawn(async { panic!("inside a spawned task") }).await.unwrap()
 }
 
+/// Uses the callable from a task it spawned, outside the call that received it.
+pub async fn detached(f: ipy_rustasync::AsyncCallable) -> String {
+    let spawned = tokio::spawn(async move { f.call(()).await.err().map(|e| e.to_string()).unwrap_or_default() });
+    spawned.await.unwrap_or_default()
+}
+
 pub async fn thread_name() -> String {
     std::thread::current().name().unwrap_or("unnamed").to_owned()
 }
@@ -261,6 +267,11 @@ def test_inline_panic_is_rust_panic(rs: ModuleType) -> None:
         ("#[rust_async(inline)]\npub fn f() -> u8 { 1 }\n", "is for `async fn`s"),
         ("#[rust_async(fast)]\npub async fn f() -> u8 { 1 }\n", "unknown `rust_async` option"),
         ("#[rust_async(inline)]\nasync fn f() -> u8 { 1 }\npub fn g() -> u8 { 2 }\n", "is not `pub`"),
+        ("pub fn f(c: ipy_rustasync::CancelHandle) -> u8 { 1 }\n", "only makes sense on a `pub async fn`"),
+        (
+            "pub async fn f(a: ipy_rustasync::CancelHandle, b: ipy_rustasync::CancelHandle) -> u8 { 1 }\n",
+            "one `CancelHandle` parameter is enough",
+        ),
     ],
 )
 def test_bad_rust_async_attributes_point_at_the_cell(source: str, message: str) -> None:
@@ -600,6 +611,14 @@ def test_dropping_the_rust_future_cancels_the_python_task(rs: ModuleType) -> Non
         await asyncio.wait_for(cancelled.wait(), 1)
 
     asyncio.run(main())
+
+
+def test_python_callable_used_outside_its_call_says_so(rs: ModuleType) -> None:
+    async def nothing() -> None:
+        pass
+
+    message = asyncio.run(rs.detached(nothing))
+    assert "can only be awaited inside the cell function call that received it" in message
 
 
 def test_callbacks_leak_no_references(rs: ModuleType) -> None:

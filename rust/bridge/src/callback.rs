@@ -50,7 +50,7 @@ tokio::task_local! {
 
 /// A Python async callable (an `async def`, or anything whose call returns an
 /// awaitable), received as a cell function's argument.
-pub struct AsyncCallable(Py<PyAny>);
+pub struct AsyncCallable(Arc<Py<PyAny>>);
 
 /// A Python awaitable (a coroutine, a Task, a future), received as a cell
 /// function's argument.
@@ -66,7 +66,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for AsyncCallable {
                 obj.get_type().name()?
             )));
         }
-        Ok(AsyncCallable(obj.to_owned().unbind()))
+        Ok(AsyncCallable(Arc::new(obj.to_owned().unbind())))
     }
 }
 
@@ -99,7 +99,8 @@ impl AsyncCallable {
         A: for<'py> PyCallArgs<'py> + Send + 'static,
         T: for<'py> FromPyObjectOwned<'py> + Send + 'static,
     {
-        let callable = Python::attach(|py| self.0.clone_ref(py));
+        // An `Arc` clone, not a Python reference: no GIL needed on this worker.
+        let callable = self.0.clone();
         on_caller_loop(
             move |py| callable.bind(py).call(args, None),
             |value| value.extract::<T>().map_err(Into::into),
