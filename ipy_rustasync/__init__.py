@@ -66,8 +66,11 @@ def _prefetch_toolchain() -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Removes the hint; loaded modules stay loaded, bound names stay bound."""
+    """Removes the event hooks; loaded modules stay loaded, bound names stay bound."""
     from ipy_rustasync import loops
 
     if loops.asyncio_run_hint in ipython.events.callbacks["post_run_cell"]:
         ipython.events.unregister("post_run_cell", loops.asyncio_run_hint)
+    magics = ipython.magics_manager.registry.get("RustAsyncMagics")
+    if magics is not None and magics._pre_run_cell in ipython.events.callbacks["pre_run_cell"]:
+        ipython.events.unregister("pre_run_cell", magics._pre_run_cell)

@@ -60,18 +60,36 @@ class Binding:
 
     added: list[Export] = field(default_factory=list)
     replaced: list[Export] = field(default_factory=list)
+    #: names an earlier build of the same cell bound that this build does not export
+    removed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """`` (new: a; replaced: b; removed: c)`` for a rebuild, ``""`` for a first build."""
+        if not self.replaced and not self.removed:
+            return ""
+        parts = []
+        if self.added:
+            parts.append("new: " + ", ".join(e.name for e in self.added))
+        if self.replaced:
+            parts.append("replaced: " + ", ".join(e.name for e in self.replaced))
+        if self.removed:
+            parts.append("removed: " + ", ".join(self.removed))
+        return f" ({'; '.join(parts)})"
 
 
 class Binder:
     """Binds exports into a namespace, remembering which names it bound so it can tell
-    a rebinding of a cell's function from clobbering a user's own variable."""
+    a rebinding of a cell's function from clobbering a user's own variable, and which
+    names each notebook cell bound so a rebuilt cell takes back what it dropped."""
 
     def __init__(self) -> None:
         self.bound: dict[str, Any] = {}
+        self.by_cell: dict[str, list[str]] = {}
 
-    def bind(self, mod: ModuleType, namespace: MutableMapping[str, Any]) -> Binding:
+    def bind(self, mod: ModuleType, namespace: MutableMapping[str, Any], cell_id: str | None = None) -> Binding:
         result = Binding()
-        for export in exports(mod):
+        exported = exports(mod)
+        for export in exported:
             obj = getattr(mod, export.name)
             if export.name in namespace:
                 if self.bound.get(export.name) is not namespace[export.name]:
@@ -88,4 +106,13 @@ class Binder:
                 result.added.append(export)
             namespace[export.name] = obj
             self.bound[export.name] = obj
+        if cell_id is not None:
+            names = {e.name for e in exported}
+            for name in self.by_cell.get(cell_id, []):
+                # Only what this cell bound and nobody has reassigned since.
+                if name not in names and name in namespace and namespace[name] is self.bound.get(name):
+                    del namespace[name]
+                    del self.bound[name]
+                    result.removed.append(name)
+            self.by_cell[cell_id] = sorted(names)
         return result

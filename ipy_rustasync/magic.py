@@ -39,6 +39,13 @@ class RustAsyncMagics(Magics):
         super().__init__(shell)
         self.binder = loader.Binder()
         self.loaded: list[LoadedCell] = []
+        #: the notebook cell being run (ipykernel and nbclient give cell ids), so a
+        #: rebuilt cell's dropped functions can be unbound
+        self.cell_id: str | None = None
+        shell.events.register("pre_run_cell", self._pre_run_cell)
+
+    def _pre_run_cell(self, info: object) -> None:
+        self.cell_id = getattr(info, "cell_id", None)
 
     @magic_arguments()
     @argument("--release", action="store_true", help="cell: build optimized (default from the `release` setting)")
@@ -100,14 +107,14 @@ class RustAsyncMagics(Magics):
             progress.clear()
             raise
         assert self.shell is not None
-        self.binder.bind(compiled.module, self.shell.user_ns)
+        binding = self.binder.bind(compiled.module, self.shell.user_ns, self.cell_id)
         exports, result = compiled.exports, compiled.build
         elapsed = time.perf_counter() - start
         self.loaded.append(LoadedCell(result.module, [e.name for e in exports], result.cached, elapsed))
         how = "cached" if result.cached else f"built in {elapsed:.2f} s"
         if result.warnings:
             how += f", {len(result.warnings)} warning{'s' * (len(result.warnings) != 1)}"
-        progress.finish(f"rust_async: {how}: {_describe(exports)}")
+        progress.finish(f"rust_async: {how}: {_describe(exports)}{binding.summary()}")
         for warning in result.warnings:
             print(warning.rendered)
 

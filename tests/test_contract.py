@@ -10,7 +10,7 @@ import pytest
 
 from ipy_rustasync import RustCompileError, RustError, RustPanic
 
-from .conftest import Shell
+from .conftest import Shell, cell
 
 QUICK = """
 /// Says hello after `ms` milliseconds.
@@ -250,6 +250,28 @@ def test_edited_cell_rebinds_and_old_objects_keep_working(sh: Shell) -> None:
     assert sh.ns["version"]() == 2
     assert old() == 1
     assert old.__module__ != sh.ns["version"].__module__
+
+
+def test_rebuilt_cell_summarises_and_applies_what_changed(sh: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    """With a notebook cell id (ipykernel and nbclient send one), a rebuilt cell
+    reports names new, replaced and removed, and unbinds the ones it dropped."""
+
+    def run(source: str) -> str:
+        result = sh.ip.run_cell("%%rust_async\n" + cell(source), cell_id="summary-cell")
+        assert result.success, result.error_in_exec
+        return capsys.readouterr().out
+
+    first = run("pub fn keep() -> u8 { 1 }\npub fn dropped() -> u8 { 2 }\npub async fn later() -> u8 { 3 }")
+    assert first.rstrip().endswith("keep, dropped, later (async)")
+    second = run("pub fn keep() -> u8 { 10 }\npub fn fresh() -> u8 { 4 }")
+    assert second.rstrip().endswith("keep, fresh (new: fresh; replaced: keep; removed: dropped, later)")
+    assert "dropped" not in sh.ns and "later" not in sh.ns
+    assert sh.ns["keep"]() == 10
+    # A name the user has reassigned since is theirs: never removed.
+    sh.ns["fresh"] = 42
+    third = run("pub fn keep() -> u8 { 11 }")
+    assert third.rstrip().endswith("keep (replaced: keep)")
+    assert sh.ns["fresh"] == 42
 
 
 def test_dep_flag_adds_a_crate(sh: Shell) -> None:
