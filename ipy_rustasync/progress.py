@@ -2,8 +2,10 @@
 
 Cargo prints ``Compiling NAME vVERSION`` per crate; the count against the crates in
 the cell's lock gives "n of N". In a Jupyter kernel the line is one display output
-updated in place; in a terminal it is a carriage-returned line; either way it ends
-as a one-line summary.
+updated in place; in a terminal it is a carriage-returned line; where output is not
+a terminal (a pipe, a log, CI) it is a plain line every few seconds at most, so a
+long build still shows signs of life without filling the log. Either way it ends as
+a one-line summary.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Any
 
 _COMPILING = re.compile(r"^\s*Compiling (?P<name>\S+) v")
 
+#: Seconds between plain status lines when output is not a terminal.
+PLAIN_INTERVAL = 5.0
+
 
 class Progress:
     """Shows "compiling n/N: crate (elapsed)" while a build runs."""
@@ -22,7 +27,8 @@ class Progress:
     def __init__(self, total: int | None, *, in_kernel: bool, interval: float = 0.25) -> None:
         self.total = total
         self.in_kernel = in_kernel
-        self.interval = interval
+        self.in_place = in_kernel or sys.stdout.isatty()
+        self.interval = interval if self.in_place else PLAIN_INTERVAL
         self.count = 0
         self.current = ""
         self.start = time.perf_counter()
@@ -37,6 +43,8 @@ class Progress:
         self.count += 1
         self.current = match["name"]
         now = time.perf_counter()
+        if not self.in_place and now - self.start < self.interval:
+            return  # quick builds print only their summary
         if now - self._last >= self.interval:
             self._last = now
             self._show(self._status())
@@ -46,6 +54,9 @@ class Progress:
         return f"rust_async: compiling {self.count}{of}: {self.current} ({time.perf_counter() - self.start:.1f} s)"
 
     def _show(self, text: str) -> None:
+        if not self.in_place:
+            print(text)
+            return
         self._shown = True
         if self.in_kernel:
             from IPython.display import display
