@@ -7,6 +7,7 @@ flag is an IPython ``UsageError`` line, not a traceback.
 from __future__ import annotations
 
 import argparse
+import html
 import time
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ipy_rustasync import cells, config, loader, loops
+from ipy_rustasync import cells, config, diagnostics, loader, loops
 from ipy_rustasync.cache import Cache
 from ipy_rustasync.errors import RustAsyncUsageError
 from ipy_rustasync.progress import Progress
@@ -115,8 +116,27 @@ class RustAsyncMagics(Magics):
         if result.warnings:
             how += f", {len(result.warnings)} warning{'s' * (len(result.warnings) != 1)}"
         progress.finish(f"rust_async: {how}: {_describe(exports)}{binding.summary()}")
-        for warning in result.warnings:
-            print(warning.rendered)
+        self._show_warnings(result.warnings)
+
+    def _show_warnings(self, warnings: list[diagnostics.Diagnostic]) -> None:
+        """Folded: in a notebook one collapsed block with the count (rustc's full text
+        inside); in a terminal one line per warning."""
+        if not warnings:
+            return
+        if self._in_kernel():
+            from IPython.display import display
+
+            plain = "\n\n".join(w.rendered for w in warnings)
+            count = f"{len(warnings)} warning{'s' * (len(warnings) != 1)}"
+            folded = (
+                f"<details><summary>rust_async: {count}</summary>"
+                f"<pre style='white-space: pre-wrap'>{html.escape(plain)}</pre></details>"
+            )
+            display({"text/html": folded, "text/plain": plain}, raw=True)
+            return
+        for w in warnings:
+            where = f" (cell line {w.line})" if w.line else ""
+            print(f"rust_async: warning: {w.message}{where}")
 
     def _in_kernel(self) -> bool:
         return "ipykernel" in type(self.shell).__module__

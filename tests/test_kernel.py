@@ -170,6 +170,17 @@ def test_nest_opt_in_makes_asyncio_run_work_and_is_remembered(tmp_path: Path) ->
     assert "nest = true" in (tmp_path / "config.toml").read_text()
 
 
+def test_warnings_are_folded_in_the_notebook(kernel: Kernel) -> None:
+    reply, messages = kernel.execute("%%rust_async\npub fn noisy() -> u8 {\n    let unused = 5;\n    1\n}\n")
+    assert reply["status"] == "ok", reply
+    summary = text_of(messages)
+    assert "noisy" in summary and "1 warning" in summary
+    (folded,) = [m["content"]["data"] for m in messages if "text/html" in m["content"].get("data", {})]
+    assert folded["text/html"].startswith("<details><summary>rust_async: 1 warning</summary>")
+    assert "unused variable: `unused`" in folded["text/html"]
+    assert "cell line 2" in folded["text/plain"]
+
+
 def test_kernelspec_installs_and_starts_with_the_extension_loaded(tmp_path: Path) -> None:
     from jupyter_client.kernelspec import KernelSpecManager
 
