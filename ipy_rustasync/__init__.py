@@ -34,15 +34,22 @@ __all__ = [
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Called by ``%load_ext ipy_rustasync``: registers the magics, the hint after a
-    nested ``asyncio.run``, and (if the ``nest`` setting is on) nest-asyncio2."""
+    nested ``asyncio.run``, and, if their settings are on, nest-asyncio2 and a
+    background build of the shared dependencies."""
     from ipy_rustasync import config, loops
     from ipy_rustasync.magic import RustAsyncMagics
 
-    ipython.register_magics(RustAsyncMagics(ipython))
+    magics = RustAsyncMagics(ipython)
+    ipython.register_magics(magics)
     if loops.asyncio_run_hint not in ipython.events.callbacks["post_run_cell"]:
         ipython.events.register("post_run_cell", loops.asyncio_run_hint)
-    if config.Settings.load().nest:
+    settings = config.Settings.load()
+    if settings.nest:
         loops.nest()
+    if settings.warm_on_load:
+        from ipy_rustasync.cells import BackgroundWarm
+
+        magics.background_warm = BackgroundWarm()
     if "ipykernel" in type(ipython).__module__:
         loops.wake_loop_on_signals()
     _prefetch_toolchain()

@@ -3,6 +3,8 @@ scripts share (``ipy_rustasync.rust_module`` is this, for code outside IPython).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
@@ -56,3 +58,37 @@ def rust_module(
     """Compiles Rust source like a ``%%rust_async`` cell and returns the module, for
     scripts and tests outside IPython: ``mod = rust_module(src); asyncio.run(mod.f())``."""
     return compile_cell(source, release=release, deps=deps, force=force).module
+
+
+#: The cell ``warm`` builds: trivial, so the time is the dependency graph's.
+WARM_CELL = "/// Built by `ipy-rustasync warm` to compile the shared dependencies.\npub async fn warm() -> u8 { 1 }\n"
+
+
+def warm(release: bool | None = None, on_line: Callable[[str], None] | None = None) -> build.BuildResult:
+    """Builds the shared dependency graph now (a trivial cell), so the first real cell
+    is a warm edit; cached if it is already built."""
+    settings = config.Settings.load()
+    spec = crate.CellSpec(source=WARM_CELL, release=settings.release if release is None else release)
+    return build.build(spec, settings, on_line=on_line)
+
+
+class BackgroundWarm:
+    """``warm()`` on a daemon thread (the ``warm_on_load`` setting), reporting how it
+    went; a cell built meanwhile waits on the build lock, so nothing builds twice."""
+
+    def __init__(self) -> None:
+        self.state = "building in the background"
+        self._started = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, name="ipy-rustasync-warm", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            result = warm()
+        except Exception as err:  # noqa: BLE001 - reported by %rust_async, and again by the first build
+            self.state = f"failed: {err}".splitlines()[0]
+        else:
+            self.state = "already built" if result.cached else f"built in {time.perf_counter() - self._started:.1f} s"
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)

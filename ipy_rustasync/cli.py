@@ -8,13 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ipy_rustasync import __version__, build, config, crate, sources, toolchain
+from ipy_rustasync import __version__, cells, config, crate, sources, toolchain
 from ipy_rustasync.cache import Cache
 from ipy_rustasync.errors import RustAsyncUsageError, RustCompileError
 from ipy_rustasync.progress import Progress
-
-#: The cell ``warm`` builds: trivial, so the time is the dependency graph's.
-WARM_CELL = "/// Built by `ipy-rustasync warm` to compile the shared dependencies.\npub async fn warm() -> u8 { 1 }\n"
 
 
 def _human(n: object) -> str:
@@ -36,9 +33,8 @@ def cmd_warm(args: argparse.Namespace) -> int:
     settings = config.Settings.load()
     profiles = [False, True] if args.both else [args.release or settings.release]
     for release in profiles:
-        spec = crate.CellSpec(source=WARM_CELL, release=release)
         progress = Progress(total=None, in_kernel=False)
-        result = build.build(spec, settings, on_line=progress.line if sys.stdout.isatty() else None)
+        result = cells.warm(release, on_line=progress.line)
         name = "release" if release else "debug"
         how = "already built" if result.cached else f"built in {result.seconds:.1f} s"
         progress.finish(

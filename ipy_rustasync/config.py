@@ -27,6 +27,7 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "offline_crates": ("IPY_RUSTASYNC_OFFLINE_CRATES", str),
     "release": ("IPY_RUSTASYNC_RELEASE", bool),
     "nest": ("IPY_RUSTASYNC_NEST", bool),
+    "warm_on_load": ("IPY_RUSTASYNC_WARM_ON_LOAD", bool),
 }
 
 
@@ -85,6 +86,8 @@ class Settings:
     release: bool
     #: apply nest-asyncio2 at %load_ext, so asyncio.run works inside kernel cells
     nest: bool = False
+    #: build the shared dependencies in the background at %load_ext
+    warm_on_load: bool = False
 
     @classmethod
     def load(cls) -> Settings:
@@ -104,6 +107,7 @@ class Settings:
             offline_crates=Path(offline).expanduser().resolve() if offline else None,
             release=bool(get("release")),
             nest=bool(get("nest")),
+            warm_on_load=bool(get("warm_on_load")),
         )
 
 

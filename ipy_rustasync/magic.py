@@ -44,6 +44,8 @@ class RustAsyncMagics(Magics):
         #: rebuilt cell's dropped functions can be unbound
         self.cell_id: str | None = None
         shell.events.register("pre_run_cell", self._pre_run_cell)
+        #: the ``warm_on_load`` background build, if the setting started one
+        self.background_warm: cells.BackgroundWarm | None = None
 
     def _pre_run_cell(self, info: object) -> None:
         self.cell_id = getattr(info, "cell_id", None)
@@ -62,6 +64,7 @@ class RustAsyncMagics(Magics):
         action="store_true",
         help="line: let asyncio.run() nest inside the kernel's running loop (nest-asyncio2; remembered)",
     )
+    @argument("--warm", action="store_true", help="line: build the shared dependencies now (quick if already built)")
     @argument(
         "--clear-cache",
         action="store_true",
@@ -90,9 +93,10 @@ class RustAsyncMagics(Magics):
             or getattr(args, "online", False)
             or getattr(args, "clear_cache", False)
             or getattr(args, "nest", False)
+            or getattr(args, "warm", False)
         ):
             raise UsageError(
-                "--offline-crates, --online, --nest and --clear-cache are line-magic options: use them as `%rust_async ...` on a line of their own"
+                "--offline-crates, --online, --nest, --warm and --clear-cache are line-magic options: use them as `%rust_async ...` on a line of their own"
             )
         start = time.perf_counter()
         progress = Progress(total=None, in_kernel=self._in_kernel())
@@ -171,6 +175,16 @@ class RustAsyncMagics(Magics):
                 "rust_async: asyncio.run() now nests inside the running loop, here and in future kernels "
                 f"(saved in {config.config_path()}; `ipy-rustasync config nest false` turns it off)"
             )
+        elif args.warm:
+            progress = Progress(total=None, in_kernel=self._in_kernel())
+            try:
+                result = cells.warm(on_line=progress.line)
+            except BaseException:
+                progress.clear()
+                raise
+            how = "already built" if result.cached else f"built in {result.seconds:.1f} s"
+            progress.finish(f"rust_async: dependencies {how}")
+            return
         elif args.clear_cache:
             settings = config.Settings.load()
             Cache.open(settings.cache_dir).clear(keep_target=True)
@@ -184,6 +198,8 @@ class RustAsyncMagics(Magics):
         print(f"crates:  {source}")
         print(f"profile: {'release' if settings.release else 'debug'} (per cell: --release / --debug)")
         print(f"nest:    {'on: asyncio.run() nests in cells' if settings.nest else 'off'}")
+        if self.background_warm is not None:
+            print(f"warm:    {self.background_warm.state}")
         print(f"config:  {config.config_path()}")
         if self.loaded:
             print("loaded cells:")

@@ -181,6 +181,23 @@ def test_warnings_are_folded_in_the_notebook(kernel: Kernel) -> None:
     assert "cell line 2" in folded["text/plain"]
 
 
+def test_warm_on_load_and_the_warm_line_magic() -> None:
+    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ, "IPY_RUSTASYNC_WARM_ON_LOAD": "1"})
+    try:
+        k = Kernel.__new__(Kernel)
+        k.km, k.kc = km, kc
+        k.ok("%load_ext ipy_rustasync")
+        deadline = time.monotonic() + 300
+        shown = k.ok("%rust_async")
+        while "warm:    building in the background" in shown and time.monotonic() < deadline:
+            time.sleep(0.5)
+            shown = k.ok("%rust_async")
+        assert "warm:    already built" in shown or "warm:    built in" in shown, shown
+        assert "rust_async: dependencies already built" in k.ok("%rust_async --warm")
+    finally:
+        km.shutdown_kernel(now=True)
+
+
 def test_kernelspec_installs_and_starts_with_the_extension_loaded(tmp_path: Path) -> None:
     from jupyter_client.kernelspec import KernelSpecManager
 
