@@ -29,7 +29,6 @@ import gc
 import importlib.util
 import json
 import os
-import platform
 import queue
 import shutil
 import statistics
@@ -44,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from report import machine, publish
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -379,7 +380,6 @@ def main() -> None:
     began = time.perf_counter()
 
     os.environ.setdefault("IPY_RUSTASYNC_CACHE_DIR", str(CELL_CACHE))
-    from ipy_rustasync import toolchain
     from ipy_rustasync.cells import compile_cell
 
     progress("building the cell and the reference crate (release)")
@@ -391,15 +391,24 @@ def main() -> None:
 
     rows: list[Row] = []
 
+    def ready_row(row: int, what: str, measure: Callable[[Make, Counts], float], **target: Any) -> Row:
+        """Rows 1 and 2: a future ready at once, through every bridge and the baselines."""
+        return Row(
+            what,
+            "µs",
+            ours=measure(ours.ready, counts),
+            par=attempt(f"row {row}, pyo3-async-runtimes", lambda: measure(refs.par_ready, counts)),
+            coro=attempt(f"row {row}, PyO3 coroutine", lambda: measure(refs.coro_ready, counts)),
+            baseline=measure(py_ready, counts),
+            floor=measure(wake_floor, counts),
+            **target,
+        )
+
     progress("row 1: sequential awaits, ready at once")
-    ready = Row(
+    ready = ready_row(
+        1,
         f"`await f()`, ready at once, sequential, per await (best of {counts.repeats})",
-        "µs",
-        ours=per_await(ours.ready, counts),
-        par=attempt("row 1, pyo3-async-runtimes", lambda: per_await(refs.par_ready, counts)),
-        coro=attempt("row 1, PyO3 coroutine", lambda: per_await(refs.coro_ready, counts)),
-        baseline=per_await(py_ready, counts),
-        floor=per_await(wake_floor, counts),
+        per_await,
         target=1.5,
         target_vs_floor=True,
     )
@@ -409,14 +418,10 @@ def main() -> None:
 
     progress("row 2: gathered ready futures")
     rows.append(
-        Row(
+        ready_row(
+            2,
             f"{counts.gather:,} ready futures, `asyncio.gather`, per future (best of {counts.repeats})",
-            "µs",
-            ours=per_gathered(ours.ready, counts),
-            par=attempt("row 2, pyo3-async-runtimes", lambda: per_gathered(refs.par_ready, counts)),
-            coro=attempt("row 2, PyO3 coroutine", lambda: per_gathered(refs.coro_ready, counts)),
-            baseline=per_gathered(py_ready, counts),
-            floor=per_gathered(wake_floor, counts),
+            per_gathered,
             target=3.0,
         )
     )
@@ -491,9 +496,8 @@ def main() -> None:
     gather_done = per_gathered(done_future, counts)
     gather_loop = per_gathered(loop_completed_future, counts)
     total = time.perf_counter() - began
-    release = toolchain.rustc_version().splitlines()[0]
     lines = [
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {release}.",
+        machine(),
         "",
         "Absolute times vary run to run on a shared machine; the ratios hold better."
         + (" **Quick run: counts a tenth as large.**" if args.quick else ""),
@@ -522,11 +526,7 @@ def main() -> None:
     ]
     if ERRORS:
         lines += ["", "Errors from the references:", "", *(f"- {e}" for e in ERRORS)]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import random
 import re
 import shutil
@@ -52,6 +51,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from report import machine, publish
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -254,7 +255,7 @@ def main() -> None:
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
-    from ipy_rustasync import config, toolchain
+    from ipy_rustasync import config
 
     settings = config.Settings.load()
     shell_config = Config()
@@ -299,8 +300,7 @@ def main() -> None:
             f"| {tool.label} | {seconds(r.first)} | {seconds(edit)} ({seconds(min(r.edits))}–{seconds(max(r.edits))}) "
             f"| {seconds(statistics.median(r.rerun))} | {ratio(edit / ours_edit)} |"
         )
-    rustc = toolchain.rustc_version().splitlines()[0]
-    header = f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {rustc}."
+    header = machine()
     shared_times = "once" if shared_builds == 1 else f"{shared_builds} times"
     revert = {tool.short: results[tool.label].revert_ok for tool in tools}
     notes = [
@@ -334,10 +334,7 @@ def main() -> None:
         "",
         *notes,
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

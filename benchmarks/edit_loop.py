@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,8 @@ import textwrap
 import time
 import uuid
 from pathlib import Path
+
+from report import machine, publish
 
 CELL = """
 /// A small cell: one async and one plain function.
@@ -61,7 +62,6 @@ def main() -> None:
     rows: list[tuple[str, str]] = []
     if args.cold:
         os.environ["IPY_RUSTASYNC_CACHE_DIR"] = tempfile.mkdtemp(prefix="ira-cold-")
-    from ipy_rustasync import toolchain
     from ipy_rustasync.cells import compile_cell
 
     t = time.perf_counter()
@@ -98,13 +98,7 @@ def main() -> None:
     )
     del first
 
-    release = toolchain.rustc_version().splitlines()[0]
-    header = f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {release}."
-    lines = [header, "", "| what | time |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    publish([machine(), "", "| what | time |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)], args.out)
 
 
 if __name__ == "__main__":
