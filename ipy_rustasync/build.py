@@ -57,9 +57,9 @@ def build_env() -> dict[str, str]:
     whatever shell or kernel started it, so PyO3's build script never reruns.
 
     pyo3-build-config reruns when PYO3_PYTHON, VIRTUAL_ENV or CONDA_PREFIX change;
-    those are derived from the interpreter, not inherited."""
+    those are derived from the interpreter, not inherited (PYO3_PYTHON by
+    ``maturin_env``)."""
     env = dict(os.environ)
-    env["PYO3_PYTHON"] = toolchain.interpreter()
     for name in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYO3_CONFIG_FILE", "PYO3_NO_PYTHON", "PYO3_CROSS"):
         env.pop(name, None)
     if sys.prefix != sys.base_prefix:
