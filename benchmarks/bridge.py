@@ -27,12 +27,10 @@ import argparse
 import asyncio
 import gc
 import importlib.util
-import json
 import os
 import queue
 import shutil
 import statistics
-import subprocess
 import sys
 import sysconfig
 import threading
@@ -256,21 +254,14 @@ def attempt(label: str, measure: Callable[[], float | None]) -> Figure:
 def build_refs() -> ModuleType:
     """Builds ``benchmarks/refs`` with the project's cargo command and environment,
     release profile, and imports it as ``ira_bench_refs``."""
-    from ipy_rustasync import build
+    from ipy_rustasync import cargo
 
     manifest = REFS / "Cargo.toml"
-    cmd = build.cargo_command(manifest, REFS_TARGET, release=True, extra=[])
-    proc = subprocess.run(cmd, env=build.build_env(), cwd=REFS, capture_output=True, text=True, check=False)
-    artifact: Path | None = None
-    for line in proc.stdout.splitlines():
-        if not line.startswith('{"reason":'):
-            continue
-        message = json.loads(line)
-        target = message.get("target") or {}
-        if message.get("reason") == "compiler-artifact" and "cdylib" in target.get("kind", []):
-            artifact = next((Path(f) for f in message["filenames"] if f.endswith((".so", ".dylib"))), None)
-    if proc.returncode != 0 or artifact is None:
-        sys.exit(f"building {manifest} failed:\n{proc.stderr[-4000:]}")
+    cmd = cargo.cargo_command(manifest, REFS_TARGET, release=True, extra=[])
+    outcome = cargo.run(cmd, REFS)
+    artifact = outcome.cdylib("ira_bench_refs")
+    if not outcome.ok or artifact is None:
+        sys.exit(f"building {manifest} failed:\n{outcome.text[-4000:]}")
     dest = REFS_TARGET / f"ira_bench_refs{sysconfig.get_config_var('EXT_SUFFIX')}"
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     shutil.copyfile(artifact, tmp)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
 
-from ipy_rustasync import build, config, crate, loader
+from ipy_rustasync import build, cargo, config, crate, loader
 from ipy_rustasync.errors import RustAsyncUsageError
 
 
@@ -26,7 +26,7 @@ def compile_cell(
     release: bool | None = None,
     deps: Iterable[str | crate.Dep] = (),
     force: bool = False,
-    on_line: Callable[[str], None] | None = None,
+    watcher: cargo.Watcher | None = None,
 ) -> Compiled:
     """Builds (or finds in the cache) and loads the module for ``source``.
 
@@ -41,7 +41,7 @@ def compile_cell(
         release=settings.release if release is None else release,
         deps=tuple(d if isinstance(d, crate.Dep) else crate.Dep.parse(d) for d in deps),
     )
-    result = build.build(spec, settings, force=force, on_line=on_line)
+    result = build.build(spec, settings, force=force, watcher=watcher)
     module = loader.load(result.module, result.path)
     exports = loader.exports(module)
     if not exports:
@@ -64,12 +64,12 @@ def rust_module(
 WARM_CELL = "/// Built by `ipy-rustasync warm` to compile the shared dependencies.\npub async fn warm() -> u8 { 1 }\n"
 
 
-def warm(release: bool | None = None, on_line: Callable[[str], None] | None = None) -> build.BuildResult:
+def warm(release: bool | None = None, watcher: cargo.Watcher | None = None) -> build.BuildResult:
     """Builds the shared dependency graph now (a trivial cell), so the first real cell
     is a warm edit; cached if it is already built."""
     settings = config.Settings.load()
     spec = crate.CellSpec(source=WARM_CELL, release=settings.release if release is None else release)
-    return build.build(spec, settings, on_line=on_line)
+    return build.build(spec, settings, watcher=watcher)
 
 
 class BackgroundWarm:

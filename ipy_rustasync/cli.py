@@ -33,8 +33,8 @@ def cmd_warm(args: argparse.Namespace) -> int:
     settings = config.Settings.load()
     profiles = [False, True] if args.both else [args.release or settings.release]
     for release in profiles:
-        progress = Progress(total=None, in_kernel=False)
-        result = cells.warm(release, on_line=progress.line)
+        progress = Progress(in_kernel=False)
+        result = cells.warm(release, watcher=progress)
         name = "release" if release else "debug"
         how = "already built" if result.cached else f"built in {result.seconds:.1f} s"
         progress.finish(

@@ -3,7 +3,12 @@ from here, so one class serves every compiled cell (`except RustPanic` works for
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ipy_rustasync.diagnostics import Diagnostic
 
 
 class RustPanic(Exception):
@@ -27,20 +32,30 @@ class RustError(Exception):
 
 
 class RustCompileError(Exception):
-    """The cell did not compile. The message is rustc's, on the cell's own lines.
+    """The cell did not compile. The message is a headline ("2 errors; first: ...")
+    and rustc's diagnostics, on the cell's own lines.
 
     An exception (not a printed message) so that "Run All" stops at the broken cell.
     """
 
-    def __init__(self, message: str, diagnostics: Sequence[object] = ()) -> None:
-        super().__init__(message)
+    def __init__(self, headline: str, diagnostics: Sequence[Diagnostic] = ()) -> None:
         #: ``ipy_rustasync.diagnostics.Diagnostic`` records: level, message, cell line...
         self.diagnostics = list(diagnostics)
+        self.headline = headline
+        body = "\n\n".join(d.rendered for d in self.diagnostics)
+        super().__init__(f"{headline}\n\n{body}" if body else headline)
+        #: set once the diagnostics were displayed (as HTML in a notebook), so the
+        #: traceback is only the headline instead of the same text again
+        self.shown = False
+
+    def html(self) -> str:
+        blocks = "".join(d.html() for d in self.diagnostics)
+        return f"<div><b>rust_async: {html.escape(self.headline)}</b>{blocks}</div>"
 
     def _render_traceback_(self) -> list[str]:
         # IPython shows this instead of a Python traceback, which would only point
         # into ipy_rustasync's own code.
-        return [str(self)]
+        return [f"RustCompileError: {self.headline}"] if self.shown else [str(self)]
 
 
 class RustAsyncUsageError(Exception):

@@ -7,7 +7,6 @@ flag is an IPython ``UsageError`` line, not a traceback.
 from __future__ import annotations
 
 import argparse
-import html
 import time
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from ipy_rustasync import cells, config, diagnostics, loader, loops
 from ipy_rustasync.cache import Cache
-from ipy_rustasync.errors import RustAsyncUsageError
+from ipy_rustasync.errors import RustAsyncUsageError, RustCompileError
 from ipy_rustasync.progress import Progress
 
 
@@ -99,15 +98,24 @@ class RustAsyncMagics(Magics):
                 "--offline-crates, --online, --nest, --warm and --clear-cache are line-magic options: use them as `%rust_async ...` on a line of their own"
             )
         start = time.perf_counter()
-        progress = Progress(total=None, in_kernel=self._in_kernel())
+        progress = Progress(in_kernel=self._in_kernel())
         try:
             compiled = cells.compile_cell(
                 source,
                 release=False if args.debug else (True if args.release else None),
                 deps=args.dep,
                 force=args.force,
-                on_line=progress.line,
+                watcher=progress,
             )
+        except RustCompileError as err:
+            progress.clear()
+            if self._in_kernel():
+                # Colored, on the cell's lines; the traceback is then just the headline.
+                from IPython.display import display
+
+                display({"text/html": err.html(), "text/plain": str(err)}, raw=True)
+                err.shown = True
+            raise
         except BaseException:
             progress.clear()
             raise
@@ -132,10 +140,7 @@ class RustAsyncMagics(Magics):
 
             plain = "\n\n".join(w.rendered for w in warnings)
             count = f"{len(warnings)} warning{'s' * (len(warnings) != 1)}"
-            folded = (
-                f"<details><summary>rust_async: {count}</summary>"
-                f"<pre style='white-space: pre-wrap'>{html.escape(plain)}</pre></details>"
-            )
+            folded = f"<details><summary>rust_async: {count}</summary>{''.join(w.html() for w in warnings)}</details>"
             display({"text/html": folded, "text/plain": plain}, raw=True)
             return
         for w in warnings:
@@ -176,9 +181,9 @@ class RustAsyncMagics(Magics):
                 f"(saved in {config.config_path()}; `ipy-rustasync config nest false` turns it off)"
             )
         elif args.warm:
-            progress = Progress(total=None, in_kernel=self._in_kernel())
+            progress = Progress(in_kernel=self._in_kernel())
             try:
-                result = cells.warm(on_line=progress.line)
+                result = cells.warm(watcher=progress)
             except BaseException:
                 progress.clear()
                 raise

@@ -33,8 +33,12 @@ def python(
 SCRIPT = """
     import asyncio, sys
     from ipy_rustasync.cells import compile_cell
-    lines = []
-    compiled = compile_cell(sys.argv[1] if len(sys.argv) > 1 else {source!r}, on_line=lines.append)
+    class Lines(list):
+        def expect(self, units): pass
+        def line(self, text): self.append(text)
+        def message(self, message): pass
+    lines = Lines()
+    compiled = compile_cell(sys.argv[1] if len(sys.argv) > 1 else {source!r}, watcher=lines)
     print("CACHED" if compiled.build.cached else "BUILT")
     print("\\n".join(l for l in lines if "Compiling" in l))
     print("RESULT", asyncio.run(compiled.module.{call}))
@@ -220,7 +224,7 @@ def test_maturin_and_our_cargo_share_the_dependency_build(tmp_path: Path) -> Non
     """Cells are built with ``cargo rustc`` in maturin's environment; maturin itself,
     run on a cell crate in the same target directory, must find everything fresh
     (a different environment would recompile PyO3 and everything above it)."""
-    from ipy_rustasync import build, config, crate, toolchain
+    from ipy_rustasync import cargo, config, crate, toolchain
     from ipy_rustasync.cache import Cache
 
     maturin = Path(sys.executable).parent / "maturin"
@@ -230,7 +234,7 @@ def test_maturin_and_our_cargo_share_the_dependency_build(tmp_path: Path) -> Non
     cache = Cache.open(settings.cache_dir)
     spec = crate.CellSpec(source="pub async fn via_maturin() -> u8 { 5 }\n")
     root = crate.write(spec, tmp_path / "crates")
-    env = {k: v for k, v in build.build_env().items() if k not in build.maturin_env()}
+    env = {k: v for k, v in cargo.build_env().items() if k not in cargo.maturin_env()}
     cmd = [
         str(maturin), "build",
         "--manifest-path", str(root / "Cargo.toml"),

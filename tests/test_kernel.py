@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -83,6 +84,29 @@ def test_compile_error_stops_run_all_and_names_the_cell_line(kernel: Kernel) -> 
     text = text_of(messages)
     assert "cell line 2, column 5" in text
     assert "src/lib.rs" not in text  # the generated file never shows
+    # In the notebook: rustc's message as colored HTML, then a one-line traceback.
+    shown = [m["content"]["data"] for m in messages if m["msg_type"] == "display_data"]
+    assert any("<pre" in d.get("text/html", "") and "cell line 2, column 5" in d["text/html"] for d in shown)
+    assert reply["traceback"] == [
+        "RustCompileError: the cell did not compile: 1 error; first: mismatched types (cell line 2)"
+    ]
+
+
+def test_build_progress_updates_one_output_in_place(kernel: Kernel) -> None:
+    nonce = time.time_ns()
+    reply, messages = kernel.execute(f"%%rust_async\npub async fn progress_{nonce}() -> u64 {{ {nonce % 1000} }}\n")
+    assert reply["status"] == "ok"
+    outputs = [m for m in messages if m["msg_type"] in ("display_data", "update_display_data", "stream")]
+    # One display, created once, updated in place (a bar while cargo runs), and left
+    # as the one-line summary: no scroll of lines.
+    assert outputs[0]["msg_type"] == "display_data"
+    display_id = outputs[0]["content"]["transient"]["display_id"]
+    assert "<progress" in outputs[0]["content"]["data"]["text/html"]
+    assert all(m["msg_type"] == "update_display_data" for m in outputs[1:])
+    assert {m["content"]["transient"]["display_id"] for m in outputs[1:]} == {display_id}
+    final = outputs[-1]["content"]["data"]
+    assert re.match(rf"rust_async: built in \d+\.\d\d s: progress_{nonce} \(async\)", final["text/plain"])
+    assert "text/html" not in final
 
 
 def test_panic_leaves_the_kernel_alive(kernel: Kernel) -> None:
@@ -171,11 +195,14 @@ def test_nest_opt_in_makes_asyncio_run_work_and_is_remembered(tmp_path: Path) ->
 
 
 def test_warnings_are_folded_in_the_notebook(kernel: Kernel) -> None:
-    reply, messages = kernel.execute("%%rust_async\npub fn noisy() -> u8 {\n    let unused = 5;\n    1\n}\n")
+    nonce = time.time_ns() % 1000  # a fresh build (a cached module has no warnings to show)
+    reply, messages = kernel.execute(f"%%rust_async\npub fn noisy() -> u32 {{\n    let unused = 5;\n    {nonce}\n}}\n")
     assert reply["status"] == "ok", reply
     summary = text_of(messages)
     assert "noisy" in summary and "1 warning" in summary
-    (folded,) = [m["content"]["data"] for m in messages if "text/html" in m["content"].get("data", {})]
+    (folded,) = [
+        m["content"]["data"] for m in messages if "<details>" in m["content"].get("data", {}).get("text/html", "")
+    ]
     assert folded["text/html"].startswith("<details><summary>rust_async: 1 warning</summary>")
     assert "unused variable: `unused`" in folded["text/html"]
     assert "cell line 2" in folded["text/plain"]

@@ -143,7 +143,6 @@ fn expand(args: CellArgs, module: ItemMod) -> TokenStream2 {
         }
     }
 
-    let wrappers = exports.iter().map(|e| &e.wrapper);
     let registers = exports.iter().map(|e| &e.register);
     let table = exports.iter().map(|e| {
         let (name, kind, signature) = (&e.python_name, e.kind, &e.signature);
@@ -152,12 +151,16 @@ fn expand(args: CellArgs, module: ItemMod) -> TokenStream2 {
     let errors = errors.iter().map(syn::Error::to_compile_error);
     let module_name = &args.module;
     let line_offset = &args.line_offset;
-    let module = strip_module(module);
+    // The wrappers go inside the cell's module, where every name the user's
+    // signatures mention resolves as they wrote it (their `use` lines included).
+    let mut module = strip_module(module);
+    if let Some((_, items)) = module.content.as_mut() {
+        items.extend(exports.iter().map(|e| Item::Verbatim(e.wrapper.clone())));
+    }
 
     quote! {
         #module
         #(#errors)*
-        #(#wrappers)*
 
         #[::pyo3::pymodule]
         #[pyo3(name = #module_name)]
@@ -398,7 +401,8 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
         format!("{signature}\n\n{user_doc}")
     };
     let unit = returns_unit(&sig.output);
-    let call = quote! { self::#mod_ident::#ident(#(#call_args),*) };
+    // The wrapper lives inside the cell's module (see `expand`), so `self::` is the cell.
+    let call = quote! { self::#ident(#(#call_args),*) };
     let call = if is_async {
         quote! { #call.await }
     } else {
@@ -473,12 +477,12 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
         #[pyo3(name = #python_name, signature = (#(#py_idents),*), text_signature = #text_signature)]
         #[doc = #doc]
         #[allow(non_snake_case, clippy::too_many_arguments)]
-        fn #wrapper_ident(__ira_py: ::pyo3::Python<'_>, #(#params),*) -> ::pyo3::PyResult<::pyo3::Py<::pyo3::PyAny>> {
+        pub(crate) fn #wrapper_ident(__ira_py: ::pyo3::Python<'_>, #(#params),*) -> ::pyo3::PyResult<::pyo3::Py<::pyo3::PyAny>> {
             #body
         }
     };
     let register = quote! {
-        #(#cfgs)* __ira_m.add_function(::pyo3::wrap_pyfunction!(#wrapper_ident, __ira_m)?)?;
+        #(#cfgs)* __ira_m.add_function(::pyo3::wrap_pyfunction!(self::#mod_ident::#wrapper_ident, __ira_m)?)?;
     };
     Ok(Some(Export {
         python_name,

@@ -1,0 +1,206 @@
+"""Compiler errors on the cell's own lines, with our sentence where rustc's is not
+enough; build progress from cargo's JSON messages. Every case is a real build."""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from typing import Any
+
+import pytest
+
+from ipy_rustasync import RustCompileError, cells, progress, rust_module
+from ipy_rustasync.diagnostics import Diagnostic
+
+from .conftest import cell
+
+#: What the generated glue, the bridge and PyO3's internals look like in rustc's
+#: text; none of it may reach the user.
+GLUE = re.compile(r"src/lib\.rs|__ira_|__private|pyo3::impl_|rust/bridge/|line_offset")
+
+
+def compile_error(source: str) -> RustCompileError:
+    with pytest.raises(RustCompileError) as info:
+        rust_module(cell(source))
+    err = info.value
+    assert not GLUE.search(str(err)), str(err)
+    assert not GLUE.search(err.html()), err.html()
+    return err
+
+
+def first_error(err: RustCompileError) -> Diagnostic:
+    return next(d for d in err.diagnostics if d.level == "error")
+
+
+def test_type_error_quotes_the_cell_line_with_markers() -> None:
+    err = compile_error(
+        """
+        /// doc line
+        pub fn broken(a: i64) -> i64 {
+            let s: String = a;
+            a
+        }
+        """
+    )
+    d = first_error(err)
+    assert (d.line, d.column, d.code) == (3, 21, "E0308")
+    assert err.headline == "the cell did not compile: 1 error; first: mismatched types (cell line 3)"
+    lines = d.rendered.splitlines()
+    assert lines[0] == "error[E0308]: mismatched types"
+    assert " --> cell line 3, column 21" in lines
+    quoted = lines.index("3 |     let s: String = a;")
+    # The marker sits under `a` (column 21) with rustc's label; the help is kept.
+    assert lines[quoted + 1] == "  |                     ^ expected `String`, found `i64`"
+    assert "help: try using a conversion method" in d.rendered
+    assert "insert `.to_string()`" in d.rendered
+
+
+def test_not_send_future_gets_a_sentence_naming_the_value() -> None:
+    err = compile_error(
+        """
+        pub async fn hold() -> u64 {
+            let rc = std::rc::Rc::new(5u64);
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            *rc
+        }
+        """
+    )
+    d = first_error(err)
+    assert d.message == "future cannot be sent between threads safely"
+    assert d.hint is not None
+    assert d.hint.startswith("`rc` (a `Rc<u64>`) is held across an `.await`")
+    assert "Arc" in d.hint
+    # rustc's note is kept, on the cell's lines: where the value lives and the await.
+    assert "2 |     let rc = std::rc::Rc::new(5u64);" in d.rendered
+    assert "has type `Rc<u64>` which is not `Send`" in d.rendered
+    assert "{async block@cell line 1:5}" in d.rendered
+
+
+def test_types_that_cannot_cross_to_python_get_a_sentence() -> None:
+    err = compile_error(
+        """
+        pub struct Point { x: i64 }
+        pub async fn norm(p: Point) -> i64 { p.x }
+        pub fn origin() -> Point { Point { x: 0 } }
+        """
+    )
+    errors = [d for d in err.diagnostics if d.level == "error"]
+    # PyO3 reports a bad argument once per trait it tries; the user sees it once.
+    assert [(d.line, d.message) for d in errors] == [
+        (2, "`Point` cannot be used as a Python function argument"),
+        (3, "`Point` cannot be converted to a Python object"),
+    ]
+    assert errors[0].hint and "cannot come in from Python" in errors[0].hint
+    assert errors[1].hint and "#[pyo3::pyclass]" in errors[1].hint
+
+
+def test_signatures_may_use_the_cells_own_imports_and_types() -> None:
+    # The exporter's wrappers live inside the cell's module, so names resolve as written.
+    mod = rust_module(
+        cell(
+            """
+            use std::collections::HashMap;
+            #[pyo3::pyclass]
+            #[derive(Clone)]
+            pub struct Point { #[pyo3(get)] pub x: i64 }
+            pub fn total(m: HashMap<String, u64>) -> u64 { m.values().sum() }
+            pub fn shift(p: Point, by: i64) -> Point { Point { x: p.x + by } }
+            pub fn origin() -> Point { Point { x: 0 } }
+            """
+        )
+    )
+    assert mod.total({"a": 2, "b": 3}) == 5
+    assert mod.shift(mod.origin(), 4).x == 4
+
+
+def test_missing_crate_says_how_to_add_it() -> None:
+    err = compile_error("pub fn r() -> u32 { rand::random() }\n")
+    d = first_error(err)
+    assert d.hint == (
+        "`rand` is not a dependency of this cell: add it with `%%rust_async --dep rand` "
+        "(tokio, futures and pyo3 come with every cell)."
+    )
+    # Crates every cell has never get that sentence.
+    err = compile_error("pub fn r() -> u32 { tokio::nope::thing() }\n")
+    assert first_error(err).hint is None
+
+
+def test_a_name_defined_twice_is_one_message_per_problem() -> None:
+    err = compile_error("pub fn f() -> u8 { 1 }\npub async fn f() -> u8 { 2 }\n")
+    messages = [d.message for d in err.diagnostics]
+    assert messages == ["the name `f` is defined multiple times", "two exported items are both named `f` in Python"]
+    assert "note: first defined here" in err.diagnostics[1].rendered
+
+
+def test_html_is_escaped_colored_and_carries_the_same_text() -> None:
+    err = compile_error("pub fn v() -> Vec<u8> { Vec::<u16>::new() }\n")
+    page = err.html()
+    assert "Vec&lt;u8&gt;" in page and "Vec<u8>" not in page
+    assert "var(--jp-error-color1" in page  # the theme's own error color, light or dark
+    text = re.sub(r"<[^>]+>", "", page)
+    import html
+
+    assert first_error(err).rendered in html.unescape(text)
+
+
+def test_warnings_are_kept_on_the_cell_lines(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.rust(f"pub fn w(a: u8) -> u8 {{ let unused_here = {uuid.uuid4().int % 1000}; a }}\n")
+    out = capsys.readouterr().out
+    assert "1 warning" in out
+    assert "rust_async: warning: unused variable: `unused_here` (cell line 1)" in out
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+class Recorder(progress.Progress):
+    """A real Progress writing to a buffer instead of the terminal."""
+
+    def __init__(self) -> None:
+        super().__init__(in_kernel=False, interval=0.0)
+        self.in_place = True  # as in a terminal: every update is shown
+        self.shown: list[str] = []
+
+    def _show(self) -> None:
+        self.shown.append(self.status())
+
+
+def test_progress_counts_cargo_units_exactly_after_the_first_build() -> None:
+    first = Recorder()
+    cells.compile_cell("pub async fn progress_probe() -> u8 { 7 }\n", force=True, watcher=first)
+    second = Recorder()
+    edited = cells.compile_cell(
+        f"pub async fn progress_probe() -> u32 {{ {uuid.uuid4().int % 1000} }}\n", watcher=second
+    )
+    # Every unit reports (fresh ones too); the second build knows the total.
+    assert second.total == first.done == second.done
+    assert second.current == edited.build.module  # the crate compiling now
+    assert second.shown and second.shown[-1].startswith(f"rust_async: compiling {second.done - 1}/{second.total}: ira_")
+    assert first.done > 20  # pyo3, tokio, futures and their dependencies
+
+
+def test_progress_plain_output_is_a_few_lines_not_a_scroll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a terminal (nbconvert, CI): quick builds print only the summary; long ones a
+    line per interval at most."""
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL", 3600.0)
+    p = progress.Progress(in_kernel=False)
+    p.expect(3)
+    for name in ("a", "b", "c"):
+        p.line(f"   Compiling {name} v0.1.0")
+        p.message({"reason": "compiler-artifact", "fresh": False})
+    p.finish("rust_async: built in 0.10 s")
+    assert out.getvalue() == "rust_async: built in 0.10 s\n"
+
+    out.seek(0)
+    out.truncate()
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL", 0.0)
+    p = progress.Progress(in_kernel=False)
+    p.expect(2)
+    p.line("   Compiling tokio v1.0.0")
+    p.message({"reason": "compiler-artifact", "fresh": False})
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("rust_async: compiling 0/2: tokio (")
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
