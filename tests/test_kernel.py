@@ -152,6 +152,56 @@ def test_interrupting_an_awaited_cell_drops_the_rust_future(kernel: Kernel) -> N
     assert "True" in kernel.ok("import asyncio\nawait asyncio.wait_for(take_gate(), 0.5)")
 
 
+def _send(kernel: Kernel, msg_type: str, content: dict[str, Any], subshell_id: str | None = None) -> str:
+    msg = kernel.kc.session.msg(msg_type, content)
+    if subshell_id is not None:
+        msg["header"]["subshell_id"] = subshell_id
+    channel = kernel.kc.control_channel if msg_type.endswith("subshell_request") else kernel.kc.shell_channel
+    channel.send(msg)
+    return str(msg["header"]["msg_id"])
+
+
+def _reply(kernel: Kernel, msg_id: str, control: bool = False) -> dict[str, Any]:
+    channel = kernel.kc.control_channel if control else kernel.kc.shell_channel
+    while True:
+        msg = channel.get_msg(timeout=120)
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return dict(msg["content"])
+
+
+def test_subshells_await_on_their_own_thread_and_loop(kernel: Kernel) -> None:
+    """ipykernel 7 subshells run cells on their own thread and loop, alongside the main
+    shell: an awaitable binds to the loop that awaits it, so both await Rust at once."""
+    kernel.ok(
+        "%%rust_async\n"
+        "pub async fn echo_after(ms: u64, x: i64) -> i64 {\n"
+        "    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;\n"
+        "    x\n"
+        "}\n"
+    )
+    created = _reply(kernel, _send(kernel, "create_subshell_request", {}), control=True)
+    subshell = created["subshell_id"]
+    # The main shell awaits a slow Rust future; meanwhile the subshell awaits a quick one.
+    slow = _send(kernel, "execute_request", {"code": "main_result = await echo_after(3000, 1)", "silent": False})
+    time.sleep(0.5)
+    code = (
+        "import asyncio, threading\n"
+        "sub_result = await echo_after(20, 2)\n"
+        "sub_thread = threading.current_thread() is not threading.main_thread()\n"
+        "sub_sync = ipy_rustasync.run(echo_after(5, 3))\n"
+    )
+    fast = _send(kernel, "execute_request", {"code": "import ipy_rustasync\n" + code}, subshell_id=subshell)
+    fast_reply = _reply(kernel, fast)
+    assert fast_reply["status"] == "ok", fast_reply
+    started = time.monotonic()
+    slow_reply = _reply(kernel, slow)
+    assert slow_reply["status"] == "ok", slow_reply
+    assert time.monotonic() - started > 0.5, "the subshell's cell waited for the main shell's"
+    assert "(1, 2, True, 3)" in kernel.ok("main_result, sub_result, sub_thread, sub_sync")
+    deleted = _reply(kernel, _send(kernel, "delete_subshell_request", {"subshell_id": subshell}), control=True)
+    assert deleted["status"] == "ok"
+
+
 def test_sync_code_in_a_cell_uses_ipy_rustasync_run(kernel: Kernel) -> None:
     kernel.ok(GATE)
     out = kernel.ok(
