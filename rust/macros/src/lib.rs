@@ -197,6 +197,37 @@ fn has_attr(attrs: &[Attribute], name: &str) -> bool {
     })
 }
 
+/// The Python name PyO3 gives a `#[pyfunction]`: `#[pyo3(name = "...")]` or
+/// `#[pyfunction(name = "...")]`, if the user set one.
+fn pyo3_name(attrs: &[Attribute]) -> Option<String> {
+    let mut name = None;
+    for attr in attrs {
+        let is_pyo3 = attr
+            .path()
+            .segments
+            .last()
+            .is_some_and(|seg| seg.ident == "pyo3" || seg.ident == "pyfunction");
+        if !is_pyo3 || !matches!(attr.meta, syn::Meta::List(_)) {
+            continue;
+        }
+        // Other options are skipped whatever their shape; PyO3 itself reports bad ones.
+        let _ = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("name") {
+                let lit: syn::LitStr = meta.value()?.parse()?;
+                name = Some(lit.value());
+            } else if meta.input.peek(Token![=]) {
+                let _: syn::Expr = meta.value()?.parse()?;
+            } else if meta.input.peek(syn::token::Paren) {
+                let skipped;
+                syn::parenthesized!(skipped in meta.input);
+                let _: TokenStream2 = skipped.parse()?;
+            }
+            Ok(())
+        });
+    }
+    name
+}
+
 fn is_plain_pub(vis: &Visibility) -> bool {
     matches!(vis, Visibility::Public(_))
 }
@@ -299,7 +330,8 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
             ));
         }
         return Ok(Some(Export {
-            python_name: ident.to_string().trim_start_matches("r#").to_owned(),
+            python_name: pyo3_name(&func.attrs)
+                .unwrap_or_else(|| ident.to_string().trim_start_matches("r#").to_owned()),
             kind: "pyfunction",
             signature: tidy(&sig.to_token_stream().to_string()),
             wrapper: TokenStream2::new(),
