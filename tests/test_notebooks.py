@@ -1,0 +1,283 @@
+"""The teaching notebooks (notebooks/*.ipynb, quickstart aside: test_kernel.py runs it)
+executed top to bottom in a real kernel by nbclient, as a lecturer would run them.
+
+Each notebook has a checker below that asserts on what its cells print: counts,
+order, exception type names, a PNG for every figure. Timings are only checked
+against generous sanity bounds (the test machine is small and shared), or as lower
+bounds that noise can only make larger. Every notebook also has to run clean: no
+error output except in cells tagged ``raises-exception``, no traceback or
+"Event loop is closed" on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+TEACHING = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb") if p.stem != "quickstart")
+
+
+class Executed:
+    """An executed notebook, read back cell by cell."""
+
+    def __init__(self, nb: Any) -> None:
+        self.cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+
+    def cell(self, needle: str) -> Any:
+        """The one code cell whose source contains ``needle`` (robust to reformatting)."""
+        found = [cell for cell in self.cells if needle in cell.source]
+        assert len(found) == 1, f"{len(found)} code cells contain {needle!r}"
+        return found[0]
+
+    def text(self, needle: str) -> str:
+        """What that cell showed as text: stdout and the plain text of its results."""
+        parts = []
+        for out in self.cell(needle).outputs:
+            if out.output_type == "stream" and out.name == "stdout":
+                parts.append(out.text)
+            elif out.output_type in ("execute_result", "display_data") and "image/png" not in out.data:
+                parts.append(out.data.get("text/plain", "") + "\n")
+        return "".join(parts)
+
+    def pngs(self, needle: str) -> int:
+        return sum(1 for o in self.cell(needle).outputs if "image/png" in o.get("data", {}))
+
+
+def run_notebook(name: str) -> Executed:
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    client = NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client.execute()
+    return Executed(nb)
+
+
+def check_runs_clean(ex: Executed) -> None:
+    for cell in ex.cells:
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        if "raises-exception" in cell.metadata.get("tags", []):
+            assert len(errors) == 1, f"a cell tagged raises-exception did not raise:\n{cell.source}"
+        else:
+            assert not errors, f"{errors[0].ename}: {errors[0].evalue}\nin the cell:\n{cell.source}"
+        for out in cell.outputs:
+            if out.output_type == "stream" and out.name == "stderr":
+                assert "Traceback" not in out.text, out.text
+                assert "Event loop is closed" not in out.text, out.text
+
+
+def lines_in_order(text: str, *expected: str) -> None:
+    """Each expected fragment appears, on its own line, in this order."""
+    lines = text.splitlines()
+    at = -1
+    for fragment in expected:
+        later = [i for i, line in enumerate(lines) if fragment in line and i > at]
+        assert later, f"{fragment!r} not found after line {at} in:\n{text}"
+        at = later[0]
+
+
+# --- one checker per notebook -------------------------------------------------------------
+
+
+def check_concurrency(ex: Executed, config: Path) -> None:
+    assert "nap (async), timed_nap (async), crunch (async)" in ex.text("%%rust_async")
+
+    batches = re.findall(
+        r"(\d+) sleeps of 100 ms: Rust (\d+) results in ([\d.]+) s, Python (\d+) results in ([\d.]+) s; in order: (\w+)",
+        ex.text("async def timed_batch"),
+    )
+    assert [(n, rust_n, py_n, ordered) for n, rust_n, _, py_n, _, ordered in batches] == [
+        ("1000", "1000", "1000", "True"),
+        ("10000", "10000", "10000", "True"),
+    ]
+    rust_10k = float(batches[1][2])
+    assert rust_10k < 5.0, f"10,000 concurrent 100 ms Rust sleeps took {rust_10k} s"
+
+    throughput = ex.text("throughput = {")
+    assert ex.pngs("throughput = {") == 1
+    for label in ("Rust (tokio sleep)", "Python (asyncio.sleep)"):
+        (line,) = [line for line in throughput.splitlines() if line.startswith(label)]
+        assert len(re.findall(r"\d+: +[\d,]+/s", line)) == 5, line
+
+    timeline = ex.text("timed_nap(ms) for ms in durations")
+    assert ex.pngs("timed_nap(ms) for ms in durations") == 1
+    took = re.search(r"^20 tasks; .* the batch took (\d+) ms \(the longest sleep: 225 ms\)$", timeline, re.M)
+    assert took, timeline
+    assert 225 <= int(took[1]) < 5000  # bounded below by the longest sleep: the tasks overlapped
+
+    cpu = ex.text("ROUNDS = ")
+    assert re.search(r"4 crunch tasks: one after another [\d.]+ s, gathered [\d.]+ s", cpu), cpu
+    at_once = re.search(r"gathered: (\d+) worker threads, at most (\d+) tasks running at once", cpu)
+    assert at_once, cpu
+    if (os.cpu_count() or 1) >= 2:  # one worker per core: gathered CPU work overlaps in time
+        assert int(at_once[1]) >= 2 and int(at_once[2]) >= 2, cpu
+
+    assert ex.pngs("def draw_timeline") == 1
+    assert "Python: 1 thread, at most 1 task running at once" in ex.text("def draw_timeline")
+
+
+def check_cancellation(ex: Executed, config: Path) -> None:
+    assert "hold_lock (async), take_lock (async), lock_is_free, dropped" in ex.text("pub async fn hold_lock")
+    lines_in_order(
+        ex.text("await until(lambda: not lock_is_free())"),
+        "while the task runs, the lock is free: False",
+        "the task was cancelled",
+        "Rust future dropped: True | lock free: True",
+    )
+    lines_in_order(
+        ex.text("asyncio.wait_for(hold_lock"),
+        "TimeoutError after 0.1 s",
+        "the next caller got the lock: True",
+    )
+    lines_in_order(
+        ex.text("asyncio.gather(*(hold_lock"),
+        "the gather timed out",
+        "100 Rust futures dropped; lock free: True",
+    )
+
+    assert "journal, batch_job (async)" in ex.text("pub async fn batch_job")
+    handle = ex.text("create_task(batch_job")
+    lines_in_order(
+        handle,
+        "Rust:   async fn batch_job(items: u32, cancel: ipy_rustasync::CancelHandle) -> u32",
+        "Python: batch_job(items)",  # the CancelHandle is not a Python parameter
+        "Python: CancelledError after",
+        "Rust: started: 1000 items",
+        "Rust: cancelled after",
+        "Rust: flushed",
+    )
+    waited = re.search(r"CancelledError after (\d+) ms", handle)
+    assert waited and int(waited[1]) < 5000, handle
+    counts = re.findall(r"cancelled after (\d+) items: flushing them|flushed (\d+) items, goodbye", handle)
+    (cancelled_at, _), (_, flushed) = counts
+    assert cancelled_at == flushed and 0 < int(flushed) < 1000, handle
+
+
+def check_callbacks(ex: Executed, config: Path) -> None:
+    assert "sum_via (async), fan_out (async), await_py (async), with_deadline (async)" in ex.text(
+        "pub async fn sum_via"
+    )
+
+    summed = ex.text("async def double")
+    assert summed.count("on the notebook's loop: True") == 3 and "False" not in summed, summed
+    assert "sum_via([1, 2, 3], double) = 12" in summed
+
+    pages = re.search(r"^50 pages in ([\d.]+) s: 'page 0' \.\.\. 'page 49'$", ex.text("async def fetch"), re.M)
+    assert pages, ex.text("async def fetch")
+    assert float(pages[1]) < 2.5  # concurrent: 50 calls one after another would take 5 s
+
+    assert ex.text("class QuotaExceeded").splitlines() == [
+        "picky: KeyError: 'no entry for 3'",
+        "stingy: QuotaExceeded: only 0 calls left, asked for 1",
+    ]
+    assert ex.text("request_id = contextvars.ContextVar").splitlines() == [
+        "['req-A/item0', 'req-A/item1', 'req-A/item2']",
+        "['req-B/item0', 'req-B/item1', 'req-B/item2']",
+    ]
+    assert ex.text("async def greet").splitlines() == [
+        "from a coroutine",
+        "from a coroutine (a Task)",
+        "from a Future, set 50 ms later",
+    ]
+    assert ex.text("slow_was_cancelled = asyncio.Event()").splitlines() == [
+        "Rust: quick answer",
+        "Rust: gave up after 50 ms",
+        "Python: slow() saw CancelledError: True",
+    ]
+
+
+def check_streams(ex: Executed, config: Path) -> None:
+    exports = ex.text("pub fn ticker")
+    for name in ("ticker", "squares", "log_lines", "parse_all", "merged"):
+        assert f"{name} (stream)" in exports, exports
+
+    assert ex.text("print(n, end=").splitlines() == ["0 1 2 3 4 ", "[0, 10, 20]"]
+
+    backpressure = ex.text("before = made()")
+    for made, value in enumerate((0, 1, 4, 9, 16), start=1):
+        assert f"consumed {value:>2}, squares made so far: {made}" in backpressure, backpressure
+    assert "after 0.2 s of doing nothing, squares made: 5" in backpressure
+
+    slow = ex.text("a slow consumer")
+    gaps = re.search(r"^5 items; ms between them: \[([\d, ]+)\]", slow, re.M)
+    assert gaps, slow
+    # At least 20 ms producing + 50 ms consuming per item: the ticker did not run ahead.
+    assert all(int(gap) >= 60 for gap in gaps[1].split(",")), slow
+
+    assert ex.text("if square > 20").splitlines() == ["stopped at 25", "carries on with 36 and 49"]
+    assert ex.text("aclosing").splitlines() == [
+        "line 0 | line 1 | open connections: 1",
+        "after aclose(), open connections: 0",
+        "the closed stream raises StopAsyncIteration",
+        "after the aclosing block, open connections: 0",
+    ]
+    assert ex.text("parse_all([").strip() == 'got [1, 2], then RustError: "x": invalid digit found in string'
+    assert "{'fast': 4, 'slow': 4}" in ex.text("merged(4)")
+
+
+def check_event_loops(ex: Executed, config: Path) -> None:
+    assert "nap (async)" in ex.text("pub async fn nap")
+    lines_in_order(ex.text("loop = asyncio.get_running_loop()"), "this cell runs in a loop: True", "napped 10 ms")
+    assert ex.text("pending = nap(20)").strip() == "RustAwaitable | a coroutine: True"
+    assert ex.text("await pending").strip() == "'napped 20 ms'"
+    assert ex.text("def report").splitlines() == [
+        "napped 30 ms",
+        "a Python coroutine, run on the thread 'ipy-rustasync-run'",
+        "TimeoutError: nap() did not finish within 0.1 s",
+    ]
+    assert "RuntimeError: 'Future' belongs to the event loop running here" in ex.text("loop.create_future()")
+
+    (raising,) = [cell for cell in ex.cells if "raises-exception" in cell.metadata.get("tags", [])]
+    assert raising.source == "asyncio.run(nap(5))"
+    (error,) = [out for out in raising.outputs if out.output_type == "error"]
+    assert error.ename == "RuntimeError"
+    assert "cannot be called from a running event loop" in error.evalue
+    hint = "".join(out.text for out in raising.outputs if out.output_type == "stream" and out.name == "stderr")
+    assert "or run `%rust_async --nest` once" in hint  # the extension's hint under the traceback
+
+    assert ex.text("background = asyncio.new_event_loop()").splitlines() == [
+        "napped 15 ms on the thread 'background-loop'",
+        "napped 5 ms (handed over directly)",
+    ]
+    assert "asyncio.run() now nests inside the running loop" in ex.text("%rust_async --nest")
+    assert ex.text("print(asyncio.run(nap(5)))").splitlines() == ["napped 5 ms", "a Python coroutine, nested"]
+    # The notebook turns the remembered setting off again.
+    assert re.search(r"^nest: +false$", ex.text("config nest false"), re.M)
+    assert "nest = false" in config.read_text()
+
+
+CHECKS: dict[str, Callable[[Executed, Path], None]] = {
+    "concurrency": check_concurrency,
+    "cancellation": check_cancellation,
+    "callbacks": check_callbacks,
+    "streams": check_streams,
+    "event_loops": check_event_loops,
+}
+
+
+@pytest.mark.parametrize("name", TEACHING)
+def test_notebook_runs_and_shows_what_it_teaches(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert name in CHECKS, f"notebooks/{name}.ipynb has no checks here: add a check_{name}"
+    # Its own config file: event_loops.ipynb runs `%rust_async --nest`, which is remembered.
+    config = tmp_path / "config.toml"
+    monkeypatch.setenv("IPY_RUSTASYNC_CONFIG", str(config))
+    ex = run_notebook(name)
+    check_runs_clean(ex)
+    CHECKS[name](ex, config)
+
+
+def test_every_notebook_is_stored_without_outputs_for_the_python3_kernel() -> None:
+    assert set(TEACHING) == set(CHECKS)
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        assert nb.metadata.kernelspec.name == "python3", path.name
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: stored with outputs"
