@@ -123,21 +123,21 @@ def check_concurrency(ex: Executed, config: Path) -> None:
 
 
 def check_cancellation(ex: Executed, config: Path) -> None:
-    assert "hold_lock (async), take_lock (async), lock_is_free, dropped" in ex.text("pub async fn hold_lock")
+    assert "hold_lock (async), take_lock (async), lock_is_free, started, dropped" in ex.text("pub async fn hold_lock")
     lines_in_order(
         ex.text("await until(lambda: not lock_is_free())"),
         "while the task runs, the lock is free: False",
         "the task was cancelled",
         "Rust future dropped: True | lock free: True",
     )
-    lines_in_order(
-        ex.text("asyncio.wait_for(hold_lock"),
-        "TimeoutError after 0.1 s",
-        "the next caller got the lock: True",
-    )
+    timed_out = ex.text("asyncio.wait_for(hold_lock")
+    lines_in_order(timed_out, "TimeoutError after", "the next caller got the lock: True")
+    after = re.search(r"TimeoutError after ([\d.]+) s", timed_out)
+    assert after and float(after[1]) < 5.0, timed_out  # the 0.1 s timeout, not the minute
     lines_in_order(
         ex.text("asyncio.gather(*(hold_lock"),
-        "the gather timed out",
+        "100 Rust futures started; lock free: False",
+        "the gather was cancelled",
         "100 Rust futures dropped; lock free: True",
     )
 
@@ -156,7 +156,7 @@ def check_cancellation(ex: Executed, config: Path) -> None:
     assert waited and int(waited[1]) < 5000, handle
     counts = re.findall(r"cancelled after (\d+) items: flushing them|flushed (\d+) items, goodbye", handle)
     (cancelled_at, _), (_, flushed) = counts
-    assert cancelled_at == flushed and 0 < int(flushed) < 1000, handle
+    assert cancelled_at == flushed and int(flushed) < 1000, handle
 
 
 def check_callbacks(ex: Executed, config: Path) -> None:
