@@ -17,7 +17,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -60,7 +60,9 @@ pub(crate) struct Channel {
     spinning: AtomicBool,
     /// Futures spawned for this loop and not yet finished or dropped.
     outstanding: AtomicUsize,
-    /// The loop callback that spins, made once (see [`Channel::kick`]).
+    /// The loop callback that spins, made once (see [`Channel::kick`]). It refers
+    /// back to the channel weakly: a strong reference would be a cycle no collector
+    /// sees, keeping every loop's channel (and its two sockets) alive forever.
     spin: OnceLock<Py<Spin>>,
 }
 
@@ -117,7 +119,7 @@ impl Channel {
                 let spin = Py::new(
                     py,
                     Spin {
-                        channel: self.clone(),
+                        channel: Arc::downgrade(self),
                         until: Mutex::new(Instant::now()),
                     },
                 )?;
@@ -210,7 +212,8 @@ fn deliver(py: Python<'_>, awaitable: Py<PyWeakrefReference>, outcome: Outcome) 
 /// futures are outstanding and the spin window lasts.
 #[pyclass(frozen, name = "_ChannelSpin", module = "ipy_rustasync")]
 pub(crate) struct Spin {
-    channel: Arc<Channel>,
+    /// Weak: the channel owns this callback (see [`Channel::spin`]).
+    channel: Weak<Channel>,
     until: Mutex<Instant>,
 }
 
@@ -219,7 +222,10 @@ impl Spin {
     #[pyo3(signature = (event_loop=None))]
     fn __call__(slf: &Bound<'_, Self>, event_loop: Option<Bound<'_, PyAny>>) {
         let py = slf.py();
-        let channel = &slf.get().channel;
+        // Gone: its loop was closed and collected, and nothing is left to deliver.
+        let Some(channel) = slf.get().channel.upgrade() else {
+            return;
+        };
         channel.deliver_queued(py);
         let go_on = channel.outstanding.load(Ordering::SeqCst) > 0
             && Instant::now() < *lock(&slf.get().until);

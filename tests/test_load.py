@@ -1,0 +1,400 @@
+"""Load (the hardening issue): 100,000 concurrent awaits, 1,000,000 sequential ones, a
+cancellation storm, and a new event loop per run. Every result is checked; afterwards
+the memory, the file descriptors and the Rust tasks are counted.
+
+Memory is read three ways, each after ``gc.collect()`` and glibc's ``malloc_trim(0)``
+(which hands free heap pages back to the kernel, so RSS shows what is still in use):
+
+* RSS, from ``/proc/self/statm``: catches anything, but moves by several MB from run to
+  run as the tokio workers' malloc arenas fragment (measured: up to ~10 MB of steps
+  over 30 runs of 100,000 gathered futures, flat after that), so its bound is loose;
+* the bytes malloc has handed out and not had back (``mallinfo2``: Rust's allocations,
+  CPython's large objects): exact, so a leak of even a few bytes per future shows;
+* the number of CPython allocator blocks in use (``sys.getallocatedblocks``): one
+  leaked Python object per future would be 100,000 of them.
+
+Timings are printed, never asserted: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import gc
+import importlib.util
+import os
+import random
+import sys
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import ipy_rustasync
+from ipy_rustasync import rust_module
+
+CELL = r"""
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Counts the futures that began running and the ones dropped since (finished or
+/// cancelled): equal once nothing is left behind.
+struct Tracked;
+impl Tracked {
+    fn new() -> Self { STARTED.fetch_add(1, Ordering::SeqCst); Tracked }
+}
+impl Drop for Tracked {
+    fn drop(&mut self) { DROPPED.fetch_add(1, Ordering::SeqCst); }
+}
+
+pub fn started() -> usize { STARTED.load(Ordering::SeqCst) }
+pub fn dropped() -> usize { DROPPED.load(Ordering::SeqCst) }
+
+/// Tasks alive on this cell's tokio runtime: every awaitable spawns one, dropped when
+/// its future finishes or is cancelled.
+pub fn alive_tasks() -> usize {
+    ipy_rustasync::runtime().map(|rt| rt.metrics().num_alive_tasks()).unwrap_or(usize::MAX)
+}
+
+/// `x`, after a tokio sleep of `ms` milliseconds.
+pub async fn echo_after(ms: u64, x: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    x
+}
+
+/// `x`, at once (the default path: spawned on the runtime, completed through the loop).
+pub async fn ready(x: u64) -> u64 { x }
+
+/// `x`, at once, in the inline first poll.
+#[rust_async(inline)]
+pub async fn ready_inline(x: u64) -> u64 { x }
+
+/// Takes the shared tokio mutex and holds it across `yields` scheduler yields and a
+/// sleep of `hold_ms` milliseconds.
+pub async fn contend(x: u64, yields: u32, hold_ms: u64) -> u64 {
+    let _tracked = Tracked::new();
+    let _guard = GATE.lock().await;
+    for _ in 0..yields { tokio::task::yield_now().await; }
+    if hold_ms > 0 { tokio::time::sleep(Duration::from_millis(hold_ms)).await; }
+    x
+}
+
+/// `x`, after a tokio sleep of `us` microseconds (tokio rounds up to whole ms).
+pub async fn nap(x: u64, us: u64) -> u64 {
+    let _tracked = Tracked::new();
+    tokio::time::sleep(Duration::from_micros(us)).await;
+    x
+}
+"""
+
+#: uvloop is in the test extra; the storm and the loop-per-run test run on it too.
+LOOPS = ["asyncio", *(["uvloop"] if importlib.util.find_spec("uvloop") else [])]
+MB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def rs() -> ModuleType:
+    return rust_module(CELL)
+
+
+def run_on(kind: str, main: Coroutine[Any, Any, Any]) -> Any:
+    """``asyncio.run(main)`` on a new loop of ``kind`` (``asyncio`` or ``uvloop``)."""
+    if kind == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
+    return asyncio.run(main)
+
+
+# --- memory ----------------------------------------------------------------------------
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in [
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        ]
+    ]
+
+
+_MALLINFO2 = getattr(_LIBC, "mallinfo2", None)
+if _MALLINFO2 is not None:
+    _MALLINFO2.restype = _MallInfo2
+
+
+@dataclass(frozen=True)
+class Memory:
+    rss: int  # bytes resident (/proc/self/statm)
+    heap: int | None  # bytes malloc has handed out and not had back (glibc only)
+    blocks: int  # CPython allocator blocks in use
+
+    def __str__(self) -> str:
+        heap = "?" if self.heap is None else f"{self.heap / MB:.2f} MB"
+        return f"RSS {self.rss / MB:.1f} MB, malloc in use {heap}, Python blocks {self.blocks:,}"
+
+
+def settled_memory() -> Memory:
+    """What the process holds once garbage is collected and free heap pages are returned."""
+    gc.collect()
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+    with open("/proc/self/statm") as statm:
+        rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    heap = None
+    if _MALLINFO2 is not None:
+        info = _MALLINFO2()
+        heap = info.uordblks + info.hblkhd
+    return Memory(rss=rss, heap=heap, blocks=sys.getallocatedblocks())
+
+
+def check_growth(what: str, before: Memory, after: Memory, *, rss: int, heap: int, blocks: int) -> None:
+    """Prints the figures, then fails if any grew past its bound (bytes, bytes, blocks)."""
+    print(f"\n{what}\n  before: {before}\n  after:  {after}")
+    grown = after.rss - before.rss
+    assert grown <= rss, f"{what}: RSS grew by {grown / MB:.1f} MB (bound {rss / MB:.0f} MB)"
+    if before.heap is not None and after.heap is not None:
+        grown = after.heap - before.heap
+        assert grown <= heap, f"{what}: malloc in use grew by {grown:,} bytes (bound {heap:,})"
+    grown = after.blocks - before.blocks
+    assert grown <= blocks, f"{what}: {grown:,} more Python blocks in use (bound {blocks:,})"
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+# --- 100,000 concurrent awaits ------------------------------------------------------------
+
+CONCURRENT = 100_000
+
+
+def test_100k_concurrent_awaits_lose_nothing_and_leak_nothing(rs: ModuleType) -> None:
+    """100,000 tokio sleeps of 1-5 ms gathered at once, each returning its own number
+    (the lengths vary, so they finish out of order): every result lands in its place."""
+
+    async def gathered() -> float:
+        start = time.perf_counter()
+        results = await asyncio.gather(*(rs.echo_after(1 + i % 5, i * 7 + 3) for i in range(CONCURRENT)))
+        took = time.perf_counter() - start
+        wrong = [i for i, got in enumerate(results) if got != i * 7 + 3]
+        assert len(results) == CONCURRENT and not wrong, f"{len(wrong)} wrong results, first at {wrong[:5]}"
+        return took
+
+    # Two warm-up runs: the first sizes the runtime, the channel and the worker arenas.
+    times = [asyncio.run(gathered()) for _ in range(2)]
+    before = settled_memory()
+    times += [asyncio.run(gathered()) for _ in range(2)]
+    after = settled_memory()
+    print("\n100,000 gathered 1-5 ms sleeps, s per run:", ", ".join(f"{t:.2f}" for t in times))
+    # 200,000 futures between the readings: the heap bound is 5 bytes a future; RSS moves
+    # with arena fragmentation (see the module docstring), 16 MB is 80 bytes a future.
+    check_growth("100,000 concurrent awaits, two runs", before, after, rss=16 * MB, heap=1 * MB, blocks=1_000)
+    assert rs.alive_tasks() == 0
+
+
+# --- 1,000,000 sequential awaits ----------------------------------------------------------
+
+#: The issue asks for 1,000,000; a default-path await costs 15-63 µs on this shared
+#: 2-core machine depending on what else runs (measured: 1,000,000 took 63 s with the
+#: load average at 5), too long for the suite. The leak check does not need the count:
+#: malloc's in-use bytes are exact (flat to within 10 KB over a 1,000,000 run), so 300,000
+#: awaits under a 64 KB bound catch a leak of one byte per five awaits.
+#: `benchmarks/soak.py` runs the full 1,000,000 (and millions more in its mixed load).
+SEQUENTIAL = 300_000
+INLINE = 1_000_000  # 0.5-2 µs each
+VIA_RUN = 50_000  # ipy_rustasync.run blocks on the runtime per call: a slice suffices
+
+
+async def await_each(make: Callable[[int], Awaitable[int]], n: int) -> None:
+    for i in range(n):
+        got = await make(i)
+        if got != i:
+            raise AssertionError(f"await #{i} returned {got!r}")
+
+
+def test_sequential_ready_awaits_leak_nothing(rs: ModuleType) -> None:
+    asyncio.run(await_each(rs.ready, 20_000))  # warm-up
+    asyncio.run(await_each(rs.ready_inline, 20_000))
+    for i in range(1_000):
+        assert ipy_rustasync.run(rs.ready(i)) == i
+
+    figures = []
+    before = settled_memory()
+    start = time.perf_counter()
+    asyncio.run(await_each(rs.ready, SEQUENTIAL))
+    took = time.perf_counter() - start
+    figures.append(f"{SEQUENTIAL:,} awaits (default path) in {took:.1f} s, {took / SEQUENTIAL * 1e6:.1f} µs each")
+    after = settled_memory()
+    check_growth(f"{SEQUENTIAL:,} sequential ready awaits", before, after, rss=4 * MB, heap=64 << 10, blocks=500)
+
+    before = settled_memory()
+    start = time.perf_counter()
+    asyncio.run(await_each(rs.ready_inline, INLINE))
+    took = time.perf_counter() - start
+    figures.append(f"{INLINE:,} inline awaits in {took:.1f} s, {took / INLINE * 1e6:.2f} µs each")
+    start = time.perf_counter()
+    for i in range(VIA_RUN):
+        got = ipy_rustasync.run(rs.ready(i))
+        if got != i:
+            raise AssertionError(f"ipy_rustasync.run #{i} returned {got!r}")
+    took = time.perf_counter() - start
+    figures.append(f"{VIA_RUN:,} ipy_rustasync.run calls in {took:.1f} s, {took / VIA_RUN * 1e6:.1f} µs each")
+    after = settled_memory()
+    print("\n" + "\n".join(figures))
+    check_growth(
+        f"{INLINE:,} inline awaits + {VIA_RUN:,} ipy_rustasync.run",
+        before,
+        after,
+        rss=4 * MB,
+        heap=256 << 10,
+        blocks=500,
+    )
+    assert rs.alive_tasks() == 0
+
+
+# --- a cancellation storm -----------------------------------------------------------------
+
+STORM = 1_000
+CANCEL_WITHIN_S = 0.002
+
+
+async def storm(rs: ModuleType, seed: int) -> dict[str, int]:
+    """1,000 tasks, each awaiting a Rust future that either queues for and holds a
+    shared tokio mutex (across yields, a third of them also across a 1 ms sleep, so a
+    queue forms) or sleeps 0-5 ms, and cancelled 0-2 ms after it starts (seeded),
+    in one of three ways: ``task.cancel()``, ``cancel()`` on the awaitable itself (taken
+    as a future), or a ``wait_for`` timeout. The tasks start in batches of 1-20 with a
+    loop iteration between, so starts, cancellations and completions interleave.
+    Returns how the tasks ended."""
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+
+    async def victim(aw: Awaitable[int], delay: float, way: str) -> int:
+        if way == "task":
+            loop.call_later(delay, asyncio.current_task().cancel)  # type: ignore[union-attr]
+            return await aw
+        if way == "future":
+            future = asyncio.ensure_future(aw)  # the awaitable is a future already: no Task
+            assert future is aw
+            loop.call_later(delay, future.cancel)
+            return await future
+        return await asyncio.wait_for(aw, delay)
+
+    tasks: list[asyncio.Task[int]] = []
+    expected: list[tuple[str, int]] = []
+    while len(tasks) < STORM:
+        for _ in range(min(rng.randint(1, 20), STORM - len(tasks))):
+            x = seed * 1_000_000 + len(tasks)
+            if rng.random() < 0.5:
+                aw = rs.contend(x, rng.randrange(0, 4), rng.choice([0, 0, 1]))
+            else:
+                aw = rs.nap(x, rng.randrange(0, 5_000))
+            way = rng.choice(["task", "future", "wait_for"])
+            tasks.append(asyncio.create_task(victim(aw, rng.uniform(0, CANCEL_WITHIN_S), way)))
+            expected.append((way, x))
+        await asyncio.sleep(0)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    ended = {"finished": 0, "cancelled": 0, "timed out": 0}
+    for (way, want), got in zip(expected, results, strict=True):
+        if isinstance(got, asyncio.CancelledError):
+            assert way != "wait_for", got
+            ended["cancelled"] += 1
+        elif isinstance(got, TimeoutError):
+            assert way == "wait_for", got
+            ended["timed out"] += 1
+        else:
+            assert got == want, f"{way}: {got!r}, expected {want}"
+            ended["finished"] += 1
+    return ended
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["debug", "no-debug"])
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_cancellation_storm_leaves_nothing_behind(rs: ModuleType, loop_kind: str, debug: bool) -> None:
+    """With the loop in debug mode (asyncio then also checks that every ``call_soon``
+    comes from the loop's thread) and without: debug mode slows asyncio's loop about
+    tenfold, so that most futures finish before their cancellation comes round, while
+    without it about three quarters of them are cancelled mid-flight."""
+    handler_calls: list[dict[str, Any]] = []
+
+    async def main() -> list[dict[str, int]]:
+        loop = asyncio.get_running_loop()
+        loop.set_debug(debug)
+        loop.set_exception_handler(lambda _loop, context: handler_calls.append(context))
+        started, dropped = rs.started(), rs.dropped()
+        rounds = [await storm(rs, seed) for seed in (1, 2, 3)]
+        # Every Rust future that began has been dropped and no task is left on the
+        # runtime (an aborted task is dropped by a worker, so give it a moment).
+        deadline = time.monotonic() + 10
+        while (rs.alive_tasks() or rs.dropped() - dropped != rs.started() - started) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        print(
+            f"\nstorm on {loop_kind}{' (debug)' if debug else ''}: Rust futures begun {rs.started() - started:,}, dropped {rs.dropped() - dropped:,}; "
+            f"tasks alive on the runtime: {rs.alive_tasks()}"
+        )
+        assert rs.dropped() - dropped == rs.started() - started
+        assert rs.alive_tasks() == 0
+        # The mutex is free: no cancelled holder kept it.
+        assert await asyncio.wait_for(rs.contend(7, 0, 0), 5) == 7
+        return rounds
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rounds = run_on(loop_kind, main())
+    for seed, ended in zip((1, 2, 3), rounds, strict=True):
+        print(f"  seed {seed}: {ended}")
+        assert sum(ended.values()) == STORM
+        assert ended["cancelled"] + ended["timed out"] > 0
+    assert handler_calls == [], handler_calls
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
+# --- a new loop per run -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_a_loop_per_run_leaks_no_sockets(rs: ModuleType, loop_kind: str) -> None:
+    """Each loop gets a channel with a socket pair for wake-ups; it must close with the
+    loop. (It did not: the channel and its loop callback held each other in an `Arc`
+    cycle no collector sees, so every `asyncio.run` that awaited a Rust future kept two
+    file descriptors open for good, and a long-lived process ran out of them.)"""
+
+    async def once(i: int) -> None:
+        assert await rs.ready(i) == i  # the spin path
+        assert await rs.echo_after(2, i) == i  # the socket wake-up path
+
+    runs = 300
+    for i in range(3):
+        run_on(loop_kind, once(i))
+    gc.collect()
+    before = open_fds()
+    for i in range(runs):
+        run_on(loop_kind, once(i))
+    gc.collect()
+    after = open_fds()
+    print(f"\n{runs} {loop_kind} loops, each awaiting Rust futures: open file descriptors {before} -> {after}")
+    # The last loop's channel may stay (a per-thread memo keeps it): at most one pair.
+    assert after - before <= 2, f"{after - before} file descriptors left open by {runs} loops"
