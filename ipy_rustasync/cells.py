@@ -7,9 +7,11 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
-from ipy_rustasync import build, cargo, config, crate, loader
+from ipy_rustasync import build, cargo, config, crate, deps, loader, lockfile
+from ipy_rustasync.cache import Cache
 from ipy_rustasync.errors import RustAsyncUsageError
 
 
@@ -18,6 +20,14 @@ class Compiled:
     module: ModuleType
     exports: list[loader.Export]
     build: build.BuildResult
+    #: what was built (export.py copies its crate's resolved Cargo.lock)
+    spec: crate.CellSpec | None = None
+
+
+def cell_deps(source: str, flags: Iterable[str | crate.Dep] = ()) -> tuple[crate.Dep, ...]:
+    """The cell's extra crates: its ```cargo block merged with ``--dep`` flags."""
+    parsed = [d if isinstance(d, crate.Dep) else crate.Dep.parse(d) for d in flags]
+    return deps.merge(("the ```cargo block", deps.fragment_deps(source)), ("--dep", parsed))
 
 
 def compile_cell(
@@ -27,21 +37,32 @@ def compile_cell(
     deps: Iterable[str | crate.Dep] = (),
     force: bool = False,
     watcher: cargo.Watcher | None = None,
+    lock: Path | None = None,
 ) -> Compiled:
     """Builds (or finds in the cache) and loads the module for ``source``.
 
-    ``release=None`` takes the ``release`` setting."""
+    ``release=None`` takes the ``release`` setting. ``lock`` is the notebook's lock
+    sidecar (lockfile.py): it pins the cell's extra crates, and learns the versions
+    they resolved to once the cell has built. A cell without extra crates ignores it."""
     if not source.strip():
         raise RustAsyncUsageError(
             "the cell is empty: write Rust functions under %%rust_async, e.g. `pub async fn hello() -> String { ... }`"
         )
     settings = config.Settings.load()
+    wanted = cell_deps(source, deps)
+    pinned = lockfile.pin(wanted, lock, settings) if lock is not None and wanted else None
     spec = crate.CellSpec(
         source=source,
         release=settings.release if release is None else release,
-        deps=tuple(d if isinstance(d, crate.Dep) else crate.Dep.parse(d) for d in deps),
+        deps=wanted,
+        pins=pinned.pins if pinned else (),
+        seed_lock=pinned.seed if pinned else None,
     )
     result = build.build(spec, settings, force=force, watcher=watcher)
+    if lock is not None and pinned is not None:
+        built = Cache.open(settings.cache_dir).crates / spec.module / "Cargo.lock"
+        resolved = built.read_text(encoding="utf-8") if built.exists() else pinned.seed
+        lockfile.record(lock, lockfile.parse(resolved, str(built)), wanted)
     module = loader.load(result.module, result.path)
     exports = loader.exports(module)
     if not exports:
@@ -49,15 +70,22 @@ def compile_cell(
             "the cell compiled but exports nothing: mark the functions Python should see `pub` "
             "(e.g. `pub async fn fetch() -> u64`)"
         )
-    return Compiled(module, exports, result)
+    return Compiled(module, exports, result, spec)
 
 
 def rust_module(
-    source: str, *, release: bool | None = None, deps: Iterable[str] = (), force: bool = False
+    source: str,
+    *,
+    release: bool | None = None,
+    deps: Iterable[str] = (),
+    force: bool = False,
+    lock: str | Path | None = None,
 ) -> ModuleType:
     """Compiles Rust source like a ``%%rust_async`` cell and returns the module, for
-    scripts and tests outside IPython: ``mod = rust_module(src); asyncio.run(mod.f())``."""
-    return compile_cell(source, release=release, deps=deps, force=force).module
+    scripts and tests outside IPython: ``mod = rust_module(src); asyncio.run(mod.f())``.
+    ``lock`` is a lock sidecar to pin the extra crates with (see lockfile.py)."""
+    lock_path = Path(lock).expanduser() if lock is not None else None
+    return compile_cell(source, release=release, deps=deps, force=force, lock=lock_path).module
 
 
 #: The cell ``warm`` builds: trivial, so the time is the dependency graph's.

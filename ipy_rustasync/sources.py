@@ -71,14 +71,14 @@ def explain_resolution_failure(stderr: str, offline: Path | None, deps: Sequence
         req = match.groupdict().get("req")
         what = f"`{name}` {req}" if req else f"`{name}`"
         if offline is not None:
-            asked = next((str(d) for d in deps if d.name.replace("_", "-") == name.replace("_", "-")), name)
+            asked = next((d.flag() for d in deps if d.crate.replace("_", "-") == name.replace("_", "-")), name)
             return (
                 f"the crate {what} is not in the offline crate directory {offline}; on a machine with "
                 f"crates.io run `ipy-rustasync vendor {offline} --dep {asked}` and copy the directory here"
             )
         if req:
-            return f"no version of the crate `{name}` matches {req!r} on crates.io; check the --dep version"
-        return f"there is no crate named `{name}` on crates.io; check the --dep name"
+            return f"no version of the crate `{name}` matches {req!r} on crates.io; check the version (--dep or the ```cargo block)"
+        return f"there is no crate named `{name}` on crates.io; check the name (--dep or the ```cargo block)"
     if "--offline" in stderr or "failed to download" in stderr or "failed to get" in stderr:
         if offline is not None:
             return f"a crate this cell needs is missing from the offline crate directory {offline}; re-run `ipy-rustasync vendor` there with the cell's --dep crates"
