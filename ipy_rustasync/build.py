@@ -17,7 +17,7 @@ which maturin consumes. ``tests/test_build.py`` checks the equivalence.
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +30,10 @@ from ipy_rustasync.cache import Cache
 from ipy_rustasync.cargo import cargo_command
 from ipy_rustasync.config import Settings
 from ipy_rustasync.errors import RustAsyncUsageError, RustCompileError
+
+#: What the OS says when a write fails for lack of room (ENOSPC, EDQUOT, EFBIG, and
+#: SIGXFSZ: the file size limit, which kills the writing compiler).
+_DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|File too large|signal: 25\b|SIGXFSZ")
 
 #: How long a build waits for another kernel's build before giving up.
 LOCK_TIMEOUT = float(os.environ.get("IPY_RUSTASYNC_LOCK_TIMEOUT", "900"))
@@ -112,14 +116,20 @@ def _run_cargo(
     if not outcome.ok or artifact is None:
         raise _failure(spec, settings, outcome, found)
     cargo.remember_units(target, units_key, outcome.artifacts())
-    cache.modules.mkdir(exist_ok=True)
-    _install(artifact, cache.module_path(spec.module))
+    cache.install(artifact, spec.module)
     return found
 
 
 def _failure(
     spec: crate.CellSpec, settings: Settings, outcome: cargo.Outcome, found: list[diagnostics.Diagnostic]
 ) -> Exception:
+    said = outcome.text + "\n".join(str(m.get("message", {}).get("rendered")) for m in outcome.compiler_messages())
+    if full := _DISK_FULL.search(said):
+        return BuildError(
+            f"the build could not write its files ({_why(full[0])}): free some disk space, or move the cache "
+            f"({Cache.open(settings.cache_dir).root}) with IPY_RUSTASYNC_CACHE_DIR; "
+            "`ipy-rustasync cache clear --all` removes the shared build"
+        )
     errors = [d for d in found if d.level == "error"]
     if not errors:
         sentence = sources.explain_resolution_failure(outcome.text, settings.offline_crates, spec.deps)
@@ -133,10 +143,5 @@ def _failure(
     return RustCompileError(headline, diagnostics=found)
 
 
-def _install(artifact: Path, dest: Path) -> None:
-    """Copies the built library into the cache under a temporary name, then renames it:
-    a reader sees the old file or the whole new one, never a partial one."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    shutil.copyfile(artifact, tmp)
-    os.chmod(tmp, 0o700)
-    os.replace(tmp, dest)
+def _why(said: str) -> str:
+    return "the file size limit, `ulimit -f`, was exceeded" if "25" in said or "SIGXFSZ" in said else said

@@ -3,16 +3,19 @@
 <cache>/crates/<module>/   generated crates (content-addressed)
 <cache>/target/            the one cargo target directory every cell shares
 <cache>/modules/<module><EXT_SUFFIX>   built extension modules, by content hash
+<cache>/modules/<module>.sha256         the module's checksum, checked before loading
 <cache>/build.lock         held while a build writes crates/, target/, modules/
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import stat
 import sysconfig
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +34,10 @@ class Cache:
         """Creates the cache (mode 0700) and checks it is this user's alone."""
         try:
             private_dir(root)
-        except PermissionError:
+        except OSError as err:
             raise RustAsyncUsageError(
-                f"cannot create the cache directory {root}; set IPY_RUSTASYNC_CACHE_DIR to a writable directory"
+                f"cannot use {root} as the cache directory ({err.strerror or err}); "
+                "set IPY_RUSTASYNC_CACHE_DIR to a writable directory"
             ) from None
         return cls(root)
 
@@ -65,12 +69,43 @@ class Cache:
     def module_path(self, module: str) -> Path:
         return self.modules / f"{module}{EXT_SUFFIX}"
 
+    def checksum_path(self, module: str) -> Path:
+        return self.modules / f"{module}.sha256"
+
+    def install(self, artifact: Path, module: str) -> Path:
+        """Copies a built library into the cache with its checksum. Written under
+        temporary names and renamed, so a reader sees the old files or the whole new
+        ones, never a partial module (a build killed halfway leaves only a temp file)."""
+        dest = self.module_path(module)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        sums = self.checksum_path(module)
+        sums_tmp = sums.with_name(f".{sums.name}.{os.getpid()}.tmp")
+        try:
+            self.modules.mkdir(mode=0o700, exist_ok=True)
+            shutil.copyfile(artifact, tmp)
+            os.chmod(tmp, 0o700)
+            sums_tmp.write_text(f"{_sha256(tmp)} {tmp.stat().st_size}\n", encoding="utf-8")
+            os.replace(sums_tmp, sums)
+            os.replace(tmp, dest)
+        except OSError as err:
+            for leftover in (tmp, sums_tmp):
+                with contextlib.suppress(OSError):
+                    leftover.unlink(missing_ok=True)
+            raise RustAsyncUsageError(
+                f"could not write the built module to {self.modules} ({err.strerror or err}); "
+                "free some disk space or set IPY_RUSTASYNC_CACHE_DIR to another directory"
+            ) from None
+        return dest
+
     def trusted_module(self, module: str) -> Path | None:
-        """The cached module file if it exists and only this user could have written it."""
+        """The cached module file if it exists, only this user could have written it,
+        and it is byte for byte what the build wrote (a truncated or damaged file is
+        removed, with a warning, so the caller rebuilds it)."""
         path = self.module_path(module)
         try:
             info = path.lstat()
-        except FileNotFoundError:
+            dir_info = self.modules.stat()
+        except OSError:  # not there (or ``modules`` is not a directory: the build says so)
             return None
         if not stat.S_ISREG(info.st_mode):
             return None
@@ -78,10 +113,22 @@ class Cache:
             return None
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             return None
-        dir_info = self.modules.stat()
         if (hasattr(os, "getuid") and dir_info.st_uid != os.getuid()) or dir_info.st_mode & (
             stat.S_IWGRP | stat.S_IWOTH
         ):
+            return None
+        try:
+            digest, size = self.checksum_path(module).read_text(encoding="utf-8").split()
+            intact = int(size) == info.st_size and _sha256(path) == digest
+        except (OSError, ValueError):
+            intact = False
+        if not intact:
+            warnings.warn(
+                f"the cached module {path.name} does not match its checksum (damaged or truncated); rebuilding it",
+                stacklevel=2,
+            )
+            path.unlink(missing_ok=True)
+            self.checksum_path(module).unlink(missing_ok=True)
             return None
         return path
 
@@ -105,3 +152,11 @@ class Cache:
         targets = () if keep_target else tuple(self.root.glob("target*"))
         for path in (self.modules, self.crates, *targets):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,271 @@
+"""Faults outside the cell: a missing or old toolchain, a build killed halfway, a
+damaged cache, a full disk, an unusable cache directory. Each gets one clear
+message; nothing half-written is ever loaded; the next run recovers by itself."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ipy_rustasync import cells, crate
+from ipy_rustasync.cache import EXT_SUFFIX, Cache
+
+from .conftest import CACHE_DIR
+from .test_kernel import Kernel
+
+
+def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
+
+
+def fresh_source(name: str = "fault") -> str:
+    """A cell no earlier run has built (so cargo really runs)."""
+    return f"pub fn {name}() -> u64 {{ {uuid.uuid4().int % 10**12} }}\n"
+
+
+BUILD = """
+    import sys
+    from ipy_rustasync.cells import compile_cell
+    try:
+        compile_cell(sys.argv[1] if len(sys.argv) > 1 else {source!r})
+    except Exception as err:
+        print(type(err).__name__ + ": " + str(err))
+    else:
+        print("BUILT")
+"""
+
+
+# --- the toolchain ---------------------------------------------------------------------------
+
+
+def test_no_cargo_on_path_is_one_sentence_naming_what_to_install(tmp_path: Path) -> None:
+    python_dir = str(Path(sys.executable).parent)
+    # Neither on PATH nor in rustup's default place (~/.cargo/bin, which we also try).
+    env = {"PATH": f"{python_dir}:/usr/bin:/bin", "CARGO_HOME": str(tmp_path / "no-cargo-home")}
+    out = run_python(BUILD.format(source=fresh_source()), env=env)
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip().splitlines()[-1]
+    # rustc is asked first (its version is part of the cell's hash).
+    assert re.match(r"ToolchainError: `(rustc|cargo)` was not found on PATH; install a Rust toolchain", line), line
+    assert "rustup" in line
+
+
+def test_too_old_rustc_is_named_with_the_fix(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    rustc = fake / "rustc"
+    rustc.write_text("#!/bin/sh\nprintf 'rustc 1.70.0 (90c541806 2023-05-31)\\nrelease: 1.70.0\\n'\n")
+    rustc.chmod(0o755)
+    os.symlink(shutil.which("cargo") or "cargo", fake / "cargo")
+    out = run_python(BUILD.format(source=fresh_source()), env={"PATH": f"{fake}:{os.environ['PATH']}"})
+    line = out.stdout.strip().splitlines()[-1]
+    assert line == (
+        "ToolchainError: rustc 1.70.0 is too old (the pinned tokio and PyO3 need 1.85 or newer); run `rustup update`"
+    ), out.stdout + out.stderr
+
+
+# --- builds killed halfway ---------------------------------------------------------------------
+
+
+def test_build_killed_halfway_leaves_nothing_loadable_and_rebuilds(tmp_path: Path) -> None:
+    source = (
+        fresh_source("killed") + "pub fn pad() -> u64 {\n    let mut x = 0u64;\n" + "    x += 1;\n" * 3000 + "x }\n"
+    )
+    script = tmp_path / "build.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from ipy_rustasync.cells import compile_cell
+            class Say:
+                def expect(self, units): pass
+                def message(self, message): pass
+                def line(self, text):
+                    print(text, flush=True)
+            compile_cell(open(sys.argv[1]).read(), watcher=Say())
+            """
+        )
+    )
+    (tmp_path / "cell.rs").write_text(source)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "cell.rs")],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: cargo and rustc die with it
+    )
+    assert proc.stdout is not None
+    module = None
+    for line in proc.stdout:
+        if "Compiling ira_" in line:
+            module = line.split()[1]
+            break
+    assert module is not None
+    time.sleep(0.3)  # rustc is at work
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    cache = Cache.open(CACHE_DIR)
+    assert cache.trusted_module(module) is None
+    assert not cache.module_path(module).exists()
+    # The next run rebuilds cleanly and the module works.
+    compiled = cells.compile_cell(source)
+    assert compiled.build.module == module and not compiled.build.cached
+    assert compiled.module.pad() == 3000
+
+
+def test_interrupting_a_build_in_the_kernel_stops_cargo_and_the_rerun_builds(tmp_path: Path) -> None:
+    kernel = Kernel()
+    try:
+        kernel.ok("%load_ext ipy_rustasync")
+        code = "%%rust_async\n" + fresh_source("interrupted") + "pub fn pad() -> u64 {\n    let mut x = 0u64;\n"
+        code += "    x += 1;\n" * 3000 + "x }\n"
+        msg_id = kernel.kc.execute(code)
+        # Wait for the progress display: cargo is running.
+        while True:
+            msg = kernel.kc.get_iopub_msg(timeout=120)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "display_data":
+                break
+        kernel.km.interrupt_kernel()
+        reply = kernel.kc.get_shell_msg(timeout=120)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = kernel.kc.get_shell_msg(timeout=120)
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        # cargo and rustc went with it.
+        time.sleep(0.5)
+        crate_dir = CACHE_DIR / "crates"
+        running = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if str(crate_dir) in cmdline and ("cargo" in cmdline or "rustc" in cmdline):
+                running.append(cmdline[:200])
+        assert not running, running
+        assert "built in" in kernel.ok(code)  # the rerun builds
+        assert "3000" in kernel.ok("pad()")
+    finally:
+        kernel.km.shutdown_kernel(now=True)
+
+
+# --- a damaged or foreign cache ---------------------------------------------------------------
+
+
+def test_truncated_module_is_detected_before_loading_and_rebuilt() -> None:
+    source = fresh_source("truncated")
+    first = cells.compile_cell(source)
+    path = first.build.path
+    size = path.stat().st_size
+    # A new file in its place (this process has the original mapped: changing it in
+    # place would crash us with SIGBUS, which is why the cache only ever renames).
+    damaged = path.with_name("damaged.tmp")
+    damaged.write_bytes(path.read_bytes()[: size // 2])
+    os.replace(damaged, path)
+    out = run_python(BUILD.format(source=source))
+    assert out.stdout.strip().endswith("BUILT"), out.stdout + out.stderr
+    assert "does not match its checksum (damaged or truncated); rebuilding it" in out.stderr
+    assert path.stat().st_size == size
+
+
+def test_a_module_swapped_in_under_another_cells_name_is_never_loaded() -> None:
+    mine = fresh_source("mine")
+    other = fresh_source("other")
+    a = cells.compile_cell(mine)
+    b = cells.compile_cell(other)
+    swapped = a.build.path.with_name("swapped.tmp")
+    shutil.copyfile(b.build.path, swapped)
+    swapped.chmod(0o700)  # same owner and mode: only the content differs
+    os.replace(swapped, a.build.path)
+    out = run_python(
+        """
+        import sys
+        from ipy_rustasync.cells import compile_cell
+        mod = compile_cell(sys.argv[1]).module
+        print(sorted(n for n in dir(mod) if not n.startswith("_")))
+        """.replace("sys.argv[1]", repr(mine))
+    )
+    assert "['mine']" in out.stdout, out.stdout + out.stderr
+    assert "does not match its checksum" in out.stderr
+
+
+def test_a_group_writable_modules_directory_is_not_trusted(tmp_path: Path) -> None:
+    cache = Cache.open(tmp_path / "cache")
+    cache.modules.mkdir()
+    module = "ira_" + "0" * 16
+    cache.module_path(module).write_bytes(b"\x7fELF not really")
+    cache.checksum_path(module).write_text("0 0\n")
+    cache.modules.chmod(0o777)
+    assert cache.trusted_module(module) is None
+    cache.modules.chmod(0o700)
+    cache.module_path(module).chmod(cache.module_path(module).stat().st_mode | stat.S_IWOTH)
+    assert cache.trusted_module(module) is None
+
+
+# --- the disk -----------------------------------------------------------------------------------
+
+
+def test_a_full_disk_is_one_sentence_and_the_next_build_works() -> None:
+    source = fresh_source("diskfull")
+    # The file size limit makes every large write fail the way a full disk does.
+    code = (
+        "import resource, signal\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))\n"
+        + textwrap.dedent(BUILD.format(source=source))
+    )
+    out = run_python(code)
+    line = out.stdout.strip().splitlines()[-1]
+    assert line.startswith("BuildError: the build could not write its files ("), out.stdout + out.stderr
+    assert "free some disk space" in line
+    assert cells.compile_cell(source).module.diskfull() > 0
+
+
+def test_an_unusable_cache_directory_is_one_sentence(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    out = run_python(BUILD.format(source=fresh_source()), env={"IPY_RUSTASYNC_CACHE_DIR": str(blocker / "cache")})
+    line = out.stdout.strip().splitlines()[-1]
+    assert line == (
+        f"RustAsyncUsageError: cannot use {blocker / 'cache'} as the cache directory (Not a directory); "
+        "set IPY_RUSTASYNC_CACHE_DIR to a writable directory"
+    ), out.stdout + out.stderr
+
+
+def test_a_module_that_cannot_be_written_is_one_sentence(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    cache = Cache.open(root)
+    # Share the warm dependency build, but make modules/ impossible to create.
+    os.symlink(CACHE_DIR / "target", root / "target")
+    (root / "modules").write_text("in the way")
+    out = run_python(BUILD.format(source=fresh_source()), env={"IPY_RUSTASYNC_CACHE_DIR": str(root)})
+    line = out.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"RustAsyncUsageError: could not write the built module to {cache.modules} ("), line
+    assert "free some disk space or set IPY_RUSTASYNC_CACHE_DIR" in line
+
+
+@pytest.mark.parametrize("suffix", [EXT_SUFFIX])
+def test_module_names_come_only_from_content_hashes(suffix: str) -> None:
+    """Nothing a user types becomes a file name: the module is ``ira_`` + 16 hex digits
+    of the hash of everything that built it."""
+    spec = crate.CellSpec(source='pub fn x() {} // ../../etc/passwd "; rm -rf /\n')
+    assert len(spec.module) == 20 and spec.module.startswith("ira_")
+    assert all(c in "0123456789abcdef" for c in spec.module[4:])
+    assert Cache.open(CACHE_DIR).module_path(spec.module).name == spec.module + suffix
