@@ -50,6 +50,9 @@ def configure(crate_root: Path, directory: Path | None) -> list[str]:
     return ["--offline"]
 
 
+#: cargo verifies every file of a directory source against its .cargo-checksum.json.
+_TAMPERED = re.compile(r"the listed checksum of `(?P<file>[^`]+)` has changed")
+
 _MISSING = [
     # cargo: "no matching package named `foo` found" (offline or not)
     re.compile(r"no matching package named `(?P<name>[^`]+)` found"),
@@ -63,6 +66,11 @@ def explain_resolution_failure(stderr: str, offline: Path | None, deps: Sequence
 
     ``deps`` are the cell's ``--dep``s, so the suggested vendor command names the
     version the cell asked for."""
+    if tampered := _TAMPERED.search(stderr):
+        return (
+            f"{tampered['file']} in the offline crate directory no longer matches the checksum recorded when it "
+            f"was vendored, so cargo refuses to build from it; vendor the crates again (`ipy-rustasync vendor {offline or 'DIR'}`)"
+        )
     for pattern in _MISSING:
         match = pattern.search(stderr)
         if not match:

@@ -269,3 +269,16 @@ def test_module_names_come_only_from_content_hashes(suffix: str) -> None:
     assert len(spec.module) == 20 and spec.module.startswith("ira_")
     assert all(c in "0123456789abcdef" for c in spec.module[4:])
     assert Cache.open(CACHE_DIR).module_path(spec.module).name == spec.module + suffix
+
+
+def test_nothing_runs_through_a_shell() -> None:
+    """Every subprocess gets an argument list, so nothing from a cell or a flag is ever
+    interpreted by a shell."""
+    package = Path(__file__).resolve().parent.parent / "ipy_rustasync"
+    offenders = [
+        f"{path.name}:{number}"
+        for path in package.glob("*.py")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"shell\s*=\s*True|os\.system\(|os\.popen\(|subprocess\.getoutput", line)
+    ]
+    assert not offenders

@@ -4,6 +4,7 @@ then build and await a cell with cargo unable to reach any network."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -103,6 +104,27 @@ def test_missing_crate_offline_is_one_sentence(vendored: Path, tmp_path: Path) -
     assert "`smallvec`" in message
     assert f"ipy-rustasync vendor {vendored} --dep smallvec@1" in message
     assert "\n" not in message
+
+
+def test_a_tampered_vendored_crate_is_refused(vendored: Path, tmp_path: Path) -> None:
+    """cargo checks each vendored file against the checksums ``vendor`` kept; an edit
+    after vendoring stops the build with one sentence."""
+    copy = tmp_path / "vendor"
+    shutil.copytree(vendored, copy, symlinks=True)
+    lib = copy / "itoa" / "src" / "lib.rs"
+    lib.write_text(lib.read_text() + "\n// changed after vendoring\n")
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CELL), f"// {tmp_path.name}\n{SOURCE}", "itoa@1"],
+        env=offline_env(tmp_path, copy),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert out.returncode == 3, out.stdout + out.stderr
+    message = out.stdout.strip().removeprefix("ERROR ")
+    assert message.startswith(f"{lib} in the offline crate directory no longer matches the checksum"), message
+    assert f"ipy-rustasync vendor {copy}" in message
 
 
 def test_line_magic_remembers_the_offline_setting(shell: Shell, vendored: Path, tmp_path: Path) -> None:
