@@ -282,3 +282,21 @@ def test_nothing_runs_through_a_shell() -> None:
         if re.search(r"shell\s*=\s*True|os\.system\(|os\.popen\(|subprocess\.getoutput", line)
     ]
     assert not offenders
+
+
+def test_a_build_waiting_on_another_gives_up_naming_the_holder() -> None:
+    import filelock
+
+    cache = Cache.open(CACHE_DIR)
+    owner = cache.root / "build.lock.owner"
+    with filelock.FileLock(str(cache.lock), timeout=60):
+        owner.write_text(f"pid {os.getpid()} (a test holding the lock)\n")
+        try:
+            out = run_python(BUILD.format(source=fresh_source()), env={"IPY_RUSTASYNC_LOCK_TIMEOUT": "1"})
+        finally:
+            owner.unlink(missing_ok=True)
+    line = out.stdout.strip().splitlines()[-1]
+    assert line == (
+        f"BuildError: gave up after 1 s waiting for the build lock {cache.lock}, held by pid {os.getpid()} "
+        "(a test holding the lock); wait for that build or stop it"
+    ), out.stdout + out.stderr
