@@ -74,17 +74,24 @@ class Diagnostic:
         return "\n".join("".join(text for _, text in line) for line in _layout(self))
 
     def html(self) -> str:
-        """An HTML block (a ``<pre>``), colored for light and dark themes."""
+        """An HTML block (a ``<pre>``, then our hint as a wrapping paragraph), colored
+        for light and dark themes."""
         body = "\n".join(
             "".join(f"<span style='{_STYLE[kind]}'>{html.escape(text)}</span>" if kind else html.escape(text)
             for kind, text in line)
-            for line in _layout(self)
+            for line in _layout(self, with_hint=False)
         )  # fmt: skip
+        hint = (
+            f"<div style='margin-top: 4px; font-family: var(--jp-ui-font-family, sans-serif)'>"
+            f"<span style='{_STYLE['hint']}'>hint</span>: {_code_spans(self.hint)}</div>"
+            if self.hint
+            else ""
+        )
         border = _STYLE[self.level if self.level in _STYLE else "error"].split(";")[0].replace("color", "border-color")
         return (
+            f"<div style='margin: 4px 0; padding: 4px 8px; border-left: 3px solid; {border}'>"
             "<pre style='font-family: var(--jp-code-font-family, monospace); font-size: var(--jp-code-font-size, 13px); "
-            f"white-space: pre; overflow-x: auto; margin: 4px 0; padding: 4px 8px; border-left: 3px solid; {border}'>"
-            f"{body}</pre>"
+            f"white-space: pre; overflow-x: auto; margin: 0; padding: 0; background: none'>{body}</pre>{hint}</div>"
         )
 
 
@@ -291,7 +298,12 @@ _STYLE = {
 Piece = tuple[str, str]
 
 
-def _layout(d: Diagnostic) -> Iterator[list[Piece]]:
+def _code_spans(text: str) -> str:
+    """Escaped, with `backticked` parts as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _layout(d: Diagnostic, *, with_hint: bool = True) -> Iterator[list[Piece]]:
     head = f"{d.level}[{d.code}]" if d.code and re.fullmatch(r"E\d{4}", d.code) else d.level
     yield [(d.level, head), ("", f": {d.message}")]
     lines = [s.line for s in d.spans] + [s.line for n in d.notes for s in n.spans]
@@ -309,7 +321,7 @@ def _layout(d: Diagnostic) -> Iterator[list[Piece]]:
         else:
             yield [("gutter", " " * width + " = "), (level, level), ("", f": {first}")]
             yield from ([("", " " * (width + 3) + line)] for line in rest)
-    if d.hint:
+    if d.hint and with_hint:
         yield [("gutter", " " * width + " = "), ("hint", "hint"), ("", f": {d.hint}")]
 
 
