@@ -14,7 +14,10 @@ TEST_CACHE := $(CURDIR)/.test-cache
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The install also builds the JupyterLab extension (labextension/, npm): rebuilt when it changes.
+LABEXT := $(wildcard labextension/src/*) labextension/package.json labextension/package-lock.json labextension/hatch_build.py
+
+$(STAMP): pyproject.toml $(LABEXT)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[notebook,test]'
@@ -40,4 +43,4 @@ pytest: setup
 test: lint pytest
 
 clean:
-	rm -rf $(TEST_CACHE) rust/target
+	rm -rf $(TEST_CACHE) rust/target labextension/node_modules labextension/dist labextension/lib tests/browser/node_modules
