@@ -109,33 +109,41 @@ fn watch_idle() {
     }
     let spawned = std::thread::Builder::new()
         .name("ipy-rustasync-idle".into())
-        .spawn(move || loop {
-            std::thread::sleep(period);
-            let mut shared = lock(&SHARED);
-            let Some(since) = shared.idle_since else {
-                // Work resumed; its end starts a new watcher.
-                WATCHING.store(false, Ordering::SeqCst);
-                return;
-            };
-            if since.elapsed() < period {
-                continue;
-            }
-            let idle = ACTIVE.load(Ordering::SeqCst) == 0
-                && shared.runtime.as_ref().is_none_or(|rt| {
-                    // Only our own reference (a guard being dropped or a caller of
-                    // `runtime()` may still hold one) and no task alive, including
-                    // tasks the cell spawned itself.
-                    Arc::strong_count(rt) == 1 && rt.metrics().num_alive_tasks() == 0
-                });
-            if idle {
-                if let Some(runtime) = shared.runtime.take().and_then(Arc::into_inner) {
-                    runtime.shutdown_background();
+        .spawn(move || {
+            let mut wait = period;
+            loop {
+                std::thread::sleep(wait);
+                let mut shared = lock(&SHARED);
+                let Some(since) = shared.idle_since else {
+                    // Work resumed; its end starts a new watcher.
+                    WATCHING.store(false, Ordering::SeqCst);
+                    return;
+                };
+                // Work came and went since this watcher started: wake when the
+                // period since its end is up, not a whole period from now.
+                let idle_for = since.elapsed();
+                if idle_for < period {
+                    wait = period - idle_for;
+                    continue;
                 }
-                WATCHING.store(false, Ordering::SeqCst);
-                return;
+                let idle = ACTIVE.load(Ordering::SeqCst) == 0
+                    && shared.runtime.as_ref().is_none_or(|rt| {
+                        // Only our own reference (a guard being dropped or a caller of
+                        // `runtime()` may still hold one) and no task alive, including
+                        // tasks the cell spawned itself.
+                        Arc::strong_count(rt) == 1 && rt.metrics().num_alive_tasks() == 0
+                    });
+                if idle {
+                    if let Some(runtime) = shared.runtime.take().and_then(Arc::into_inner) {
+                        runtime.shutdown_background();
+                    }
+                    WATCHING.store(false, Ordering::SeqCst);
+                    return;
+                }
+                // Still in use: look again a period later.
+                shared.idle_since = Some(Instant::now());
+                wait = period;
             }
-            // Still in use: look again a period later.
-            shared.idle_since = Some(Instant::now());
         });
     if spawned.is_err() {
         WATCHING.store(false, Ordering::SeqCst);
