@@ -60,6 +60,28 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Every FILE's cells (a .rs file is one cell) as one standalone maturin project."""
+    from ipy_rustasync import export, lockfile
+
+    chosen = None if args.lock in (None, "off") else Path(args.lock).expanduser().resolve()
+    sources: list[export.Source] = []
+    for text in args.files:
+        path = Path(text).expanduser().resolve()
+        if path.suffix == ".ipynb":
+            # like running the notebook in Jupyter: its own sidecar pins the crates (and learns new ones)
+            lock = chosen if args.lock else lockfile.sidecar_for(path)
+            sources += [export.Source(s.text, s.flags, s.origin, lock) for s in export.notebook_cells(path)]
+        elif path.suffix == ".rs" and path.is_file():
+            sources.append(export.Source(path.read_text(encoding="utf-8"), origin=path.name, lock=chosen))
+        else:
+            raise RustAsyncUsageError(f"{text}: give a .rs file or a notebook (.ipynb)")
+    print(f"building {len(sources)} cell{'s' * (len(sources) != 1)} (cached ones load at once)...", file=sys.stderr)
+    project = export.export(Path(args.directory), sources, name=args.name)
+    print(project.summary())
+    return 0
+
+
 def cmd_kernel(args: argparse.Namespace) -> int:
     from ipy_rustasync import kernelspec
 
@@ -98,7 +120,11 @@ def parser() -> argparse.ArgumentParser:
     )
     v.add_argument("directory", metavar="DIR")
     v.add_argument(
-        "--dep", action="append", default=[], metavar="NAME[@VERSION]", help="an extra crate to include (repeatable)"
+        "--dep",
+        action="append",
+        default=[],
+        metavar="NAME[FEATURES]@VERSION",
+        help="an extra crate to include (repeatable)",
     )
     v.set_defaults(func=cmd_vendor)
 
@@ -111,6 +137,19 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
     c.add_argument("--all", action="store_true", help="with clear: also delete the dependency build")
     c.set_defaults(func=cmd_cache)
+
+    e = sub.add_parser(
+        "export", help="write .rs files or notebooks' %%%%rust_async cells to DIR as a standalone maturin project"
+    )
+    e.add_argument("directory", metavar="DIR")
+    e.add_argument("files", metavar="FILE", nargs="+", help="a .rs file (one cell) or a notebook (all its cells)")
+    e.add_argument("--name", help="the Python module's name (default: DIR's name)")
+    e.add_argument(
+        "--lock",
+        metavar="PATH",
+        help="a lock file pinning the extra crates, or off (default: each notebook's own; none for .rs files)",
+    )
+    e.set_defaults(func=cmd_export)
 
     k = sub.add_parser("kernel", help="install the 'Python 3 (Rust async)' kernelspec (the extension preloaded)")
     k.add_argument("action", choices=["install"])

@@ -44,7 +44,7 @@ _REQ = re.compile(r"(?:[=^~]|[<>]=?)?\d+(?:\.(?:\d+|\*)){0,2}(?:-[0-9A-Za-z.-]+)
 #: A feature of the crate (``derive``) or of one of its dependencies (``dep/feat``, ``dep?/feat``).
 _FEATURE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+.-]{0,63}(?:\??/[A-Za-z0-9_][A-Za-z0-9_+.-]{0,63})?")
 #: ``NAME``, ``NAME@VERSION``, ``NAME[FEATURE,...]`` or ``NAME[FEATURE,...]@VERSION``.
-_FLAG = re.compile(r"(?P<name>[^\[@]*)(?:\[(?P<features>[^\]]*)\])?(?:@(?P<version>.*))?")
+_FLAG = re.compile(r"(?P<name>[^\[@]*)(?:\[(?P<features>[^\]]*)\])?(?:@(?P<version>.*))?", re.DOTALL)
 
 #: Keys a fragment's dependency table may use (cargo spells default-features both ways).
 TABLE_KEYS = ("version", "features", "default-features", "default_features", "package")
@@ -114,10 +114,11 @@ class Dep:
         Features use pip's extras spelling (``serde[derive]@1``) because ``+`` already
         means build metadata in a version. Validated strictly before anything reaches
         a manifest (no TOML injection)."""
-        match = _FLAG.fullmatch(text.strip())
-        assert match is not None  # the pattern matches any string
-        name = match["name"]
+        name = re.split(r"[\[@]", text.strip(), maxsplit=1)[0]
         _check_name(name, f"--dep {name}" if _NAME.fullmatch(name) else f"--dep {text!r}", "--dep")
+        match = _FLAG.fullmatch(text.strip())
+        if match is None:
+            raise RustAsyncUsageError(f"--dep {text!r}: write NAME, NAME@VERSION or NAME[FEATURE,...]@VERSION")
         version = _check_version(match["version"] or "", f"--dep {text!r}")
         features = match["features"]
         parsed = [f.strip() for f in features.split(",") if f.strip()] if features is not None else []
@@ -220,6 +221,8 @@ def fragment(source: str) -> tuple[str, int] | None:
 
     The block must sit in the comments before any code, in ``//!`` (rust-script's
     spelling) or plain ``//`` lines, one kind throughout."""
+    if FENCE_OPEN not in source:
+        return None  # every cell pays for this check: keep it a substring search
     lines = source.splitlines()
     leading = 0
     while leading < len(lines) and (not lines[leading].strip() or _comment_text(lines[leading]) is not None):

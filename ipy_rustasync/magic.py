@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ipy_rustasync import cells, config, diagnostics, loader, loops
+from ipy_rustasync import cells, config, diagnostics, export, loader, lockfile, loops
 from ipy_rustasync.cache import Cache
 from ipy_rustasync.errors import RustAsyncUsageError, RustCompileError
 from ipy_rustasync.progress import Progress
@@ -45,6 +46,8 @@ class RustAsyncMagics(Magics):
         shell.events.register("pre_run_cell", self._pre_run_cell)
         #: the ``warm_on_load`` background build, if the setting started one
         self.background_warm: cells.BackgroundWarm | None = None
+        #: ``%rust_async --lock``: "auto" (the notebook's sidecar), "off", or a path
+        self.lock_choice = "auto"
 
     def _pre_run_cell(self, info: object) -> None:
         self.cell_id = getattr(info, "cell_id", None)
@@ -53,7 +56,19 @@ class RustAsyncMagics(Magics):
     @argument("--release", action="store_true", help="cell: build optimized (default from the `release` setting)")
     @argument("--debug", action="store_true", help="cell: build unoptimized even if `release` is set")
     @argument("--force", action="store_true", help="cell: rebuild even if a cached module exists")
-    @argument("--dep", action="append", default=[], metavar="NAME[@VERSION]", help="cell: an extra crate (repeatable)")
+    @argument(
+        "--dep",
+        action="append",
+        default=[],
+        metavar="NAME[FEATURES]@VERSION",
+        help="cell: an extra crate, e.g. itoa@1 or serde[derive]@1 (repeatable)",
+    )
+    @argument("--export", metavar="DIR", help="cell: also write the cell to DIR as a standalone maturin project")
+    @argument(
+        "--lock",
+        metavar="PATH",
+        help="line: the lock file pinning extra crates: auto (next to the notebook), off, a .ipynb or a file",
+    )
     @argument(
         "--offline-crates", metavar="DIR", help="line: build from this vendored crate directory, offline (remembered)"
     )
@@ -93,9 +108,10 @@ class RustAsyncMagics(Magics):
             or getattr(args, "clear_cache", False)
             or getattr(args, "nest", False)
             or getattr(args, "warm", False)
+            or getattr(args, "lock", None)
         ):
             raise UsageError(
-                "--offline-crates, --online, --nest, --warm and --clear-cache are line-magic options: use them as `%rust_async ...` on a line of their own"
+                "--offline-crates, --online, --nest, --warm, --lock and --clear-cache are line-magic options: use them as `%rust_async ...` on a line of their own"
             )
         start = time.perf_counter()
         progress = Progress(in_kernel=self._in_kernel())
@@ -106,6 +122,7 @@ class RustAsyncMagics(Magics):
                 deps=args.dep,
                 force=args.force,
                 watcher=progress,
+                lock=self._lock(),
             )
         except RustCompileError as err:
             progress.clear()
@@ -129,6 +146,9 @@ class RustAsyncMagics(Magics):
             how += f", {len(result.warnings)} warning{'s' * (len(result.warnings) != 1)}"
         progress.finish(f"rust_async: {how}: {_describe(exports)}{binding.summary()}")
         self._show_warnings(result.warnings)
+        if args.export:
+            project = export.export(Path(args.export), [export.Source(source, args.dep, lock=self._lock())])
+            print(f"rust_async: {project.summary()}")
 
     def _show_warnings(self, warnings: list[diagnostics.Diagnostic]) -> None:
         """Folded: in a notebook one collapsed block with the count (rustc's full text
@@ -158,11 +178,9 @@ class RustAsyncMagics(Magics):
                 raise UsageError(
                     f"--{flag} applies to a %%rust_async cell; for the default use `ipy-rustasync config release true`"
                 )
-        if args.dep:
-            raise UsageError("--dep applies to a %%rust_async cell")
+        if args.dep or args.export:
+            raise UsageError("--dep and --export apply to a %%rust_async cell")
         if args.offline_crates:
-            from pathlib import Path
-
             directory = Path(args.offline_crates).expanduser().resolve()
             if not directory.is_dir():
                 raise RustAsyncUsageError(
@@ -194,7 +212,16 @@ class RustAsyncMagics(Magics):
             settings = config.Settings.load()
             Cache.open(settings.cache_dir).clear(keep_target=True)
             print(f"rust_async: cleared built modules and crates in {settings.cache_dir}")
+        elif args.lock:
+            self.lock_choice = (
+                args.lock if args.lock in ("auto", "off") else str(Path(args.lock).expanduser().resolve())
+            )
         self._show()
+
+    def _lock(self) -> Path | None:
+        """The lock sidecar cells pin their extra crates with (lockfile.choose)."""
+        assert self.shell is not None
+        return lockfile.choose(self.lock_choice, self.shell.user_ns)
 
     def _show(self) -> None:
         settings = config.Settings.load()
@@ -206,6 +233,8 @@ class RustAsyncMagics(Magics):
         if self.background_warm is not None:
             print(f"warm:    {self.background_warm.state}")
         print(f"config:  {config.config_path()}")
+        lock = self._lock()
+        print(f"lock:    {lock if lock else 'none (no notebook known; %rust_async --lock PATH sets one)'}")
         if self.loaded:
             print("loaded cells:")
             for cell in self.loaded:

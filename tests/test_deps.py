@@ -96,6 +96,10 @@ def test_dep_flag_takes_features_in_brackets() -> None:
         Dep.parse('smallvec[a"]@1')
     with pytest.raises(RustAsyncUsageError, match="a crate name is letters"):
         Dep.parse('evil" = 1')
+    with pytest.raises(RustAsyncUsageError, match="is not a cargo version requirement"):
+        Dep.parse("itoa@1\n[patch]")
+    with pytest.raises(RustAsyncUsageError, match=r"write NAME, NAME@VERSION or NAME\[FEATURE,...\]@VERSION"):
+        Dep.parse("itoa[a,\n[patch]]@1")
 
 
 def test_fragment_and_flags_merge_and_a_version_clash_is_one_sentence() -> None:

@@ -1,0 +1,230 @@
+"""The notebook's lock sidecar (``<notebook>.rust_async.lock``): what it pins, how it
+merges, where the notebook's path comes from, and real builds that read and write it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ipy_rustasync import crate, lockfile, toolchain
+from ipy_rustasync.deps import Dep
+from ipy_rustasync.errors import RustAsyncUsageError
+from ipy_rustasync.lockfile import REGISTRY, Lock, Package
+
+from .conftest import CACHE_DIR, Shell
+
+#: crates.io checksums of two itoa releases (the tests pin one, then the other)
+ITOA = {
+    "1.0.15": "4a5f13b858c8d314ee3e8f639011f7ccefe71f97f96e50151fb991f267928e2c",
+    "1.0.19": "3bd1574e617a9a6c1f8f8181bd7e841e1f20e4277607ef28945765188d6284d4",
+}
+
+
+def itoa(version: str) -> Package:
+    return Package("itoa", version, REGISTRY, ITOA.get(version, "0" * 64))
+
+
+def sidecar(*packages: Package) -> str:
+    return lockfile.render(Lock(list(packages)), header=lockfile.SIDECAR_HEADER, sidecar=True)
+
+
+def test_render_writes_cargos_own_layout() -> None:
+    path = crate.rust_dir() / "Cargo.lock"
+    assert lockfile.render(lockfile.base()) == path.read_text(encoding="utf-8")
+
+
+def test_merge_keeps_a_pin_until_a_build_needs_a_newer_compatible_release() -> None:
+    pinned = Lock([itoa("1.0.15")])
+    assert lockfile.merge(pinned, [itoa("1.0.10")]).packages == [itoa("1.0.15")]
+    assert lockfile.merge(pinned, [itoa("1.0.19")]).packages == [itoa("1.0.19")]
+    both = lockfile.merge(pinned, [itoa("0.4.8")])
+    assert sorted(p.version for p in both.packages) == ["0.4.8", "1.0.15"]  # another range: both stay
+
+
+def test_seed_keeps_the_shared_graph_and_adds_the_notebooks_pins() -> None:
+    base = lockfile.base()
+    shared_syn = next(p for p in base.packages if p.name == "syn" and p.version.startswith("2."))
+    old_syn = Package("syn", "2.0.1", REGISTRY, "1" * 64)
+    seeded = lockfile.seed(base, lockfile.parse(sidecar(old_syn, itoa("1.0.15")), "sidecar", sidecar=True))
+    versions = {(p.name, p.version) for p in seeded.packages}
+    assert ("syn", shared_syn.version) in versions and ("syn", "2.0.1") not in versions
+    assert ("itoa", "1.0.15") in versions
+    closure = lockfile.closure(seeded, [Dep("itoa", "1")])
+    assert closure is not None and lockfile.pins_of(closure) == ("itoa 1.0.15",)
+    assert lockfile.closure(seeded, [Dep("itoa", ">=1.0.17")]) is None  # the pin does not do: resolve
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('source = "git+https://example.com/itoa#abc"', "does not come from crates.io"),
+        ('source = "registry+https://github.com/rust-lang/crates.io-index"\nchecksum = "x"', "no sha256 checksum"),
+    ],
+)
+def test_a_sidecar_may_pin_crates_io_versions_and_nothing_else(tmp_path: Path, entry: str, message: str) -> None:
+    path = tmp_path / "nb.rust_async.lock"
+    path.write_text(f'version = 4\n\n[[package]]\nname = "itoa"\nversion = "1.0.15"\n{entry}\n')
+    with pytest.raises(RustAsyncUsageError, match=message) as err:
+        lockfile.read(path)
+    assert str(path) in str(err.value) and "delete it" in str(err.value)
+
+
+def test_where_the_notebook_path_comes_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    nb = tmp_path / "analysis.ipynb"
+    assert lockfile.choose("auto", {}) is None  # plain IPython, nbclient: no notebook known
+    assert lockfile.choose("auto", {"__session__": str(nb)}) == tmp_path / "analysis.rust_async.lock"
+    assert lockfile.choose("auto", {"__session__": "work/analysis.ipynb"}) == tmp_path / "analysis.rust_async.lock"
+    assert lockfile.choose("auto", {"__session__": "Console 1"}) is None
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "other.ipynb"))
+    assert lockfile.choose("auto", {}) == tmp_path / "other.rust_async.lock"
+    assert lockfile.choose("off", {"__session__": str(nb)}) is None
+    assert lockfile.choose(str(nb), {}) == tmp_path / "analysis.rust_async.lock"
+    assert lockfile.choose("pins.lock", {}) == tmp_path / "pins.lock"
+
+
+def test_cargo_takes_the_lower_of_two_compatible_pins(tmp_path: Path) -> None:
+    """Why the sidecar holds one version per compatible range: given both, cargo
+    silently resolves to the lower one and drops the other."""
+    root = tmp_path / "probe"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "lib.rs").write_text("")
+    (root / "Cargo.toml").write_text(
+        '[package]\nname = "probe"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\nitoa = "1"\n\n[workspace]\n'
+    )
+    both = "".join(
+        f'\n[[package]]\nname = "itoa"\nversion = "{v}"\nsource = "{REGISTRY}"\nchecksum = "{ITOA[v]}"\n'
+        for v in ("1.0.19", "1.0.15")
+    )
+    (root / "Cargo.lock").write_text("version = 4\n" + both)  # (render() never writes two: it keeps the newer)
+    out = subprocess.run(
+        [toolchain.cargo(), "update", "--workspace", "--manifest-path", str(root / "Cargo.toml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    kept = [p.version for p in lockfile.parse((root / "Cargo.lock").read_text(), "probe").packages if p.name == "itoa"]
+    assert kept == ["1.0.15"]
+
+
+# --- real builds in a shell that knows its notebook ---------------------------------------------
+
+
+@pytest.fixture
+def notebook(shell: Shell, tmp_path: Path) -> Iterator[Path]:
+    """The shared shell, told (as ipykernel does under jupyter-server) which notebook it runs."""
+    nb = tmp_path / "analysis.ipynb"
+    shell.ns["__session__"] = str(nb)
+    try:
+        yield nb
+    finally:
+        del shell.ns["__session__"]
+
+
+def last_module(shell: Shell) -> str:
+    magics = shell.ip.magics_manager.registry["RustAsyncMagics"]
+    return str(magics.loaded[-1].module)
+
+
+def crate_versions(module: str, name: str) -> list[str]:
+    text = (CACHE_DIR / "crates" / module / "Cargo.lock").read_text()
+    return [p.version for p in lockfile.parse(text, module).packages if p.name == name]
+
+
+ITOA_CELL = "pub fn pinned_fmt(n: i64) -> String { itoa::Buffer::new().format(n).to_owned() }"
+
+
+def test_the_sidecar_pins_a_notebooks_crates(shell: Shell, notebook: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sidecar_path = notebook.with_name("analysis.rust_async.lock")
+    shell.rust(ITOA_CELL, "--dep itoa@1")
+    pins = lockfile.read(sidecar_path)
+    assert [p.name for p in pins.packages] == ["itoa"]
+    first = last_module(shell)
+    assert crate_versions(first, "itoa") == [pins.packages[0].version]
+    # The next run finds everything pinned: no resolving, the same module, cached.
+    capsys.readouterr()
+    shell.rust(ITOA_CELL, "--dep itoa@1")
+    assert last_module(shell) == first
+    assert "cached" in capsys.readouterr().out
+    # Another pin (someone else's sidecar, an older checkout) is another module, built with it.
+    sidecar_path.write_text(sidecar(itoa("1.0.15")))
+    shell.rust(ITOA_CELL, "--dep itoa@1")
+    second = last_module(shell)
+    assert second != first
+    assert crate_versions(second, "itoa") == ["1.0.15"]
+    assert shell.ns["pinned_fmt"](-15) == "-15"
+    assert [p.version for p in lockfile.read(sidecar_path).packages] == ["1.0.15"]  # the pin stays
+    # A cell that needs newer than the pin is resolved before its build; the pin moves up.
+    shell.rust(ITOA_CELL.replace("pinned_fmt", "pinned_fmt2"), "--dep itoa@>=1.0.17")
+    (newer,) = crate_versions(last_module(shell), "itoa")
+    assert [p.version for p in lockfile.read(sidecar_path).packages] == [newer]
+
+
+def test_cells_without_extra_crates_never_read_the_sidecar(shell: Shell, notebook: Path) -> None:
+    notebook.with_name("analysis.rust_async.lock").write_text("this is not TOML [")
+    shell.rust("pub fn no_extras() -> u8 { 7 }")
+    with_notebook = last_module(shell)
+    del shell.ns["__session__"]
+    shell.rust("pub fn no_extras() -> u8 { 7 }")
+    assert last_module(shell) == with_notebook
+    shell.ns["__session__"] = str(notebook)
+
+
+def test_lock_line_option_sets_the_sidecar(shell: Shell, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    chosen = tmp_path / "pins" / "mine.lock"
+    chosen.parent.mkdir()
+    try:
+        shell.run(f"%rust_async --lock {chosen}")
+        assert f"lock:    {chosen}" in capsys.readouterr().out
+        shell.rust(ITOA_CELL.replace("pinned_fmt", "chosen_fmt"), "--dep itoa@1")
+        assert [p.name for p in lockfile.read(chosen).packages] == ["itoa"]
+        shell.run("%rust_async --lock off")
+        assert "lock:    none" in capsys.readouterr().out
+    finally:
+        shell.run("%rust_async --lock auto")
+
+
+def test_a_kernel_started_for_a_notebook_keeps_its_sidecar(tmp_path: Path) -> None:
+    """jupyter-server starts a notebook's kernel with JPY_SESSION_NAME, which ipykernel
+    copies into ``__session__``; nbclient sets neither, so this starts the kernel
+    with the variable as jupyter-server would."""
+    from jupyter_client.manager import start_new_kernel
+
+    nb = tmp_path / "kernel.ipynb"
+    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ, "JPY_SESSION_NAME": str(nb)})
+    try:
+        code = textwrap.dedent(
+            f"""
+            %load_ext ipy_rustasync
+            assert __session__ == {str(nb)!r}
+            """
+        )
+        reply = kc.execute_interactive(code, timeout=120)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        reply = kc.execute_interactive(f"%%rust_async --dep itoa@1\n{ITOA_CELL}\n", timeout=600)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        km.shutdown_kernel(now=True)
+    assert [p.name for p in lockfile.read(tmp_path / "kernel.rust_async.lock").packages] == ["itoa"]
+
+
+def test_scripts_pass_a_sidecar_to_rust_module(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        from ipy_rustasync import rust_module
+        mod = rust_module({ITOA_CELL!r}, deps=["itoa@1"], lock={str(tmp_path / "script.lock")!r})
+        print(mod.pinned_fmt(3))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
+    assert [p.name for p in lockfile.read(tmp_path / "script.lock").packages] == ["itoa"]
