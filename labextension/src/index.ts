@@ -6,10 +6,10 @@
  * parser. This plugin gives that language a mixed parser (Lezer's
  * `parseMixed`): when a cell starts with the `%%rust_async` magic, everything
  * after the magic's line is parsed by JupyterLab's own Rust parser and mounted
- * over the Python tree as an overlay. Highlighting, bracket matching,
- * indentation and comment toggling then follow Rust in the cell's body, the
- * magic line stays IPython, and every other cell is untouched. The switch is
- * part of the parse, so typing or deleting the magic line takes effect at once.
+ * over the Python tree as an overlay. Highlighting, indentation and comment
+ * toggling (`//`) then follow Rust in the cell's body, the magic line stays
+ * IPython, and every other cell is untouched. The switch is part of the
+ * parse, so typing or deleting the magic line takes effect at once.
  */
 
 import { Language, LanguageSupport, LRLanguage } from '@codemirror/language';
