@@ -78,6 +78,7 @@ class RustAsyncMagics(Magics):
         action="store_true",
         help="line: let asyncio.run() nest inside the kernel's running loop (nest-asyncio2; remembered)",
     )
+    @argument("--no-nest", action="store_true", help="line: stop nesting in future kernels (remembered)")
     @argument("--warm", action="store_true", help="line: build the shared dependencies now (quick if already built)")
     @argument(
         "--clear-cache",
@@ -107,11 +108,12 @@ class RustAsyncMagics(Magics):
             or getattr(args, "online", False)
             or getattr(args, "clear_cache", False)
             or getattr(args, "nest", False)
+            or getattr(args, "no_nest", False)
             or getattr(args, "warm", False)
             or getattr(args, "lock", None)
         ):
             raise UsageError(
-                "--offline-crates, --online, --nest, --warm, --lock and --clear-cache are line-magic options: use them as `%rust_async ...` on a line of their own"
+                "--offline-crates, --online, --nest, --no-nest, --warm, --lock and --clear-cache are line-magic options: use them as `%rust_async ...` on a line of their own"
             )
         start = time.perf_counter()
         progress = Progress(in_kernel=self._in_kernel())
@@ -196,7 +198,14 @@ class RustAsyncMagics(Magics):
             config.write_setting("nest", "true")
             print(
                 "rust_async: asyncio.run() now nests inside the running loop, here and in future kernels "
-                f"(saved in {config.config_path()}; `ipy-rustasync config nest false` turns it off)"
+                f"(saved in {config.config_path()}; `%rust_async --no-nest` turns it off)"
+            )
+        elif args.no_nest:
+            config.write_setting("nest", "false")
+            print(
+                "rust_async: future kernels will not nest asyncio.run() "
+                f"(saved in {config.config_path()}); this one stays nested until it restarts, "
+                "because nest-asyncio2 cannot be undone on a running loop"
             )
         elif args.warm:
             progress = Progress(in_kernel=self._in_kernel())

@@ -239,9 +239,21 @@ def test_nest_opt_in_makes_asyncio_run_work_and_is_remembered(tmp_path: Path) ->
             k.ok(GATE)
             out = k.ok("import asyncio\nprint(asyncio.run(hold_gate(3)), asyncio.run(asyncio.sleep(0, 'py')))")
             assert "3 py" in out, round_
+            assert "nest = true" in (tmp_path / "config.toml").read_text()
+            if round_ == "after a restart":
+                assert "this one stays nested until it restarts" in k.ok("%rust_async --no-nest")
         finally:
             km.shutdown_kernel(now=True)
-    assert "nest = true" in (tmp_path / "config.toml").read_text()
+    assert "nest = false" in (tmp_path / "config.toml").read_text()
+    km, kc = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        k = Kernel.__new__(Kernel)
+        k.km, k.kc = km, kc
+        k.ok("%load_ext ipy_rustasync")
+        reply, _ = k.execute("import asyncio\nasyncio.run(asyncio.sleep(0))")
+        assert reply["status"] == "error" and "cannot be called from a running event loop" in reply["evalue"]
+    finally:
+        km.shutdown_kernel(now=True)
 
 
 def test_warnings_are_folded_in_the_notebook(kernel: Kernel) -> None:
