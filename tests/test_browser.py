@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BROWSER_DIR = ROOT / "tests" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(420)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def drive(lab: Lab, chromium: Path, shots: Path, nonce: str) -> dict[str, Any]:
         env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"},
         capture_output=True,
         text=True,
-        timeout=200,
+        timeout=360,
     )
     assert proc.returncode == 0, f"the browser driver failed:\n{proc.stderr[-4000:]}\n{lab.log_tail()}"
     report: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -7,7 +7,7 @@
 
 import { chromium } from 'playwright-core';
 
-/** url, token, notebook, chromium, screenshotDir, nonce, timeoutMs */
+/** url, token, notebook, chromium, screenshotDir, nonce */
 const CONFIG = JSON.parse(process.argv[2]);
 const FLAGS = [
   '--headless',
@@ -18,6 +18,10 @@ const FLAGS = [
   '--disable-component-update',
   '--disable-sync'
 ];
+
+// A build normally takes a second or two; this much allows for waiting on the cache's build
+// lock while another process builds there (a shared test cache on a busy machine).
+const BUILD_WAIT = 120_000;
 
 const report = { steps: [], console: [], screenshots: [] };
 const started = Date.now();
@@ -148,7 +152,7 @@ async function main(page) {
         window.jupyterapp.commands.execute('notebook:run-all-cells'),
         new Promise(resolve => setTimeout(() => resolve('timeout'), timeout))
       ]),
-    60_000
+    BUILD_WAIT
   );
   report.afterRunAll = await page.evaluate(codeCells);
   step('all cells run');
@@ -175,7 +179,7 @@ async function main(page) {
           : false;
       },
       [countBefore, CONFIG.nonce],
-      { timeout: 60_000, polling: 200 }
+      { timeout: BUILD_WAIT, polling: 200 }
     )
     .then(handle => handle.jsonValue())
     .catch(err => ({ error: String(err), cells: null }));
@@ -195,7 +199,7 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 2000 } });
-  page.setDefaultTimeout(CONFIG.timeoutMs ?? 60_000);
+  page.setDefaultTimeout(60_000);
   try {
     await main(page);
   } catch (err) {
