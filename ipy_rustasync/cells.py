@@ -37,7 +37,7 @@ def compile_cell(
     deps: Iterable[str | crate.Dep] = (),
     force: bool = False,
     watcher: cargo.Watcher | None = None,
-    lock: Path | None = None,
+    lock: str | Path | None = None,
 ) -> Compiled:
     """Builds (or finds in the cache) and loads the module for ``source``.
 
@@ -49,6 +49,7 @@ def compile_cell(
             "the cell is empty: write Rust functions under %%rust_async, e.g. `pub async fn hello() -> String { ... }`"
         )
     settings = config.Settings.load()
+    lock = Path(lock).expanduser() if lock is not None else None
     wanted = cell_deps(source, deps)
     pinned = lockfile.pin(wanted, lock, settings) if lock is not None and wanted else None
     spec = crate.CellSpec(
@@ -58,7 +59,16 @@ def compile_cell(
         pins=pinned.pins if pinned else (),
         seed_lock=pinned.seed if pinned else None,
     )
-    result = build.build(spec, settings, force=force, watcher=watcher)
+    try:
+        result = build.build(spec, settings, force=force, watcher=watcher)
+    except build.BuildError as err:
+        if settings.offline_crates is None or lock is None or pinned is None:
+            raise
+        # Most likely a pinned version the vendored directory lacks: say how to add them.
+        raise build.BuildError(
+            f"{err}; the notebook's lock file {lock} pins its crates' versions: add `--lock {lock}` to that "
+            "`ipy-rustasync vendor` command to vendor exactly those"
+        ) from None
     if lock is not None and pinned is not None:
         built = Cache.open(settings.cache_dir).crates / spec.module / "Cargo.lock"
         resolved = built.read_text(encoding="utf-8") if built.exists() else pinned.seed
@@ -84,8 +94,7 @@ def rust_module(
     """Compiles Rust source like a ``%%rust_async`` cell and returns the module, for
     scripts and tests outside IPython: ``mod = rust_module(src); asyncio.run(mod.f())``.
     ``lock`` is a lock sidecar to pin the extra crates with (see lockfile.py)."""
-    lock_path = Path(lock).expanduser() if lock is not None else None
-    return compile_cell(source, release=release, deps=deps, force=force, lock=lock_path).module
+    return compile_cell(source, release=release, deps=deps, force=force, lock=lock).module
 
 
 #: The cell ``warm`` builds: trivial, so the time is the dependency graph's.

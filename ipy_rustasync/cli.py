@@ -25,7 +25,18 @@ def _human(n: object) -> str:
 
 def cmd_vendor(args: argparse.Namespace) -> int:
     deps = [crate.Dep.parse(text) for text in args.dep]
-    sources.vendor(Path(args.directory), deps)
+    seed = None
+    if args.lock:
+        from ipy_rustasync import lockfile
+
+        path = lockfile.choose(str(args.lock), {})
+        assert path is not None
+        pinned = lockfile.read(path)
+        if not pinned.packages:
+            raise RustAsyncUsageError(f"the lock file {path} pins no crates (it is missing or empty)")
+        deps += lockfile.as_deps(pinned)
+        seed = lockfile.render(lockfile.seed(lockfile.base(), pinned))
+    sources.vendor(Path(args.directory), deps, seed_lock=seed)
     return 0
 
 
@@ -125,6 +136,11 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME[FEATURES]@VERSION",
         help="an extra crate to include (repeatable)",
+    )
+    v.add_argument(
+        "--lock",
+        metavar="PATH",
+        help="also the versions a notebook's lock file pins (the file, or the notebook .ipynb)",
     )
     v.set_defaults(func=cmd_vendor)
 

@@ -271,6 +271,16 @@ def pins_of(packages: Iterable[Package]) -> tuple[str, ...]:
     return tuple(f"{p.name} {p.version}" for p in packages)
 
 
+def as_deps(lock: Lock) -> list[Dep]:
+    """Every pinned package as an exact requirement (aliased, so two ranges of one crate
+    can both be named): what ``ipy-rustasync vendor --lock`` adds so a vendored
+    directory holds the very versions a notebook pins."""
+    return [
+        Dep(f"{p.name}-v{p.version.replace('.', '_').replace('+', '_')}", f"={p.version}", package=p.name)
+        for p in lock.slots().values()
+    ]
+
+
 # --- the sidecar -----------------------------------------------------------------------------
 
 

@@ -94,15 +94,19 @@ def explain_resolution_failure(stderr: str, offline: Path | None, deps: Sequence
     return None
 
 
-def vendor(directory: Path, deps: Sequence[crate.Dep] = (), *, quiet: bool = False) -> Path:
+def vendor(
+    directory: Path, deps: Sequence[crate.Dep] = (), *, quiet: bool = False, seed_lock: str | None = None
+) -> Path:
     """Fills ``directory`` with the runtime's crates plus ``deps`` (cargo vendor).
 
     Runs on a machine that reaches crates.io; the directory is then carried to one
     that does not and named with ``offline_crates``. Cargo vendor keeps each crate's
-    ``.cargo-checksum.json``, which cargo verifies when it builds from the directory."""
+    ``.cargo-checksum.json``, which cargo verifies when it builds from the directory.
+    ``seed_lock`` starts the resolve from a notebook's pins (lockfile.py), so the
+    versions its lock sidecar names are the ones vendored."""
     directory = directory.expanduser().resolve()
     with tempfile.TemporaryDirectory(prefix="ira-vendor-") as tmp:
-        spec = crate.CellSpec(source="", deps=tuple(deps))
+        spec = crate.CellSpec(source="", deps=tuple(deps), seed_lock=seed_lock)
         root = crate.write(spec, Path(tmp))
         cmd = [
             toolchain.cargo(),

@@ -17,7 +17,7 @@ from ipy_rustasync.deps import Dep
 from ipy_rustasync.errors import RustAsyncUsageError
 from ipy_rustasync.lockfile import REGISTRY, Lock, Package
 
-from .conftest import CACHE_DIR, Shell
+from .conftest import CACHE_DIR, TEST_CACHE, Shell
 
 #: crates.io checksums of two itoa releases (the tests pin one, then the other)
 ITOA = {
@@ -228,3 +228,41 @@ def test_scripts_pass_a_sidecar_to_rust_module(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3"
     assert [p.name for p in lockfile.read(tmp_path / "script.lock").packages] == ["itoa"]
+
+
+def test_vendor_takes_a_notebooks_pins_for_the_offline_build(tmp_path: Path) -> None:
+    """``vendor --lock`` vendors the versions a sidecar pins, and an offline build with
+    that sidecar uses them; a pin missing from the directory gets a sentence naming
+    ``--lock``."""
+    from .test_offline import offline_env
+
+    pins = tmp_path / "offline.rust_async.lock"
+    pins.write_text(sidecar(itoa("1.0.15")))
+    # The directory tests/test_offline.py vendors into (its fixture vendors it afresh),
+    # so both share one offline dependency build.
+    directory = TEST_CACHE / "vendor"
+    cli = [sys.executable, "-m", "ipy_rustasync.cli", "vendor", str(directory), "--dep", "itoa@1", "--lock", str(pins)]
+    out = subprocess.run(cli, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr
+    assert [m.read_text().count('version = "1.0.15"') for m in directory.glob("itoa*/Cargo.toml")] == [1]
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from ipy_rustasync.cells import compile_cell
+        from ipy_rustasync.errors import RustAsyncUsageError
+        try:
+            c = compile_cell(sys.argv[1], deps=["itoa@1"], lock={str(pins)!r})
+        except RustAsyncUsageError as err:
+            print("ERROR", err)
+        else:
+            print("PINS", *c.spec.pins, c.module.pinned_fmt(15))
+        """
+    )
+    run = [sys.executable, "-c", code, f"// {tmp_path.name}\n{ITOA_CELL}"]
+    env = offline_env(tmp_path, directory)
+    built = subprocess.run(run, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert built.stdout.strip() == "PINS itoa 1.0.15 15", built.stdout + built.stderr
+    pins.write_text(sidecar(itoa("1.0.19")))  # not in the directory now
+    failed = subprocess.run(run, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert failed.stdout.startswith("ERROR the crate `itoa`"), failed.stdout + failed.stderr
+    assert f"add `--lock {pins}` to that `ipy-rustasync vendor` command" in failed.stdout
