@@ -244,6 +244,9 @@ async def await_each(make: Callable[[int], Awaitable[int]], n: int) -> None:
             raise AssertionError(f"await #{i} returned {got!r}")
 
 
+# The inline poll is timed by the wall clock: on a loaded machine the OS can pause the
+# thread in the middle of one of a million polls of a future that is ready at once.
+@pytest.mark.filterwarnings("ignore:ready_inline.. is #.rust_async.inline.. but one poll held:RuntimeWarning")
 def test_sequential_ready_awaits_leak_nothing(rs: ModuleType) -> None:
     asyncio.run(await_each(rs.ready, 20_000))  # warm-up
     asyncio.run(await_each(rs.ready_inline, 20_000))
