@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -233,3 +234,12 @@ def test_quickstart_in_jupyterlab(
     assert summaries(rerun["output"], "built in"), context
     assert report["highlightAfterEdit"]["marker"] == "rust", context
     assert report["highlightAfterEdit"]["found"]["fn"]["color"] == keyword["color"], context
+    # While it rebuilt, the progress display showed cargo's count of units.
+    assert any(re.match(r"rust_async: compiling \d+/\d+: ira_", s) for s in report["statuses"]), context
+    # Broken on purpose: the error names the line as the cell numbers it (the magic line is not counted).
+    broken = report["broken"]
+    assert "error" not in broken, context
+    line, text = next((i, t) for i, t in enumerate(broken["source"].splitlines()) if t.startswith("pub fn broken_"))
+    column = text.index('"text"') + 1
+    assert f"--> cell line {line}, column {column}" in broken["output"], context
+    assert "mismatched types" in broken["output"] and "src/lib.rs" not in broken["output"], context

@@ -167,6 +167,20 @@ async function main(page) {
   await page.keyboard.press('End');
   await page.keyboard.press('Enter');
   await page.keyboard.type(`// browser test ${CONFIG.nonce}`);
+  // Record every build status the page shows while the cell rebuilds (the progress
+  // display lives only as long as cargo runs, then becomes the summary line).
+  await page.evaluate(() => {
+    window.__statuses = [];
+    const seen = new MutationObserver(() => {
+      for (const node of document.querySelectorAll('.jp-OutputArea-output')) {
+        const text = (node.innerText ?? '').trim();
+        if (text.startsWith('rust_async: compiling') && !window.__statuses.includes(text)) {
+          window.__statuses.push(text);
+        }
+      }
+    });
+    seen.observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
   await page.keyboard.press('Control+Enter');
   report.rerun = await page
     .waitForFunction(
@@ -187,8 +201,32 @@ async function main(page) {
     report.rerun.cells = await page.evaluate(codeCells);
   }
   report.highlightAfterEdit = await page.evaluate(tokenStyles, [rustIndex, ['pub', 'fn']]);
+  report.statuses = await page.evaluate(() => window.__statuses);
   step('edited cell rerun');
   await shot(page, 'rebuilt');
+
+  // Break it: a type error on a new last line; the error must name that line of the cell.
+  await rustCell.locator('.cm-content').click();
+  await page.keyboard.press('Control+End');
+  await page.keyboard.press('End');
+  await page.keyboard.press('Enter');
+  await page.keyboard.type(`pub fn broken_${CONFIG.nonce}() -> u8 { "text" }`);
+  await page.keyboard.press('Control+Enter');
+  report.broken = await page
+    .waitForFunction(
+      nonce => {
+        const nb = window.jupyterapp.shell.currentWidget;
+        const cell = nb.content.widgets.find(c => c.model.sharedModel.getSource().includes(`broken_${nonce}`));
+        const output = cell?.node.querySelector('.jp-Cell-outputArea')?.innerText ?? '';
+        return /RustCompileError/.test(output) ? { output, source: cell.model.sharedModel.getSource() } : false;
+      },
+      CONFIG.nonce,
+      { timeout: BUILD_WAIT, polling: 200 }
+    )
+    .then(handle => handle.jsonValue())
+    .catch(err => ({ error: String(err) }));
+  step('broken cell run');
+  await shot(page, 'broken');
 }
 
 const browser = await chromium.launch({
