@@ -68,7 +68,7 @@ CASES = [
     ),
     Case(
         "two exported items with one name",
-        "%%rust_async\n#[pyo3::pyfunction]\n#[pyo3(name = \"g\")]\npub fn g1() -> u8 { 1 }\npub fn g() -> u8 { 2 }\n",
+        '%%rust_async\n#[pyo3::pyfunction]\n#[pyo3(name = "g")]\npub fn g1() -> u8 { 1 }\npub fn g() -> u8 { 2 }\n',
         "RustCompileError",
         "two exported items are both named `g` in Python",
     ),
@@ -108,7 +108,7 @@ CASES = [
     ),
     Case(
         "a --dep trying to inject TOML",
-        '%%rust_async --dep \'itoa = "1"\\n[patch]\'\npub fn f() {}\n',
+        "%%rust_async --dep 'itoa = \"1\"\\n[patch]'\npub fn f() {}\n",
         "RustAsyncUsageError",
         "a crate name is letters, digits",
     ),
@@ -133,7 +133,9 @@ CASES = [
         "ok",
         "twice",
     ),
-    Case("too few arguments", "add(1)", "TypeError", "add() missing 1 required positional argument: 'b'", setup=HELPERS),
+    Case(
+        "too few arguments", "add(1)", "TypeError", "add() missing 1 required positional argument: 'b'", setup=HELPERS
+    ),
     Case("too many arguments", "add(1, 2, 3)", "TypeError", "takes 2 positional arguments but 3 were given"),
     Case("a wrong argument type", 'add("1", 2)', "TypeError", "argument 'a'"),
     Case("an integer too big for i64", "add(2**70, 1)", "OverflowError", ""),
