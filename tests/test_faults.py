@@ -300,3 +300,41 @@ def test_a_build_waiting_on_another_gives_up_naming_the_holder() -> None:
         f"BuildError: gave up after 1 s waiting for the build lock {cache.lock}, held by pid {os.getpid()} "
         "(a test holding the lock); wait for that build or stop it"
     ), out.stdout + out.stderr
+
+
+@pytest.mark.timeout(120)  # it used to hang: the awaitable never finished
+def test_a_panic_while_converting_a_result_is_rust_panic() -> None:
+    """The result is converted to a Python object after the future finished, on the loop
+    thread: a panic there is caught like one in the future itself."""
+    import asyncio
+
+    import ipy_rustasync
+    from ipy_rustasync import RustPanic, rust_module
+
+    mod = rust_module(
+        """
+        pub struct Boom;
+        impl<'py> pyo3::IntoPyObject<'py> for Boom {
+            type Target = pyo3::PyAny;
+            type Output = pyo3::Bound<'py, pyo3::PyAny>;
+            type Error = pyo3::PyErr;
+            fn into_pyobject(self, _py: pyo3::Python<'py>) -> Result<Self::Output, Self::Error> {
+                panic!("converting boom")
+            }
+        }
+        pub async fn boom_async() -> Boom { Boom }
+        #[rust_async(inline)]
+        pub async fn boom_inline() -> Boom { Boom }
+        pub fn boom_sync() -> Boom { Boom }
+        pub async fn fine() -> u8 { 1 }
+        """
+    )
+    with pytest.raises(RustPanic, match="converting boom"):
+        asyncio.run(mod.boom_async())
+    with pytest.raises(RustPanic, match="converting boom"):
+        asyncio.run(mod.boom_inline())
+    with pytest.raises(RustPanic, match="converting boom"):
+        ipy_rustasync.run(mod.boom_async())
+    with pytest.raises(RustPanic, match="converting boom"):
+        mod.boom_sync()
+    assert asyncio.run(mod.fine()) == 1  # the runtime and the loop's channel carry on

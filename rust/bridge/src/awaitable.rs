@@ -40,7 +40,7 @@ use tokio::task::AbortHandle;
 use crate::callback::{Caller, CALLER};
 use crate::cancel::CancelToken;
 use crate::channel::channel_for;
-use crate::convert::Output;
+use crate::convert::{to_python, Output};
 use crate::panics::{catching, Guarded};
 use crate::runtime::Active;
 use crate::sync::{lock, Exclusive};
@@ -276,7 +276,7 @@ impl RustAwaitable {
         }
         Ok(match polled {
             Ok(Poll::Pending) => None,
-            Ok(Poll::Ready(output)) => Some(finish(py, output(py))),
+            Ok(Poll::Ready(output)) => Some(finish(py, to_python(py, output))),
             Err(report) => Some(Err(report.into_pyerr(py).into_value(py).into_any())),
         })
     }
@@ -710,7 +710,7 @@ impl RustAwaitable {
                 runtime.block_on(async { tokio::time::timeout(slice, &mut handle).await })
             });
             let outcome = match waited {
-                Ok(Ok(Ok(output))) => Some(finish(py, output(py))),
+                Ok(Ok(Ok(output))) => Some(finish(py, to_python(py, output))),
                 Ok(Ok(Err(report))) => Some(Err(report.into_pyerr(py).into_value(py).into_any())),
                 Ok(Err(join)) => {
                     return Err(PyRuntimeError::new_err(format!(

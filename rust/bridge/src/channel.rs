@@ -199,7 +199,7 @@ fn deliver(py: Python<'_>, awaitable: Py<PyWeakrefReference>, outcome: Outcome) 
         return;
     }
     let outcome = match outcome {
-        Ok(output) => output(py),
+        Ok(output) => crate::convert::to_python(py, output),
         Err(report) => Err(report.into_pyerr(py)),
     };
     RustAwaitable::complete(

@@ -27,6 +27,13 @@ use crate::exceptions::rust_error;
 /// is already held, so no tokio worker ever waits for the GIL.
 pub type Output = Box<dyn for<'py> FnOnce(Python<'py>) -> PyResult<Py<PyAny>> + Send>;
 
+/// Runs a conversion; a panic in it (a user's `IntoPyObject` impl) raises `RustPanic`
+/// like one in the future, instead of unwinding into the loop's callback and leaving
+/// the awaitable unfinished.
+pub(crate) fn to_python(py: Python<'_>, output: Output) -> PyResult<Py<PyAny>> {
+    crate::panics::catching(|| output(py)).unwrap_or_else(|report| Err(report.into_pyerr(py)))
+}
+
 /// Stands for Rust's `()`, which Python sees as `None` (PyO3 itself would give `()`).
 pub struct NoneValue;
 
