@@ -146,7 +146,7 @@ def _diagnostic(message: dict[str, Any], lines: tuple[str, ...]) -> Diagnostic |
         column=primary.start if primary else None,
         spans=spans,
         notes=notes,
-        hint=_hint(message, text, spans, lines),
+        hint=_hint(message, text, lines),
         source=lines,
         in_glue=not spans and any(raw.get("file_name") == _LIB_RS for raw in message.get("spans") or ()),
     )
@@ -230,20 +230,18 @@ def _on_cell(text: str, cell_lines: int) -> str:
 _TICKED = re.compile(r"`([^`]+)`")
 
 
-def _hint(message: dict[str, Any], text: str, spans: tuple[Span, ...], lines: tuple[str, ...]) -> str | None:
+def _hint(message: dict[str, Any], text: str, lines: tuple[str, ...]) -> str | None:
     if text.startswith("future cannot be sent between threads safely"):
         return _not_send_hint(message)
+    ty = _TICKED.match(text)
+    name = ty[1] if ty else "this type"
     if text.endswith("cannot be used as a Python function argument"):
-        ty = _TICKED.match(text)
-        name = ty[1] if ty else "this type"
         return (
             f"`{name}` cannot come in from Python: take a type PyO3 converts (int, float, bool, str, bytes, "
             f"Vec for a list, HashMap for a dict, tuples, Option for None) or make `{name}` a "
             "`#[pyo3::pyclass]` that derives `Clone`."
         )
     if text.endswith("cannot be converted to a Python object"):
-        ty = _TICKED.match(text)
-        name = ty[1] if ty else "this type"
         return (
             f"`{name}` cannot go back to Python: return a type PyO3 converts (numbers, bool, String, Vec, HashMap, "
             f"tuples, Option) or put `#[pyo3::pyclass]` on `{name}` so Python receives it as an object."

@@ -72,17 +72,22 @@ def test_vendor_keeps_checksums(vendored: Path) -> None:
     assert all((p / ".cargo-checksum.json").is_file() for p in vendored.iterdir() if p.is_dir())
 
 
-def test_build_and_await_with_no_network(vendored: Path, tmp_path: Path) -> None:
-    # A comment unique to this run: a new module, so this is a real build, not a cache hit.
-    source = f"// {tmp_path.name} {os.getpid()}\n{SOURCE}"
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(CELL), source, "itoa@1"],
-        env=offline_env(tmp_path, vendored),
+def build_offline(source: str, dep: str, tmp: Path, crates: Path) -> subprocess.CompletedProcess[str]:
+    """Builds ``source`` with ``--dep dep`` in a fresh process, offline from ``crates``."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CELL), source, dep],
+        env=offline_env(tmp, crates),
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
     )
+
+
+def test_build_and_await_with_no_network(vendored: Path, tmp_path: Path) -> None:
+    # A comment unique to this run: a new module, so this is a real build, not a cache hit.
+    source = f"// {tmp_path.name} {os.getpid()}\n{SOURCE}"
+    out = build_offline(source, "itoa@1", tmp_path, vendored)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "RESULT 42" in out.stdout
     assert "BUILT" in out.stdout
@@ -91,14 +96,7 @@ def test_build_and_await_with_no_network(vendored: Path, tmp_path: Path) -> None
 
 def test_missing_crate_offline_is_one_sentence(vendored: Path, tmp_path: Path) -> None:
     source = "pub fn uses_smallvec() -> usize { smallvec::SmallVec::<[u8; 4]>::new().len() }"
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(CELL), source, "smallvec@1"],
-        env=offline_env(tmp_path, vendored),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    out = build_offline(source, "smallvec@1", tmp_path, vendored)
     assert out.returncode == 3, out.stdout + out.stderr
     message = out.stdout.strip().removeprefix("ERROR ")
     assert "`smallvec`" in message
@@ -113,14 +111,7 @@ def test_a_tampered_vendored_crate_is_refused(vendored: Path, tmp_path: Path) ->
     shutil.copytree(vendored, copy, symlinks=True)
     lib = copy / "itoa" / "src" / "lib.rs"
     lib.write_text(lib.read_text() + "\n// changed after vendoring\n")
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(CELL), f"// {tmp_path.name}\n{SOURCE}", "itoa@1"],
-        env=offline_env(tmp_path, copy),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    out = build_offline(f"// {tmp_path.name}\n{SOURCE}", "itoa@1", tmp_path, copy)
     assert out.returncode == 3, out.stdout + out.stderr
     message = out.stdout.strip().removeprefix("ERROR ")
     assert message.startswith(f"{lib} in the offline crate directory no longer matches the checksum"), message
