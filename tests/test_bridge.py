@@ -56,6 +56,11 @@ pub async fn take_gate() -> bool {
 
 pub async fn ready() -> u64 { 1 }
 
+pub async fn echo(value: pyo3::Py<pyo3::PyAny>) -> pyo3::Py<pyo3::PyAny> { value }
+
+#[rust_async(inline)]
+pub async fn echo_inline(value: pyo3::Py<pyo3::PyAny>) -> pyo3::Py<pyo3::PyAny> { value }
+
 #[rust_async(inline)]
 pub async fn ready_inline() -> u64 { 2 }
 
@@ -243,6 +248,22 @@ def test_inline_pending_future_moves_to_the_runtime(rs: ModuleType) -> None:
     start = time.perf_counter()
     assert asyncio.run(main()) == ["slept 30 ms"] * 20
     assert time.perf_counter() - start < 2.0  # concurrent, not 20 x 30 ms one after another... roughly
+
+
+@pytest.mark.parametrize("value", [(1, 2), (), None, ValueError("a value"), StopIteration(3), [1]])
+def test_await_and_send_return_any_value_unchanged(rs: ModuleType, value: object) -> None:
+    """`await` takes the result from the type's C-level send (no StopIteration
+    built), `send` raises it as StopIteration: both give back the value itself,
+    even a tuple or an exception object."""
+
+    async def main() -> tuple[object, object]:
+        return await rs.echo(value), await rs.echo_inline(value)
+
+    assert all(got is value for got in asyncio.run(main()))
+    aw = rs.echo_inline(value)
+    with pytest.raises(StopIteration) as stop:
+        aw.send(None)
+    assert stop.value.value is value
 
 
 def test_slow_inline_poll_warns_once_naming_the_function(rs: ModuleType) -> None:
@@ -481,6 +502,60 @@ def test_garbage_collected_running_awaitable_drops_the_future(rs: ModuleType) ->
     asyncio.run(main())
     assert _gate_free_within(rs, 0.05)
     assert rs.dropped() == before + 1
+
+
+def test_cancelled_before_its_spawn_it_never_runs(rs: ModuleType) -> None:
+    """Started futures are spawned together on the loop's next turn (one wake-up of
+    the runtime for a burst); one cancelled before that turn is dropped unspawned,
+    and one taking a CancelHandle still runs, to see the cancellation."""
+
+    async def main() -> None:
+        started, cleaned = rs.started(), rs.cleaned()
+        aw = rs.hold_gate(1)
+        aw.get_loop()  # started: bound to this loop, queued for its next turn
+        assert repr(aw) == "<Rust coroutine hold_gate() running>"
+        assert aw.cancel() and aw.cancelled()
+        polite = rs.polite()
+        polite.get_loop()
+        assert polite.cancel()
+        for _ in range(500):
+            if rs.cleaned() > cleaned:
+                break
+            await asyncio.sleep(0.002)
+        assert rs.cleaned() == cleaned + 1, "the CancelHandle function never saw its cancellation"
+        assert rs.started() == started, "a future cancelled before its spawn ran anyway"
+
+    asyncio.run(main())
+    assert _gate_free_within(rs, 0.05)
+
+
+def test_a_burst_started_while_a_completion_is_delivered_is_spawned(rs: ModuleType) -> None:
+    """The channel delivers a completion inside its loop callback and steps the
+    awaiting task right there; whatever that task starts, for however long, must
+    still be spawned (a burst outlasting the callback's polling window once waited
+    forever)."""
+
+    async def main() -> list[int]:
+        await rs.ready()  # the task resumes inside the channel's callback
+        return list(await asyncio.wait_for(asyncio.gather(*(rs.ready() for _ in range(3000))), 30))
+
+    assert asyncio.run(main()) == [1] * 3000
+
+
+def test_a_cell_with_its_own_global_allocator_builds() -> None:
+    """The bridge gives each cell library mimalloc; a cell declaring its own
+    allocator gets the bridge without it instead of a link error."""
+    own = rust_module(
+        textwrap.dedent(
+            """
+            #[global_allocator]
+            static ALLOC: std::alloc::System = std::alloc::System;
+
+            pub async fn joined(parts: Vec<String>) -> String { parts.join("-") }
+            """
+        )
+    )
+    assert asyncio.run(own.joined(["a", "b"])) == "a-b"
 
 
 def test_cancel_handle_lets_rust_clean_up(rs: ModuleType) -> None:

@@ -39,7 +39,7 @@ use tokio::task::AbortHandle;
 
 use crate::callback::{Caller, CALLER};
 use crate::cancel::CancelToken;
-use crate::channel::channel_for;
+use crate::channel::{channel_for, Launch, Outstanding};
 use crate::convert::{to_python, Output};
 use crate::panics::{catching, Guarded};
 use crate::runtime::Active;
@@ -58,6 +58,19 @@ const REUSED: &str = "cannot reuse already awaited coroutine";
 enum State {
     /// Created, never started: the future has not been polled.
     Created(Exclusive<BoxFuture>),
+    /// Started on `event_loop`, waiting in its channel's launch list to be spawned
+    /// when the loop next runs the channel's callback (see [`Channel::kick`]).
+    ///
+    /// [`Channel::kick`]: crate::channel::Channel
+    Queued {
+        event_loop: Py<PyAny>,
+        future: Exclusive<BoxFuture>,
+        /// Keeps the runtime up (and counts the call) from the start.
+        active: Active,
+        outstanding: Outstanding,
+        /// Weak reference to this awaitable, for the channel to complete it by.
+        me: Py<PyWeakrefReference>,
+    },
     /// Running on the runtime, to be completed by `event_loop`'s channel.
     Running {
         event_loop: Py<PyAny>,
@@ -105,7 +118,38 @@ pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>>
     let get = GET_RUNNING_LOOP.import(py, "asyncio", "get_running_loop")?;
     Ok(get.call0().ok())
 }
-static COPY_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `contextvars.copy_context()`, through the C API (no lookup, no call).
+pub(crate) fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: `py` proves the GIL is held, which is all `PyContext_CopyCurrent`
+    // needs; it returns a new reference or NULL with an exception set, and
+    // `from_owned_ptr_or_err` takes exactly that.
+    unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_CopyCurrent()) }
+        .map(Bound::unbind)
+}
+
+/// `context.run(callback, arg)`, through the C API when `context` can be entered.
+fn run_in_context<'py>(
+    context: &Bound<'py, PyAny>,
+    callback: &Bound<'py, PyAny>,
+    arg: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = context.py();
+    // SAFETY: the GIL is held (`py`) and `context` is a live object for the whole
+    // call. `PyContext_Enter` checks the object is a `Context` (TypeError if not)
+    // and that it is not already entered (RuntimeError), returning -1 with the
+    // exception set; on 0 the context is entered and is exited below on every path
+    // before returning, as `Context.run` does.
+    if unsafe { pyo3::ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let result = callback.call1((arg,));
+    // SAFETY: as above; exiting the context entered just before, on this thread.
+    if unsafe { pyo3::ffi::PyContext_Exit(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    result
+}
 static CANCELLED_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static INVALID_STATE_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -186,16 +230,29 @@ impl RustAwaitable {
         ))
     }
 
-    /// Binds to the running loop and starts the future (inline first if asked);
-    /// no-op unless still `Created`.
-    fn start(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// Binds to the running loop (`running`, if the caller already looked it up)
+    /// and starts the future: inline first if asked, then queued on the loop's
+    /// channel to be spawned. No-op unless still `Created`.
+    ///
+    /// The first start of a loop turn spawns at once; later ones wait for the
+    /// channel's next loop callback, which spawns them in one go, so a burst of
+    /// calls (`gather` over many) wakes a sleeping runtime worker about once rather
+    /// than once per call. The callback is scheduled here, so it runs before the
+    /// loop could stop.
+    fn start(slf: &Bound<'_, Self>, running: Option<Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
         let mut this = slf.borrow_mut();
         if !matches!(this.state, State::Created(_)) {
             return Ok(());
         }
+        let mut running = running;
         if this.with_caller {
-            this.enter_caller(py)?;
+            let event_loop = match running.take() {
+                Some(event_loop) => event_loop,
+                None => this.running_loop(py)?,
+            };
+            this.enter_caller(py, &event_loop)?;
+            running = Some(event_loop);
         }
         if this.inline {
             // A future that is ready at once needs no loop at all (`get_loop`
@@ -209,9 +266,14 @@ impl RustAwaitable {
                 return Ok(());
             }
         }
-        let event_loop = this.running_loop(py)?;
+        let event_loop = match running {
+            Some(event_loop) => event_loop,
+            None => this.running_loop(py)?,
+        };
         let channel = channel_for(py, &event_loop)?;
         let active = Active::new()?;
+        let me = PyWeakrefReference::new(slf.as_any())?.unbind();
+        let (outstanding, launch) = channel.kick(py, &event_loop, &me)?;
         let State::Created(future) = std::mem::replace(
             &mut this.state,
             State::Cancelled {
@@ -222,33 +284,60 @@ impl RustAwaitable {
         ) else {
             return Ok(());
         };
-        let me = PyWeakrefReference::new(slf.as_any())?.unbind();
-        let guarded = Guarded::new(future.into_inner());
-        let outstanding = channel.kick(py, &event_loop)?;
-        let handle = active.spawn(async move {
-            let outcome = guarded.await;
-            outstanding.channel().push(me, outcome);
-        });
-        this.state = State::Running {
-            event_loop: event_loop.unbind(),
-            task: handle.abort_handle(),
+        let event_loop = event_loop.unbind();
+        this.state = match launch {
+            Launch::Now => State::Running {
+                event_loop,
+                task: spawn(future, active, outstanding, me),
+            },
+            Launch::Queued => State::Queued {
+                event_loop,
+                future,
+                active,
+                outstanding,
+                me,
+            },
         };
         Ok(())
     }
 
+    /// Spawns a queued future on the runtime; called by its channel on the loop's
+    /// thread. Nothing to do if it was cancelled (or finished) meanwhile. False if
+    /// the awaitable is in use right now (a method of it is on this thread's stack,
+    /// running Python code that ran the loop): the channel tries again next turn.
+    pub(crate) fn launch(slf: &Bound<'_, Self>) -> bool {
+        let Ok(mut this) = slf.try_borrow_mut() else {
+            return false;
+        };
+        let State::Queued {
+            event_loop,
+            future,
+            active,
+            outstanding,
+            me,
+        } = std::mem::replace(
+            &mut this.state,
+            State::Cancelled {
+                event_loop: None,
+                message: None,
+                delivered: false,
+            },
+        )
+        else {
+            return true;
+        };
+        let task = spawn(future, active, outstanding, me);
+        this.state = State::Running { event_loop, task };
+        true
+    }
+
     /// Wraps the (not yet started) future so that it runs knowing its caller: the
     /// running loop, its channel and the current `contextvars` context.
-    fn enter_caller(&mut self, py: Python<'_>) -> PyResult<()> {
-        let event_loop = self.running_loop(py)?;
+    fn enter_caller(&mut self, py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<()> {
         let caller = Caller {
-            channel: channel_for(py, &event_loop)?,
-            context: Arc::new(
-                COPY_CONTEXT
-                    .import(py, "contextvars", "copy_context")?
-                    .call0()?
-                    .unbind(),
-            ),
-            event_loop: Arc::new(event_loop.unbind()),
+            channel: channel_for(py, event_loop)?,
+            context: Arc::new(copy_context(py)?),
+            event_loop: Arc::new(event_loop.clone().unbind()),
         };
         if let State::Created(future) = &mut self.state {
             let inner = std::mem::replace(future.get_mut(), Box::pin(std::future::pending()));
@@ -308,24 +397,47 @@ impl RustAwaitable {
     fn cancel_now(&mut self, py: Python<'_>, message: Option<Py<PyAny>>) -> (bool, Due) {
         let event_loop = match &self.state {
             State::Created(_) => None,
+            State::Queued { event_loop, .. } => Some(event_loop.clone_ref(py)),
             State::Running { event_loop, task } => {
                 self.stop_running(task);
                 Some(event_loop.clone_ref(py))
             }
             State::Finished { .. } | State::Cancelled { .. } => return (false, None),
         };
-        self.state = State::Cancelled {
-            event_loop,
-            message,
-            delivered: false,
-        };
+        let before = std::mem::replace(
+            &mut self.state,
+            State::Cancelled {
+                event_loop,
+                message,
+                delivered: false,
+            },
+        );
+        // Not spawned yet: dropping it is the cancellation, unless it takes a
+        // `CancelHandle`, whose promise is that the future sees the cancellation and
+        // cleans up: it runs, told at once, and its outcome is ignored.
+        if let (
+            State::Queued {
+                future,
+                active,
+                outstanding,
+                me,
+                ..
+            },
+            Some(token),
+        ) = (before, &self.cancel_token)
+        {
+            token.cancel();
+            spawn(future, active, outstanding, me);
+        }
         (true, self.due_callbacks(py))
     }
 
     fn event_loop(&self) -> Option<&Py<PyAny>> {
         match &self.state {
             State::Created(_) => None,
-            State::Running { event_loop, .. } => Some(event_loop),
+            State::Queued { event_loop, .. } | State::Running { event_loop, .. } => {
+                Some(event_loop)
+            }
             State::Finished { event_loop, .. } | State::Cancelled { event_loop, .. } => {
                 event_loop.as_ref()
             }
@@ -375,6 +487,24 @@ impl RustAwaitable {
     }
 }
 
+/// Spawns a started future on the runtime: it completes its awaitable through the
+/// loop's channel (by the weak reference `me`), and counts as outstanding there and
+/// as work on the runtime until it ends or is aborted.
+fn spawn(
+    future: Exclusive<BoxFuture>,
+    active: Active,
+    outstanding: Outstanding,
+    me: Py<PyWeakrefReference>,
+) -> AbortHandle {
+    let guarded = Guarded::new(future.into_inner());
+    active
+        .spawn(async move {
+            let outcome = guarded.await;
+            outstanding.channel().push(me, outcome);
+        })
+        .abort_handle()
+}
+
 /// Runs due callbacks now, each in its own context, reporting a failing one to the
 /// loop's exception handler as a scheduled callback's would be. Only for callers
 /// that are themselves loop callbacks (the channel), never for user calls such as
@@ -385,9 +515,7 @@ fn run_now(awaitable: &Bound<'_, PyAny>, due: Due) {
     };
     let py = awaitable.py();
     for (callback, context) in callbacks {
-        let ran = context
-            .bind(py)
-            .call_method1(pyo3::intern!(py, "run"), (&callback, awaitable));
+        let ran = run_in_context(context.bind(py), callback.bind(py), awaitable);
         if let Err(err) = ran {
             let handled = (|| -> PyResult<()> {
                 let report = pyo3::types::PyDict::new(py);
@@ -439,46 +567,107 @@ fn finish(py: Python<'_>, result: PyResult<Py<PyAny>>) -> Result<Py<PyAny>, Py<P
     result.map_err(|err| err.into_value(py).into_any())
 }
 
+/// What one step of the coroutine protocol gives: the future to wait on (this
+/// awaitable itself) or the coroutine's return value.
+enum Step<'py> {
+    Yield(Bound<'py, PyAny>),
+    Return(Bound<'py, PyAny>),
+}
+
 /// One step of the coroutine protocol.
-fn step<'py>(slf: &Bound<'py, RustAwaitable>) -> PyResult<Bound<'py, PyAny>> {
+fn step<'py>(slf: &Bound<'py, RustAwaitable>) -> PyResult<Step<'py>> {
     let py = slf.py();
-    RustAwaitable::start(slf)?;
-    let result = {
-        let mut this = slf.borrow_mut();
-        match &mut this.state {
-            State::Created(_) => return Err(PyRuntimeError::new_err(REUSED)),
-            State::Running { .. } => {
-                // Not finished: yield ourselves as the future to wait on, the way
-                // `Future.__await__` does.
-                this.blocking = true;
-                None
+    RustAwaitable::start(slf, None)?;
+    let mut this = slf.borrow_mut();
+    match &mut this.state {
+        State::Created(_) => Err(PyRuntimeError::new_err(REUSED)),
+        State::Queued { .. } | State::Running { .. } => {
+            // Not finished: yield ourselves as the future to wait on, the way
+            // `Future.__await__` does.
+            this.blocking = true;
+            Ok(Step::Yield(slf.clone().into_any()))
+        }
+        State::Finished {
+            outcome, delivered, ..
+        } => {
+            if *delivered {
+                return Err(PyRuntimeError::new_err(REUSED));
             }
-            State::Finished {
-                outcome, delivered, ..
-            } => {
-                if *delivered {
-                    return Err(PyRuntimeError::new_err(REUSED));
-                }
-                *delivered = true;
-                Some(match outcome {
-                    Ok(value) => Err(PyStopIteration::new_err((value.clone_ref(py),))),
-                    Err(exc) => Err(PyErr::from_value(exc.bind(py).clone())),
-                })
-            }
-            State::Cancelled {
-                message, delivered, ..
-            } => {
-                if *delivered {
-                    return Err(PyRuntimeError::new_err(REUSED));
-                }
-                *delivered = true;
-                Some(Err(cancelled_error(py, message.as_ref())?))
+            *delivered = true;
+            match outcome {
+                Ok(value) => Ok(Step::Return(value.bind(py).clone())),
+                Err(exc) => Err(PyErr::from_value(exc.bind(py).clone())),
             }
         }
+        State::Cancelled {
+            message, delivered, ..
+        } => {
+            if *delivered {
+                return Err(PyRuntimeError::new_err(REUSED));
+            }
+            *delivered = true;
+            Err(cancelled_error(py, message.as_ref())?)
+        }
+    }
+}
+
+/// A step as `send` and `__next__` give it: the return value as `StopIteration`.
+fn step_raising<'py>(slf: &Bound<'py, RustAwaitable>) -> PyResult<Bound<'py, PyAny>> {
+    match step(slf)? {
+        Step::Yield(future) => Ok(future),
+        Step::Return(value) => Err(PyStopIteration::new_err((value.unbind(),))),
+    }
+}
+
+/// The type's `am_send` slot: the C-level step that CPython's `await` (on 3.10 and
+/// 3.11) and asyncio's C `Task` (on every version) call instead of `send` when a
+/// type has one. It hands the return value back as a value, not as a raised
+/// `StopIteration`, which PyO3 would build and normalize on every ready `await`
+/// (about a third of its cost). PyO3 has no way to declare the slot;
+/// [`install_am_send`] writes it into the type.
+unsafe extern "C" fn am_send(
+    slf: *mut pyo3::ffi::PyObject,
+    _value: *mut pyo3::ffi::PyObject,
+    result: *mut *mut pyo3::ffi::PyObject,
+) -> pyo3::ffi::PySendResult {
+    use pyo3::ffi::PySendResult::{PYGEN_ERROR, PYGEN_NEXT, PYGEN_RETURN};
+    // SAFETY: CPython calls a type's `am_send` with the GIL held, `slf` a borrowed
+    // reference to an instance of the type the slot was installed on, which is
+    // `RustAwaitable`'s alone (a pyclass without `subclass` cannot be subclassed),
+    // and `result` a valid place for one new reference.
+    let py = unsafe { Python::assume_attached() };
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<RustAwaitable>() };
+    // No panic may unwind into CPython: one becomes RustPanic, as everywhere else.
+    let stepped = catching(|| step(&slf)).unwrap_or_else(|report| Err(report.into_pyerr(py)));
+    let (status, value) = match stepped {
+        Ok(Step::Yield(future)) => (PYGEN_NEXT, future.into_ptr()),
+        Ok(Step::Return(value)) => (PYGEN_RETURN, value.into_ptr()),
+        Err(err) => {
+            err.restore(py);
+            (PYGEN_ERROR, std::ptr::null_mut())
+        }
     };
-    match result {
-        None => Ok(slf.clone().into_any()),
-        Some(result) => result,
+    // SAFETY: see above; the caller owns the reference written here.
+    unsafe { *result = value };
+    status
+}
+
+/// Installs [`am_send`] on this cell library's `RustAwaitable` type; called once
+/// from the module's initialisation, before any awaitable exists.
+pub(crate) fn install_am_send(py: Python<'_>) {
+    let tp = py.get_type::<RustAwaitable>().as_type_ptr();
+    // SAFETY: `tp` is the live type object PyO3 created with `PyType_FromSpec`
+    // (kept alive by PyO3's static), and the GIL is held. For such heap types
+    // `tp_as_async` points into the type object itself, never into shared static
+    // tables, so writing it affects this type only; it is non-null here because the
+    // class defines `__await__`, and is checked anyway. Nothing caches `am_send`:
+    // CPython reads the slot at each `PyIter_Send`, and with no subclasses there is
+    // no inherited copy to update.
+    unsafe {
+        let methods = (*tp).tp_as_async;
+        if !methods.is_null() {
+            (*methods).am_send = Some(am_send);
+        }
     }
 }
 
@@ -488,11 +677,11 @@ impl RustAwaitable {
         slf: &Bound<'py, Self>,
         _value: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        step(slf)
+        step_raising(slf)
     }
 
     fn __next__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        step(slf)
+        step_raising(slf)
     }
 
     fn __await__(slf: Py<Self>) -> Py<Self> {
@@ -548,10 +737,10 @@ impl RustAwaitable {
     fn get_asyncio_future_blocking(slf: &Bound<'_, Self>) -> PyResult<Option<bool>> {
         let py = slf.py();
         if matches!(slf.borrow().state, State::Created(_)) {
-            if running_loop(py)?.is_none() {
+            let Some(event_loop) = running_loop(py)? else {
                 return Ok(None);
-            }
-            RustAwaitable::start(slf)?;
+            };
+            RustAwaitable::start(slf, Some(event_loop))?;
         }
         Ok(Some(slf.borrow().blocking))
     }
@@ -564,7 +753,7 @@ impl RustAwaitable {
     /// The loop this is bound to; binds to the running loop (and starts) if not yet.
     fn get_loop(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        RustAwaitable::start(slf)?;
+        RustAwaitable::start(slf, None)?;
         slf.borrow_mut().bound_loop(py)
     }
 
@@ -575,13 +764,10 @@ impl RustAwaitable {
         context: Option<Py<PyAny>>,
     ) -> PyResult<()> {
         let py = slf.py();
-        RustAwaitable::start(slf)?;
+        RustAwaitable::start(slf, None)?;
         let context = match context {
             Some(context) if !context.is_none(py) => context,
-            _ => COPY_CONTEXT
-                .import(py, "contextvars", "copy_context")?
-                .call0()?
-                .unbind(),
+            _ => copy_context(py)?,
         };
         let due = {
             let mut this = slf.borrow_mut();
@@ -760,7 +946,7 @@ impl RustAwaitable {
     fn __repr__(&self) -> String {
         let state = match self.state {
             State::Created(_) => "not awaited yet",
-            State::Running { .. } => "running",
+            State::Queued { .. } | State::Running { .. } => "running",
             State::Finished { .. } => "finished",
             State::Cancelled { .. } => "cancelled",
         };
@@ -808,6 +994,15 @@ impl Drop for RustAwaitable {
             // Garbage-collected while running: nobody can observe the result, so the
             // Rust future is dropped now rather than run to completion.
             State::Running { task, .. } => self.stop_running(task),
+            // Never spawned: the future drops with this; with a `CancelHandle`, it
+            // runs told it is cancelled, as `cancel` would.
+            State::Queued { .. } => {
+                if self.cancel_token.is_some() {
+                    Python::attach(|py| {
+                        self.cancel_now(py, None);
+                    });
+                }
+            }
             State::Finished { .. } | State::Cancelled { .. } => {}
         }
     }

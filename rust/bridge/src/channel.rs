@@ -51,13 +51,28 @@ enum Item {
 /// A closure to run on the loop's thread, holding the GIL.
 pub(crate) type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 
+/// What [`Channel::kick`] says to do with a started awaitable.
+pub(crate) enum Launch {
+    /// Spawn it now.
+    Now,
+    /// Leave it: it is queued for the next [`Spin`].
+    Queued,
+}
+
 pub(crate) struct Channel {
     queue: Mutex<Vec<Item>>,
+    /// Awaitables started on this loop since the last [`Spin`], to be spawned by it
+    /// in one go (weakly held: one collected meanwhile simply never runs). Only the
+    /// loop's thread touches it.
+    launch: Mutex<Vec<Py<PyWeakrefReference>>>,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
     /// Whether a [`Spin`] is polling the queue from the loop (then workers skip
     /// the socket write).
     spinning: AtomicBool,
+    /// Whether an awaitable was spawned at its start since the spin last ran: only
+    /// the first of a turn is, the rest wait in `launch` (see [`Channel::kick`]).
+    spawned_this_turn: AtomicBool,
     /// Futures spawned for this loop and not yet finished or dropped.
     outstanding: AtomicUsize,
     /// The loop callback that spins, made once (see [`Channel::kick`]). It refers
@@ -95,22 +110,40 @@ impl Channel {
         wake_rx.set_nonblocking(true)?;
         Ok(Channel {
             queue: Mutex::new(Vec::new()),
+            launch: Mutex::new(Vec::new()),
             wake_tx,
             wake_rx,
             spinning: AtomicBool::new(false),
+            spawned_this_turn: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             spin: OnceLock::new(),
         })
     }
 
-    /// Called on the loop thread as a future is spawned for this channel: counts it
-    /// and makes sure the loop polls for completions for a moment (one [`Spin`] at
-    /// a time), so a quick future needs no socket wake-up.
+    /// Called on the loop thread as an awaitable starts on this channel's loop:
+    /// counts it as outstanding, says whether to spawn it now ([`Launch::Now`]) or
+    /// queues it to be spawned by the next [`Spin`] ([`Launch::Queued`]), and makes
+    /// sure a spin is scheduled (one at a time). The spin spawns everything queued
+    /// since the last one together, then polls for completions for a moment, so a
+    /// quick future needs no socket wake-up.
+    ///
+    /// The first start of a loop turn spawns at once, so a lone `await` loses no
+    /// time; the rest of a burst (`gather` over thousands) waits for the spin, whose
+    /// tight run of spawns wakes a parked worker about once (tokio wakes one only
+    /// while none is already looking for work), where spawns spread between Python
+    /// calls find the workers parked again each time.
     pub(crate) fn kick(
         self: &Arc<Self>,
         py: Python<'_>,
         event_loop: &Bound<'_, PyAny>,
-    ) -> PyResult<Outstanding> {
+        awaitable: &Py<PyWeakrefReference>,
+    ) -> PyResult<(Outstanding, Launch)> {
+        let launch = if self.spawned_this_turn.swap(true, Ordering::SeqCst) {
+            lock(&self.launch).push(awaitable.clone_ref(py));
+            Launch::Queued
+        } else {
+            Launch::Now
+        };
         self.outstanding.fetch_add(1, Ordering::SeqCst);
         let outstanding = Outstanding(self.clone());
         let spin = match self.spin.get() {
@@ -130,7 +163,7 @@ impl Channel {
         if !self.spinning.swap(true, Ordering::SeqCst) {
             event_loop.call_method1(pyo3::intern!(py, "call_soon"), (spin.bind(py),))?;
         }
-        Ok(outstanding)
+        Ok((outstanding, launch))
     }
 
     /// Hands a finished future's outcome to the loop. Called on tokio workers,
@@ -172,6 +205,26 @@ impl Channel {
             }
         }
         self.deliver_queued(py);
+    }
+
+    /// Spawns the awaitables queued since the last call, together (see
+    /// [`Channel::kick`]); true if there were any.
+    fn launch_queued(&self, py: Python<'_>) -> bool {
+        let started = std::mem::take(&mut *lock(&self.launch));
+        let launched = !started.is_empty();
+        let mut busy = Vec::new();
+        for weak in started {
+            let Some(awaitable) = weak.bind(py).upgrade() else {
+                continue; // collected before its spawn: it never runs
+            };
+            if let Ok(awaitable) = awaitable.cast_into::<RustAwaitable>() {
+                if !RustAwaitable::launch(&awaitable) {
+                    busy.push(weak);
+                }
+            }
+        }
+        lock(&self.launch).extend(busy);
+        launched
     }
 
     fn deliver_queued(&self, py: Python<'_>) {
@@ -226,9 +279,19 @@ impl Spin {
         let Some(channel) = slf.get().channel.upgrade() else {
             return;
         };
+        channel.spawned_this_turn.store(false, Ordering::SeqCst);
+        if channel.launch_queued(py) {
+            // The window counts from the spawn, not from the start (a long burst of
+            // starts may have outlasted it).
+            *lock(&slf.get().until) = Instant::now() + SPIN_WINDOW;
+        }
         channel.deliver_queued(py);
-        let go_on = channel.outstanding.load(Ordering::SeqCst) > 0
-            && Instant::now() < *lock(&slf.get().until);
+        // Delivering runs done callbacks, which can step tasks that start more
+        // awaitables (their `kick` saw this spin still on): those must launch on
+        // the next turn whatever the window says.
+        let go_on = !lock(&channel.launch).is_empty()
+            || (channel.outstanding.load(Ordering::SeqCst) > 0
+                && Instant::now() < *lock(&slf.get().until));
         if go_on {
             let again = match event_loop {
                 Some(event_loop) => Ok(event_loop),
@@ -248,7 +311,8 @@ impl Spin {
         }
         channel.spinning.store(false, Ordering::SeqCst);
         // A worker that saw `spinning` still set skipped its wake-up byte: look once
-        // more now that it is clear, so no item is left behind.
+        // more now that it is clear, so no item is left behind. (Nothing can have
+        // been started meanwhile: starting happens on this thread.)
         channel.deliver_queued(py);
     }
 }

@@ -159,8 +159,9 @@ pub fn call_sync<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult
 /// Called from the generated `#[pymodule]` before anything else.
 ///
 /// `cell_line_offset` is the line of `src/lib.rs` just before the cell's first line.
-pub fn init_module(_m: &Bound<'_, PyModule>, cell_line_offset: u32) -> PyResult<()> {
+pub fn init_module(m: &Bound<'_, PyModule>, cell_line_offset: u32) -> PyResult<()> {
     CELL_LINE_OFFSET.store(cell_line_offset, Ordering::Relaxed);
     install_hook();
+    crate::awaitable::install_am_send(m.py());
     Ok(())
 }
