@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import sys
 import sysconfig
 import tomllib
@@ -45,14 +44,7 @@ BUILD_TIME_CRATES = (
     "tokio-macros",
     "futures-macro",
     "ipy-rustasync-macros",
-    "cc",
-    "find-msvc-tools",
-    "shlex",
 )
-
-#: A cell declaring its own allocator; the bridge's (mimalloc) is then left out,
-#: since a library can have only one.
-_OWN_ALLOCATOR = re.compile(r"#\s*\[\s*global_allocator\s*\]")
 
 
 def rust_dir() -> Path:
@@ -168,7 +160,7 @@ def manifest(
         'path = "src/lib.rs"',
         "",
         "[dependencies]",
-        _toml_dep("ipy-rustasync", _bridge_dep(spec, bridge)),
+        _toml_dep("ipy-rustasync", {"path": bridge or str(rust_dir() / "bridge")}),
         *(_toml_dep(dep, shared[dep]) for dep in SHARED_DEPS),
         *(_toml_dep(dep.name, dep.manifest_value()) for dep in sorted(set(spec.deps))),
         "",
@@ -189,14 +181,6 @@ def manifest(
         "",
     ]
     return "\n".join(lines)
-
-
-def _bridge_dep(spec: CellSpec, bridge: str | None) -> dict[str, Any]:
-    """The bridge dependency: by path, without its allocator for a cell with its own."""
-    dep: dict[str, Any] = {"path": bridge or str(rust_dir() / "bridge")}
-    if _OWN_ALLOCATOR.search(spec.source):
-        dep["default-features"] = False
-    return dep
 
 
 def lib_rs(spec: CellSpec, module: str | None = None) -> str:

@@ -372,6 +372,34 @@ def test_binds_to_a_loop_in_another_thread(rs: ModuleType) -> None:
     assert out == [5]
 
 
+def test_binds_to_whichever_loop_runs_now_on_this_thread(rs: ModuleType) -> None:
+    """The running loop is looked up at every start (on 3.11 through a memo of the
+    thread's running-loop holder, to skip a system call): one loop after another on
+    the same thread, a loop run by hand between cells, and no loop at all must each
+    be seen as they are, never the loop seen last."""
+    first = asyncio.new_event_loop()
+    second = asyncio.new_event_loop()
+    try:
+
+        async def bound() -> object:
+            aw = rs.ready()
+            loop = aw.get_loop()
+            assert await aw == 1
+            return loop
+
+        assert first.run_until_complete(bound()) is first
+        assert second.run_until_complete(bound()) is second
+        assert first.run_until_complete(bound()) is first  # back to the first, by hand
+        assert asyncio.run(bound()) not in (first, second)
+    finally:
+        first.close()
+        second.close()
+    stray = rs.ready()
+    with pytest.raises(RuntimeError, match="must be awaited inside a running asyncio event loop"):
+        stray.get_loop()  # no loop runs now, whatever ran before
+    stray.close()
+
+
 def test_uvloop(rs: ModuleType) -> None:
     uvloop = pytest.importorskip("uvloop")
 
@@ -479,6 +507,30 @@ def test_task_cancel_drops_the_rust_future(rs: ModuleType) -> None:
     assert _gate_free_within(rs, 0.05)
 
 
+def test_cancelling_a_gather_drops_every_rust_future_of_the_burst(rs: ModuleType) -> None:
+    """In a burst, the first future is spawned at its start and the rest together by
+    a launcher task (each behind its own abort switch): cancelling must drop them
+    all, whichever way they were spawned."""
+
+    async def main() -> None:
+        before, started = rs.dropped(), rs.started()
+        burst = asyncio.gather(*(rs.hold_gate(60_000) for _ in range(5)))
+        while rs.started() == started:  # one holds the gate, four wait for it
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.02)
+        burst.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await burst
+        for _ in range(500):
+            if rs.dropped() >= before + 5:
+                break
+            await asyncio.sleep(0.002)
+        assert rs.dropped() == before + 5
+
+    asyncio.run(main())
+    assert _gate_free_within(rs, 0.05)
+
+
 def test_wait_for_timeout_drops_the_rust_future(rs: ModuleType) -> None:
     async def main() -> None:
         with pytest.raises(TimeoutError):
@@ -540,22 +592,6 @@ def test_a_burst_started_while_a_completion_is_delivered_is_spawned(rs: ModuleTy
         return list(await asyncio.wait_for(asyncio.gather(*(rs.ready() for _ in range(3000))), 30))
 
     assert asyncio.run(main()) == [1] * 3000
-
-
-def test_a_cell_with_its_own_global_allocator_builds() -> None:
-    """The bridge gives each cell library mimalloc; a cell declaring its own
-    allocator gets the bridge without it instead of a link error."""
-    own = rust_module(
-        textwrap.dedent(
-            """
-            #[global_allocator]
-            static ALLOC: std::alloc::System = std::alloc::System;
-
-            pub async fn joined(parts: Vec<String>) -> String { parts.join("-") }
-            """
-        )
-    )
-    assert asyncio.run(own.joined(["a", "b"])) == "a-b"
 
 
 def test_cancel_handle_lets_rust_clean_up(rs: ModuleType) -> None:

@@ -35,15 +35,17 @@ use pyo3::exceptions::{PyRuntimeError, PyRuntimeWarning, PyStopIteration, PyValu
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{IntoPyDict, PyString, PyWeakrefReference};
-use tokio::task::AbortHandle;
 
 use crate::callback::{Caller, CALLER};
 use crate::cancel::CancelToken;
-use crate::channel::{channel_for, Launch, Outstanding};
+use crate::channel::{channel_for, Outstanding, Started};
 use crate::convert::{to_python, Output};
+use crate::done::DoneCallbacks;
 use crate::panics::{catching, Guarded};
+use crate::running_loop::running_loop;
 use crate::runtime::Active;
 use crate::sync::{lock, Exclusive};
+use crate::task::{Completing, Launch, Task};
 
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Output> + Send>>;
 
@@ -72,10 +74,7 @@ enum State {
         me: Py<PyWeakrefReference>,
     },
     /// Running on the runtime, to be completed by `event_loop`'s channel.
-    Running {
-        event_loop: Py<PyAny>,
-        task: AbortHandle,
-    },
+    Running { event_loop: Py<PyAny>, task: Task },
     /// Finished: the value or the exception. `delivered` once the coroutine
     /// protocol has returned it (so a second `await` raises like a coroutine's).
     Finished {
@@ -91,6 +90,16 @@ enum State {
     },
 }
 
+/// What [`RustAwaitable::launch`] found.
+pub(crate) enum Launching {
+    /// Borrowed right now: try again later.
+    Busy,
+    /// Not queued any more (cancelled meanwhile): nothing to spawn.
+    Nothing,
+    /// To be spawned with its burst.
+    Ready(Launch),
+}
+
 /// A Rust future as a Python coroutine and asyncio future.
 #[pyclass(name = "RustAwaitable", module = "ipy_rustasync", weakref)]
 pub struct RustAwaitable {
@@ -102,21 +111,13 @@ pub struct RustAwaitable {
     /// future it waits for; see the `_asyncio_future_blocking` getter.
     blocking: bool,
     /// `add_done_callback`s: (callback, contextvars context).
-    callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
+    callbacks: DoneCallbacks,
     /// For a function taking a `CancelHandle`: cancelling signals it instead of
     /// dropping the future.
     cancel_token: Option<CancelToken>,
     /// For a function taking an `AsyncCallable` or `PyAwaitable`: run the future
     /// knowing its caller's loop and context (see `callback`).
     with_caller: bool,
-}
-
-static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-/// `asyncio.get_running_loop()`, or `None` where no loop runs on this thread.
-pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
-    let get = GET_RUNNING_LOOP.import(py, "asyncio", "get_running_loop")?;
-    Ok(get.call0().ok())
 }
 
 /// `contextvars.copy_context()`, through the C API (no lookup, no call).
@@ -189,7 +190,7 @@ where
             inline,
             state: State::Created(Exclusive::new(Box::pin(future))),
             blocking: false,
-            callbacks: Vec::new(),
+            callbacks: DoneCallbacks::default(),
             cancel_token: token,
             with_caller,
         },
@@ -286,11 +287,11 @@ impl RustAwaitable {
         };
         let event_loop = event_loop.unbind();
         this.state = match launch {
-            Launch::Now => State::Running {
+            Started::Now => State::Running {
                 event_loop,
-                task: spawn(future, active, outstanding, me),
+                task: crate::task::spawn(active, Completing::new(future, outstanding, me)),
             },
-            Launch::Queued => State::Queued {
+            Started::Queued => State::Queued {
                 event_loop,
                 future,
                 active,
@@ -301,13 +302,14 @@ impl RustAwaitable {
         Ok(())
     }
 
-    /// Spawns a queued future on the runtime; called by its channel on the loop's
-    /// thread. Nothing to do if it was cancelled (or finished) meanwhile. False if
-    /// the awaitable is in use right now (a method of it is on this thread's stack,
-    /// running Python code that ran the loop): the channel tries again next turn.
-    pub(crate) fn launch(slf: &Bound<'_, Self>) -> bool {
+    /// Takes a queued future out to be spawned with its burst (see
+    /// [`crate::task::spawn_all`]); called by its channel on the loop's thread.
+    /// Nothing to spawn if it was cancelled (or finished) meanwhile.
+    pub(crate) fn launch(slf: &Bound<'_, Self>) -> Launching {
+        // In use right now (a method of it is on this thread's stack, running
+        // Python code that ran the loop): the channel tries again next turn.
         let Ok(mut this) = slf.try_borrow_mut() else {
-            return false;
+            return Launching::Busy;
         };
         let State::Queued {
             event_loop,
@@ -324,11 +326,11 @@ impl RustAwaitable {
             },
         )
         else {
-            return true;
+            return Launching::Nothing;
         };
-        let task = spawn(future, active, outstanding, me);
+        let (launch, task) = Launch::new(active, Completing::new(future, outstanding, me));
         this.state = State::Running { event_loop, task };
-        true
+        Launching::Ready(launch)
     }
 
     /// Wraps the (not yet started) future so that it runs knowing its caller: the
@@ -427,7 +429,7 @@ impl RustAwaitable {
         ) = (before, &self.cancel_token)
         {
             token.cancel();
-            spawn(future, active, outstanding, me);
+            crate::task::spawn(active, Completing::new(future, outstanding, me));
         }
         (true, self.due_callbacks(py))
     }
@@ -471,7 +473,7 @@ impl RustAwaitable {
 
     /// Cancels the running future: signals its `CancelHandle` if it took one,
     /// else drops it.
-    fn stop_running(&self, task: &AbortHandle) {
+    fn stop_running(&self, task: &Task) {
         match &self.cancel_token {
             Some(token) => token.cancel(),
             None => task.abort(),
@@ -485,24 +487,6 @@ impl RustAwaitable {
     fn done(&self) -> bool {
         matches!(self.state, State::Finished { .. } | State::Cancelled { .. })
     }
-}
-
-/// Spawns a started future on the runtime: it completes its awaitable through the
-/// loop's channel (by the weak reference `me`), and counts as outstanding there and
-/// as work on the runtime until it ends or is aborted.
-fn spawn(
-    future: Exclusive<BoxFuture>,
-    active: Active,
-    outstanding: Outstanding,
-    me: Py<PyWeakrefReference>,
-) -> AbortHandle {
-    let guarded = Guarded::new(future.into_inner());
-    active
-        .spawn(async move {
-            let outcome = guarded.await;
-            outstanding.channel().push(me, outcome);
-        })
-        .abort_handle()
 }
 
 /// Runs due callbacks now, each in its own context, reporting a failing one to the
@@ -538,7 +522,7 @@ fn run_now(awaitable: &Bound<'_, PyAny>, due: Due) {
 }
 
 /// Done callbacks and the loop to run them on.
-type Due = Option<(Py<PyAny>, Vec<(Py<PyAny>, Py<PyAny>)>)>;
+type Due = Option<(Py<PyAny>, DoneCallbacks)>;
 
 /// `loop.call_soon(callback, awaitable, context=ctx)` for each due callback, as
 /// `asyncio.Future` does when it finishes. Runs with no borrow of the awaitable
@@ -784,10 +768,7 @@ impl RustAwaitable {
     }
 
     fn remove_done_callback(&mut self, py: Python<'_>, callback: Bound<'_, PyAny>) -> usize {
-        let before = self.callbacks.len();
-        self.callbacks
-            .retain(|(cb, _)| !cb.bind(py).eq(&callback).unwrap_or(false));
-        before - self.callbacks.len()
+        self.callbacks.remove(py, &callback)
     }
 
     #[pyo3(name = "done")]
@@ -919,11 +900,11 @@ impl RustAwaitable {
                 return returned;
             }
             if let Err(interrupt) = py.check_signals() {
-                self.stop_running(&handle.abort_handle());
+                self.stop_running(&Task::Spawned(handle.abort_handle()));
                 return Err(interrupt);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                self.stop_running(&handle.abort_handle());
+                self.stop_running(&Task::Spawned(handle.abort_handle()));
                 return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
                     "{}() did not finish within {} s",
                     self.name,

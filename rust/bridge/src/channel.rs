@@ -27,9 +27,10 @@ use pyo3::types::PyWeakrefReference;
 
 use pyo3::exceptions::PyRuntimeError;
 
-use crate::awaitable::{running_loop, RustAwaitable};
+use crate::awaitable::{Launching, RustAwaitable};
 use crate::convert::Output;
 use crate::panics::PanicReport;
+use crate::running_loop::running_loop;
 use crate::sync::lock;
 
 /// What a spawned future ends with: its output, or the panic that ended it.
@@ -52,7 +53,7 @@ enum Item {
 pub(crate) type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 
 /// What [`Channel::kick`] says to do with a started awaitable.
-pub(crate) enum Launch {
+pub(crate) enum Started {
     /// Spawn it now.
     Now,
     /// Leave it: it is queued for the next [`Spin`].
@@ -121,8 +122,8 @@ impl Channel {
     }
 
     /// Called on the loop thread as an awaitable starts on this channel's loop:
-    /// counts it as outstanding, says whether to spawn it now ([`Launch::Now`]) or
-    /// queues it to be spawned by the next [`Spin`] ([`Launch::Queued`]), and makes
+    /// counts it as outstanding, says whether to spawn it now ([`Started::Now`]) or
+    /// queues it to be spawned by the next [`Spin`] ([`Started::Queued`]), and makes
     /// sure a spin is scheduled (one at a time). The spin spawns everything queued
     /// since the last one together, then polls for completions for a moment, so a
     /// quick future needs no socket wake-up.
@@ -137,12 +138,12 @@ impl Channel {
         py: Python<'_>,
         event_loop: &Bound<'_, PyAny>,
         awaitable: &Py<PyWeakrefReference>,
-    ) -> PyResult<(Outstanding, Launch)> {
+    ) -> PyResult<(Outstanding, Started)> {
         let launch = if self.spawned_this_turn.swap(true, Ordering::SeqCst) {
             lock(&self.launch).push(awaitable.clone_ref(py));
-            Launch::Queued
+            Started::Queued
         } else {
-            Launch::Now
+            Started::Now
         };
         self.outstanding.fetch_add(1, Ordering::SeqCst);
         let outstanding = Outstanding(self.clone());
@@ -212,17 +213,22 @@ impl Channel {
     fn launch_queued(&self, py: Python<'_>) -> bool {
         let started = std::mem::take(&mut *lock(&self.launch));
         let launched = !started.is_empty();
+        let mut burst = Vec::with_capacity(started.len());
         let mut busy = Vec::new();
         for weak in started {
             let Some(awaitable) = weak.bind(py).upgrade() else {
                 continue; // collected before its spawn: it never runs
             };
-            if let Ok(awaitable) = awaitable.cast_into::<RustAwaitable>() {
-                if !RustAwaitable::launch(&awaitable) {
-                    busy.push(weak);
-                }
+            let Ok(awaitable) = awaitable.cast_into::<RustAwaitable>() else {
+                continue;
+            };
+            match RustAwaitable::launch(&awaitable) {
+                Launching::Ready(launch) => burst.push(launch),
+                Launching::Busy => busy.push(weak),
+                Launching::Nothing => {}
             }
         }
+        crate::task::spawn_all(burst);
         lock(&self.launch).extend(busy);
         launched
     }

@@ -10,6 +10,8 @@
 //! * [`CancelHandle`]: an opt-in way for a function to notice cancellation;
 //! * [`AsyncCallable`], [`PyAwaitable`]: Python async code awaited from Rust;
 //! * `channel`: how finished futures reach the asyncio loop that awaits them;
+//! * `task`: how a started future runs on the runtime (spawned alone or in a burst);
+//! * `running_loop`: the asyncio loop running on this thread, looked up cheaply;
 //! * [`convert`]: return values and `Result`s to Python objects or exceptions;
 //! * `panics`: panics to `ipy_rustasync.RustPanic`, located in the user's cell;
 //! * `stream`: a `Stream` returned by a cell function, as a Python async iterator.
@@ -27,23 +29,14 @@ mod callback;
 mod cancel;
 mod channel;
 pub mod convert;
+mod done;
 mod exceptions;
 mod panics;
+mod running_loop;
 mod runtime;
 mod stream;
 mod sync;
-
-/// mimalloc, as pydantic-core does for the same reason: the bridge allocates and
-/// frees a task, a boxed future and a queue entry for every call, in bursts
-/// (`gather` over thousands) and across threads (allocated on the loop thread,
-/// finished on a worker), which glibc's malloc serves with consolidation and
-/// unlinking that cost about a fifth of a gathered call; mimalloc's thread-local
-/// free lists make it a few pointer moves. Only this cell library's Rust
-/// allocations use it (each cell is its own library); `local_dynamic_tls` because
-/// the library is `dlopen`ed, where the initial-exec TLS model can fail.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod task;
 
 pub use awaitable::RustAwaitable;
 pub use callback::{AsyncCallable, PyAwaitable};
