@@ -550,9 +550,7 @@ def main() -> None:
         "- ours: a `%%rust_async` cell built `--release` (`pub async fn ready() -> u64 { 1 }`, and a "
         "`tokio::time::sleep`); pyo3-async-runtimes 0.28: `tokio::future_into_py`; PyO3 coroutine: PyO3 0.28.3 "
         "`#[pyfunction] async fn` (experimental-async), the sleeping one awaiting a `JoinHandle` spawned on a static "
-        "multi-thread runtime. All built by the project's cargo driver, release profile, same toolchain. "
-        "Ours links mimalloc as the cell library's allocator (a part of the bridge, `rust/bridge/src/lib.rs`); "
-        "the references use the system allocator, as they ship.",
+        "multi-thread runtime. All built by the project's cargo driver, release profile, same toolchain.",
         "- Python baseline: an `async def` returning 1 (rows 1, 2, 5); tasks of `asyncio.sleep(0.1)` (rows 3, 4). "
         "Floor: `loop.call_soon_threadsafe(fut.set_result, 1); await fut` on a new loop future, one loop wake-up "
         "per future (rows 1, 2, 5); the sleep itself (rows 3, 4).",

@@ -56,6 +56,11 @@ pub async fn take_gate() -> bool {
 
 pub async fn ready() -> u64 { 1 }
 
+static MARKED: AtomicUsize = AtomicUsize::new(0);
+/// How many `mark` futures have run.
+pub fn marked() -> usize { MARKED.load(Ordering::SeqCst) }
+pub async fn mark() -> usize { MARKED.fetch_add(1, Ordering::SeqCst) }
+
 pub async fn echo(value: pyo3::Py<pyo3::PyAny>) -> pyo3::Py<pyo3::PyAny> { value }
 
 #[rust_async(inline)]
@@ -554,6 +559,26 @@ def test_garbage_collected_running_awaitable_drops_the_future(rs: ModuleType) ->
     asyncio.run(main())
     assert _gate_free_within(rs, 0.05)
     assert rs.dropped() == before + 1
+
+
+def test_a_long_burst_starts_running_before_the_loop_turn_ends(rs: ModuleType) -> None:
+    """Starts within one loop turn are spawned together, but a long burst goes out
+    in chunks as it builds up: its futures run while the loop is still busy
+    starting the rest, not only once the turn is over."""
+
+    async def main() -> int:
+        before = rs.marked()
+        burst = [rs.mark() for _ in range(1000)]
+        for aw in burst:
+            aw.get_loop()  # started, all in this one turn of the loop
+        deadline = time.monotonic() + 5
+        while rs.marked() - before < 500 and time.monotonic() < deadline:
+            time.sleep(0.001)  # blocks the loop: it cannot turn meanwhile
+        ran = rs.marked() - before
+        await asyncio.gather(*burst)
+        return ran
+
+    assert asyncio.run(main()) >= 500
 
 
 def test_cancelled_before_its_spawn_it_never_runs(rs: ModuleType) -> None:

@@ -88,6 +88,9 @@ pub(crate) struct Channel {
 /// while a socket wake-up of a sleeping loop costs about as much again.
 const SPIN_WINDOW: Duration = Duration::from_micros(60);
 
+/// The most started futures a burst holds back before handing them to a launcher.
+const LAUNCH_CHUNK: usize = 128;
+
 /// Counts one spawned future as outstanding until it is dropped (finished or
 /// aborted); moved into the spawned task.
 pub(crate) struct Outstanding(Arc<Channel>);
@@ -140,6 +143,12 @@ impl Channel {
         awaitable: &Py<PyWeakrefReference>,
     ) -> PyResult<(Outstanding, Started)> {
         let launch = if self.spawned_this_turn.swap(true, Ordering::SeqCst) {
+            // A long burst goes out in chunks as it builds up, so its first futures
+            // start running (a timer, say) while the loop is still busy starting
+            // the rest, rather than all of them once the burst is over.
+            if lock(&self.launch).len() >= LAUNCH_CHUNK {
+                self.launch_queued(py);
+            }
             lock(&self.launch).push(awaitable.clone_ref(py));
             Started::Queued
         } else {
