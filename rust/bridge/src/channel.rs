@@ -8,6 +8,10 @@
 //! worker never takes the GIL (results are converted to Python in `Drain`, on the loop
 //! thread, which holds the GIL anyway).
 //!
+//! The channel also holds back the awaitables started on its loop beyond the first
+//! of each loop turn and hands them to the runtime in bursts (see [`Channel::kick`]
+//! and `task.rs`): the other direction's batching.
+//!
 //! Channels are found per loop, never cached globally: a `WeakKeyDictionary` maps each
 //! loop to its `Drain` (so a closed, collected loop takes its channel with it), with
 //! a per-thread memo of the last loop in front of it for the common case.
