@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from .kernels import Kernel
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_CACHE = Path(os.environ.get("IPY_RUSTASYNC_TEST_CACHE", ROOT / ".test-cache")).resolve()
 CACHE_DIR = TEST_CACHE / "cache"
@@ -79,3 +81,12 @@ class Shell:
 @pytest.fixture(scope="session")
 def shell() -> Shell:
     return Shell()
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[Kernel]:
+    """One real kernel per test module, with the extension loaded."""
+    k = Kernel()
+    k.ok("%load_ext ipy_rustasync")
+    yield k
+    k.km.shutdown_kernel(now=True)

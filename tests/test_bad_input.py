@@ -9,12 +9,11 @@ source (tests/test_offline.py), a future that never completes and is interrupted
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from .test_kernel import Kernel, text_of
+from .kernels import Kernel, text_of
 
 
 @dataclass(frozen=True)
@@ -156,14 +155,6 @@ CASES = [
         "True",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def kernel() -> Iterator[Kernel]:
-    k = Kernel()
-    k.ok("%load_ext ipy_rustasync")
-    yield k
-    k.km.shutdown_kernel(now=True)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -22,7 +22,7 @@ from ipy_rustasync import cells, crate
 from ipy_rustasync.cache import EXT_SUFFIX, Cache
 
 from .conftest import CACHE_DIR
-from .test_kernel import Kernel
+from .kernels import Kernel
 
 
 def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:

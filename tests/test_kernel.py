@@ -9,56 +9,16 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
-import pytest
-from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 from nbclient import NotebookClient
 
+from .kernels import Kernel, text_of
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Kernel:
-    def __init__(self) -> None:
-        self.km: KernelManager
-        self.kc: BlockingKernelClient
-        self.km, self.kc = start_new_kernel(kernel_name="python3")
-
-    def execute(self, code: str, timeout: float = 600) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Runs ``code``; returns the execute_reply content and the iopub messages."""
-        messages: list[dict[str, Any]] = []
-        reply = self.kc.execute_interactive(code, output_hook=messages.append, timeout=timeout)
-        return reply["content"], messages
-
-    def ok(self, code: str) -> str:
-        reply, messages = self.execute(code)
-        assert reply["status"] == "ok", reply
-        return text_of(messages)
-
-
-def text_of(messages: list[dict[str, Any]]) -> str:
-    parts = []
-    for msg in messages:
-        content = msg["content"]
-        if msg["msg_type"] == "stream":
-            parts.append(content["text"])
-        elif msg["msg_type"] in ("execute_result", "display_data", "update_display_data"):
-            parts.append(content["data"].get("text/plain", "") + "\n")
-        elif msg["msg_type"] == "error":
-            parts.append("\n".join(content["traceback"]))
-    return "".join(parts)
-
-
-@pytest.fixture(scope="module")
-def kernel() -> Iterator[Kernel]:
-    k = Kernel()
-    k.ok("%load_ext ipy_rustasync")
-    yield k
-    k.km.shutdown_kernel(now=True)
 
 
 def test_top_level_await_in_the_kernels_running_loop(kernel: Kernel) -> None:
