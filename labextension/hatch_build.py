@@ -10,6 +10,7 @@ Set IPY_RUSTASYNC_SKIP_LABEXTENSION=1 to build a wheel without it (no Node.js ne
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -43,11 +44,26 @@ def run(cmd: list[str], cwd: Path) -> None:
         raise RuntimeError(f"`{' '.join(cmd)}` failed in {cwd} (exit {err.returncode})") from err
 
 
+def check_versions(ext: Path, version: str) -> None:
+    """The extension ships under the Python package's version; npm's files carry their
+    own copy of it, kept in step by hand, so a release that bumps one and not the other
+    stops here rather than shipping a mismatched pair."""
+    package = json.loads((ext / "package.json").read_text(encoding="utf-8"))["version"]
+    lock = json.loads((ext / "package-lock.json").read_text(encoding="utf-8"))
+    found = {package, lock["version"], lock["packages"][""]["version"]}
+    if found != {version}:
+        raise RuntimeError(
+            f"labextension/package.json and package-lock.json say version {', '.join(sorted(found))} "
+            f"but the Python package is {version}: set them all to {version}"
+        )
+
+
 class LabextensionBuildHook(BuildHookInterface):
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         if self.target_name != "wheel" or os.environ.get("IPY_RUSTASYNC_SKIP_LABEXTENSION") == "1":
             return
         ext = Path(self.root) / "labextension"
+        check_versions(ext, self.metadata.version)
         dist = ext / "dist"
         built = dist / "package.json"
         if not built.exists() or built.stat().st_mtime < newest_mtime([ext / s for s in SOURCES]):
