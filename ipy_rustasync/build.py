@@ -68,7 +68,7 @@ def build(
     start = time.perf_counter()
     cache = Cache.open(settings.cache_dir)
     if not force and (path := cache.trusted_module(spec.module)):
-        return BuildResult(spec.module, path, cached=True, seconds=time.perf_counter() - start)
+        return _cached(spec, cache, path, start)
     toolchain.check()
     owner = cache.root / "build.lock.owner"
     lock = filelock.FileLock(str(cache.lock), timeout=LOCK_TIMEOUT)
@@ -83,15 +83,23 @@ def build(
     try:
         owner.write_text(f"pid {os.getpid()} ({sys.argv[0] or sys.executable})\n", encoding="utf-8")
         if not force and (path := cache.trusted_module(spec.module)):  # another kernel built it meanwhile
-            return BuildResult(spec.module, path, cached=True, seconds=time.perf_counter() - start)
+            return _cached(spec, cache, path, start)
         root = crate.write(spec, cache.crates)
         found = _run_cargo(spec, cache, root, settings, watcher)
         path = cache.module_path(spec.module)
         warnings = [d for d in found if d.level == "warning"]
+        cache.save_warnings(spec.module, diagnostics.dumps(warnings))
         return BuildResult(spec.module, path, cached=False, seconds=time.perf_counter() - start, warnings=warnings)
     finally:
         owner.unlink(missing_ok=True)
         lock.release()
+
+
+def _cached(spec: crate.CellSpec, cache: Cache, path: Path, start: float) -> BuildResult:
+    """A cache hit, with the warnings its build printed (a re-run shows them again)."""
+    saved = cache.load_warnings(spec.module)
+    warnings = diagnostics.loads(saved, spec.source) if saved else []
+    return BuildResult(spec.module, path, cached=True, seconds=time.perf_counter() - start, warnings=warnings)
 
 
 def _run_cargo(

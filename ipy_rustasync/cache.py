@@ -4,6 +4,7 @@
 <cache>/target/            the one cargo target directory every cell shares
 <cache>/modules/<module><EXT_SUFFIX>   built extension modules, by content hash
 <cache>/modules/<module>.sha256         the module's checksum, checked before loading
+<cache>/modules/<module>.warnings.json  the warnings its build printed, shown again on re-runs
 <cache>/build.lock         held while a build writes crates/, target/, modules/
 """
 
@@ -71,6 +72,27 @@ class Cache:
 
     def checksum_path(self, module: str) -> Path:
         return self.modules / f"{module}.sha256"
+
+    def warnings_path(self, module: str) -> Path:
+        return self.modules / f"{module}.warnings.json"
+
+    def save_warnings(self, module: str, text: str) -> None:
+        """Keeps the build's warnings beside the module (best effort: they are
+        informational, so a failed write only means a re-run shows none)."""
+        path = self.warnings_path(module)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+    def load_warnings(self, module: str) -> str | None:
+        try:
+            return self.warnings_path(module).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def install(self, artifact: Path, module: str) -> Path:
         """Copies a built library into the cache with its checksum. Written under

@@ -16,7 +16,9 @@ one-sentence ``hint`` from us is added under it.
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -93,6 +95,35 @@ class Diagnostic:
             "<pre style='font-family: var(--jp-code-font-family, monospace); font-size: var(--jp-code-font-size, 13px); "
             f"white-space: pre; overflow-x: auto; margin: 0; padding: 0; background: none'>{body}</pre>{hint}</div>"
         )
+
+
+# --- kept beside a cached module ------------------------------------------------------
+
+
+def dumps(found: list[Diagnostic]) -> str:
+    """JSON for ``found`` without the cell's text (the cache has it under its hash), so
+    a cached re-run can show the warnings its build printed."""
+    return json.dumps([{k: v for k, v in dataclasses.asdict(d).items() if k != "source"} for d in found])
+
+
+def loads(text: str, source: str) -> list[Diagnostic]:
+    """What :func:`dumps` wrote, with the cell's ``source`` back in; anything unreadable
+    (an older layout, a damaged file) reads as no diagnostics: they are a courtesy."""
+    lines = tuple(source.splitlines())
+    try:
+        return [
+            Diagnostic(
+                **{k: v for k, v in d.items() if k not in ("spans", "notes")},
+                spans=tuple(Span(**span) for span in d["spans"]),
+                notes=tuple(
+                    Note(n["level"], n["message"], tuple(Span(**span) for span in n["spans"])) for n in d["notes"]
+                ),
+                source=lines,
+            )
+            for d in json.loads(text)
+        ]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []
 
 
 # --- from rustc's JSON ------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ipy_rustasync import RustCompileError, cells, progress, rust_module
+from ipy_rustasync import RustCompileError, cells, diagnostics, progress, rust_module
 from ipy_rustasync.diagnostics import Diagnostic
 
 from .conftest import cell
@@ -145,10 +145,15 @@ def test_html_is_escaped_colored_and_carries_the_same_text() -> None:
 
 
 def test_warnings_are_kept_on_the_cell_lines(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    shell.rust(f"pub fn w(a: u8) -> u8 {{ let unused_here = {uuid.uuid4().int % 1000}; a }}\n")
+    source = f"pub fn w(a: u8) -> u8 {{ let unused_here = {uuid.uuid4().int % 10**9}; a }}\n"
+    shell.rust(source)
     out = capsys.readouterr().out
-    assert "1 warning" in out
+    assert "built in" in out and "1 warning" in out
     assert "rust_async: warning: unused variable: `unused_here` (cell line 1)" in out
+    shell.rust(source)  # re-run: loaded from the cache, and the warning comes with it
+    again = capsys.readouterr().out
+    assert "cached, 1 warning" in again
+    assert "rust_async: warning: unused variable: `unused_here` (cell line 1)" in again
 
 
 # --- progress -------------------------------------------------------------------------------
@@ -204,3 +209,12 @@ def test_progress_plain_output_is_a_few_lines_not_a_scroll(monkeypatch: pytest.M
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("rust_async: compiling 0/2: tokio (")
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+
+
+def test_kept_warnings_round_trip_and_a_damaged_file_reads_as_none() -> None:
+    source = "pub fn w2(a: u8) -> u8 { let unused_too = 1; a }\n"
+    built = cells.compile_cell(source, force=True).build
+    assert [w.message for w in built.warnings] == ["unused variable: `unused_too`"]
+    assert diagnostics.loads(diagnostics.dumps(built.warnings), source) == built.warnings
+    assert diagnostics.loads("{not json", source) == []
+    assert diagnostics.loads('[{"level": "warning"}]', source) == []

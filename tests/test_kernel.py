@@ -217,7 +217,7 @@ def test_nest_opt_in_makes_asyncio_run_work_and_is_remembered(tmp_path: Path) ->
 
 
 def test_warnings_are_folded_in_the_notebook(kernel: Kernel) -> None:
-    nonce = time.time_ns() % 1000  # a fresh build (a cached module has no warnings to show)
+    nonce = time.time_ns() % 1000  # a fresh build or a cached one: both show the warnings
     reply, messages = kernel.execute(f"%%rust_async\npub fn noisy() -> u32 {{\n    let unused = 5;\n    {nonce}\n}}\n")
     assert reply["status"] == "ok", reply
     summary = text_of(messages)
