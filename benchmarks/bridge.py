@@ -283,6 +283,21 @@ def attempt(label: str, measure: Callable[[], float | None]) -> Figure:
         gc.collect()
 
 
+def ready_row(what: str, found: dict[str, Figure], ours: str = "ours", **target: Any) -> Row:
+    """Rows 1, 2 and 5: a future ready at once, ``ours`` against the references and
+    the baselines taken in the same rounds."""
+    return Row(
+        what,
+        "µs",
+        ours=found[ours],
+        par=found["pyo3-async-runtimes"],
+        coro=found["PyO3 coroutine"],
+        baseline=found["baseline"],
+        floor=found["floor"],
+        **target,
+    )
+
+
 # --- building -------------------------------------------------------------------------
 
 
@@ -428,14 +443,9 @@ def main() -> None:
         references=("pyo3-async-runtimes", "PyO3 coroutine"),
     )
     rows.append(
-        Row(
+        ready_row(
             f"`await f()`, ready at once, sequential, per await (best of {counts.repeats})",
-            "µs",
-            ours=seq["ours"],
-            par=seq["pyo3-async-runtimes"],
-            coro=seq["PyO3 coroutine"],
-            baseline=seq["baseline"],
-            floor=seq["floor"],
+            seq,
             target=1.5,
             target_vs_floor=True,
         )
@@ -459,14 +469,9 @@ def main() -> None:
         references=("pyo3-async-runtimes", "PyO3 coroutine"),
     )
     rows.append(
-        Row(
+        ready_row(
             f"{counts.gather:,} ready futures, `asyncio.gather`, per future (best of {counts.repeats})",
-            "µs",
-            ours=gathered["ours"],
-            par=gathered["pyo3-async-runtimes"],
-            coro=gathered["PyO3 coroutine"],
-            baseline=gathered["baseline"],
-            floor=gathered["floor"],
+            gathered,
             target=3.0,
         )
     )
@@ -525,15 +530,11 @@ def main() -> None:
     gc.collect()
 
     rows.append(
-        Row(
+        ready_row(
             f"inline path (`#[rust_async(inline)]`), ready at once, sequential, per await (best of {counts.repeats}, "
             "in turns with row 1)",
-            "µs",
-            ours=seq["inline"],
-            par=seq["pyo3-async-runtimes"],
-            coro=seq["PyO3 coroutine"],
-            baseline=seq["baseline"],
-            floor=seq["floor"],
+            seq,
+            ours="inline",
             target=0.5,
         )
     )
