@@ -66,17 +66,18 @@ pub(crate) enum Started {
 
 pub(crate) struct Channel {
     queue: Mutex<Vec<Item>>,
-    /// Awaitables started on this loop since the last [`Spin`], to be spawned by it
-    /// in one go (weakly held: one collected meanwhile simply never runs). Only the
-    /// loop's thread touches it.
+    /// Awaitables started on this loop and not yet handed to the runtime: a burst in
+    /// chunks of [`LAUNCH_CHUNK`], the rest by the next [`Spin`] (weakly held: one
+    /// collected meanwhile simply never runs). Only the loop's thread touches it.
     launch: Mutex<Vec<Py<PyWeakrefReference>>>,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
     /// Whether a [`Spin`] is polling the queue from the loop (then workers skip
     /// the socket write).
     spinning: AtomicBool,
-    /// Whether an awaitable was spawned at its start since the spin last ran: only
-    /// the first of a turn is, the rest wait in `launch` (see [`Channel::kick`]).
+    /// Whether an awaitable was spawned at its start since one of this channel's
+    /// loop callbacks last ran: only the first of a turn is, the rest wait in
+    /// `launch` (see [`Channel::kick`]).
     spawned_this_turn: AtomicBool,
     /// Futures spawned for this loop and not yet finished or dropped.
     outstanding: AtomicUsize,
@@ -130,16 +131,15 @@ impl Channel {
 
     /// Called on the loop thread as an awaitable starts on this channel's loop:
     /// counts it as outstanding, says whether to spawn it now ([`Started::Now`]) or
-    /// queues it to be spawned by the next [`Spin`] ([`Started::Queued`]), and makes
-    /// sure a spin is scheduled (one at a time). The spin spawns everything queued
-    /// since the last one together, then polls for completions for a moment, so a
-    /// quick future needs no socket wake-up.
+    /// queues it ([`Started::Queued`]), and makes sure a [`Spin`] is scheduled (one
+    /// at a time). The spin hands whatever is queued to the runtime, then polls for
+    /// completions for a moment, so a quick future needs no socket wake-up.
     ///
     /// The first start of a loop turn spawns at once, so a lone `await` loses no
-    /// time; the rest of a burst (`gather` over thousands) waits for the spin, whose
-    /// tight run of spawns wakes a parked worker about once (tokio wakes one only
-    /// while none is already looking for work), where spawns spread between Python
-    /// calls find the workers parked again each time.
+    /// time. The rest of a burst (`gather` over thousands) goes to a launcher task on
+    /// a worker (`task.rs`) in chunks of [`LAUNCH_CHUNK`] as it builds up, the
+    /// remainder by the spin: spawns made one by one between Python calls found the
+    /// workers parked again each time and paid a wake-up apiece, on the loop thread.
     pub(crate) fn kick(
         self: &Arc<Self>,
         py: Python<'_>,
@@ -345,6 +345,10 @@ pub(crate) struct Drain {
 #[pymethods]
 impl Drain {
     fn __call__(&self, py: Python<'_>) {
+        // A loop turn of its own: the next start may spawn at once again.
+        self.channel
+            .spawned_this_turn
+            .store(false, Ordering::SeqCst);
         self.channel.drain(py);
     }
 }
