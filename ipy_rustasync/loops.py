@@ -42,7 +42,7 @@ def run(awaitable: Awaitable[T], timeout: float | None = None) -> T:
     if timeout is not None and not timeout >= 0:
         raise ValueError(f"timeout must be a non-negative number of seconds, not {timeout!r}")
     blocking = getattr(awaitable, "_run_blocking", None)
-    if blocking is not None and type(awaitable).__name__ == "RustAwaitable":
+    if blocking is not None and type(awaitable).__name__ == "RustCoroutine":
         return blocking(timeout)  # type: ignore[no-any-return]
     if not inspect.isawaitable(awaitable):
         raise TypeError(f"ipy_rustasync.run() needs an awaitable, not {type(awaitable).__name__}")
@@ -52,7 +52,7 @@ def run(awaitable: Awaitable[T], timeout: float | None = None) -> T:
         running = None
     if running is None:
         return _translated(lambda: asyncio.run(_bounded(awaitable, timeout)), awaitable)
-    if isinstance(awaitable, asyncio.Future) and awaitable.get_loop() is running:
+    if asyncio.isfuture(awaitable) and awaitable.get_loop() is running:
         _close(awaitable)
         raise RuntimeError(
             f"{_label(awaitable)} belongs to the event loop running here, which ipy_rustasync.run() would block; "

@@ -1,4 +1,5 @@
-//! How finished futures reach the asyncio loop that awaits them.
+//! How finished futures reach the asyncio loop that awaits them, and how started
+//! ones reach the runtime.
 //!
 //! One [`Channel`] per (cell library, event loop): a queue of finished futures and a
 //! socket pair whose read end the loop watches with `loop.add_reader`. A tokio worker
@@ -8,13 +9,22 @@
 //! worker never takes the GIL (results are converted to Python in `Drain`, on the loop
 //! thread, which holds the GIL anyway).
 //!
-//! The channel also holds back the awaitables started on its loop beyond the first
-//! of each loop turn and hands them to the runtime in bursts (see [`Channel::kick`]
-//! and `task.rs`): the other direction's batching.
+//! The other direction is batched too. The first coroutine started in a loop turn is
+//! spawned at once (a lone `await` loses no time); later starts, and every task
+//! (which asyncio starts on the loop's next turn), wait in the channel's launch list
+//! for [`Spin`], a loop callback that hands them to the runtime together (see
+//! `spawn.rs`) and then polls for completions for a moment, so a quick future needs
+//! no socket wake-up either. A long burst goes out in chunks of [`LAUNCH_CHUNK`] as it
+//! builds up, so its first futures run while the loop is still starting the rest.
+//!
+//! The channel knows nothing of the objects it completes or launches: each entry
+//! carries the function that does it (see [`Finished`] and [`Queued`]).
 //!
 //! Channels are found per loop, never cached globally: a `WeakKeyDictionary` maps each
 //! loop to its `Drain` (so a closed, collected loop takes its channel with it), with
-//! a per-thread memo of the last loop in front of it for the common case.
+//! a per-thread memo of the last loop in front of it. A channel whose cell library's
+//! runtime has shut down for idleness is retired: the next time its loop runs it
+//! stops watching the socket pair, which is then closed ([`retire_all`]).
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
@@ -24,31 +34,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-use pyo3::types::PyWeakrefReference;
-
-use pyo3::exceptions::PyRuntimeError;
-
-use crate::awaitable::{Launching, RustAwaitable};
-use crate::convert::Output;
-use crate::panics::PanicReport;
 use crate::running_loop::running_loop;
+use crate::spawn::{spawn_all, Finished, Launch, Sink};
 use crate::sync::lock;
-
-/// What a spawned future ends with: its output, or the panic that ended it.
-pub(crate) type Outcome = Result<Output, PanicReport>;
 
 /// Work for the loop thread.
 enum Item {
-    /// A future finished: complete its awaitable.
-    Finished {
-        /// A weak reference to the `RustAwaitable`: one collected while running
-        /// was aborted, and nobody waits for its result.
-        awaitable: Py<PyWeakrefReference>,
-        outcome: Outcome,
-    },
+    /// A future finished: complete its Python object.
+    Finished(Finished),
     /// Something Rust code asked to run on the loop (a Python callback).
     Job(Job),
 }
@@ -56,7 +53,17 @@ enum Item {
 /// A closure to run on the loop's thread, holding the GIL.
 pub(crate) type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 
-/// What [`Channel::kick`] says to do with a started awaitable.
+/// Takes a started object's future out to be spawned with its burst; `None` if there
+/// is nothing to spawn (it was cancelled meanwhile, or finished in an inline poll).
+pub(crate) type LaunchFn = fn(&Bound<'_, PyAny>) -> Option<Launch>;
+
+/// A started object waiting in the launch list.
+pub(crate) struct Queued {
+    pub(crate) target: Py<PyAny>,
+    pub(crate) launch: LaunchFn,
+}
+
+/// What [`Channel::start`] says to do with a started future.
 pub(crate) enum Started {
     /// Spawn it now.
     Now,
@@ -66,24 +73,24 @@ pub(crate) enum Started {
 
 pub(crate) struct Channel {
     queue: Mutex<Vec<Item>>,
-    /// Awaitables started on this loop and not yet handed to the runtime: a burst in
-    /// chunks of [`LAUNCH_CHUNK`], the rest by the next [`Spin`] (weakly held: one
-    /// collected meanwhile simply never runs). Only the loop's thread touches it.
-    launch: Mutex<Vec<Py<PyWeakrefReference>>>,
+    /// Started objects not yet handed to the runtime (strongly held: asyncio keeps a
+    /// scheduled task alive the same way). Only the loop's thread touches it.
+    launch: Mutex<Vec<Queued>>,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
     /// Whether a [`Spin`] is polling the queue from the loop (then workers skip
     /// the socket write).
     spinning: AtomicBool,
-    /// Whether an awaitable was spawned at its start since one of this channel's
-    /// loop callbacks last ran: only the first of a turn is, the rest wait in
-    /// `launch` (see [`Channel::kick`]).
+    /// Whether a coroutine was spawned at its start since one of this channel's
+    /// loop callbacks last ran: only the first of a turn is (see [`Channel::start`]).
     spawned_this_turn: AtomicBool,
-    /// Futures spawned for this loop and not yet finished or dropped.
+    /// Futures started on this loop and not yet finished or dropped.
     outstanding: AtomicUsize,
-    /// The loop callback that spins, made once (see [`Channel::kick`]). It refers
-    /// back to the channel weakly: a strong reference would be a cycle no collector
-    /// sees, keeping every loop's channel (and its two sockets) alive forever.
+    /// Set when the cell library's runtime shut down for idleness: the loop drops the
+    /// channel the next time it runs with nothing outstanding.
+    retired: AtomicBool,
+    /// The loop callback that spins, made once. It refers back to the channel
+    /// weakly: a strong reference would be a cycle no collector sees.
     spin: OnceLock<Py<Spin>>,
 }
 
@@ -96,19 +103,16 @@ const SPIN_WINDOW: Duration = Duration::from_micros(60);
 /// The most started futures a burst holds back before handing them to a launcher.
 const LAUNCH_CHUNK: usize = 128;
 
-/// Counts one spawned future as outstanding until it is dropped (finished or
-/// aborted); moved into the spawned task.
-pub(crate) struct Outstanding(Arc<Channel>);
+/// Every channel of this cell library, for [`retire_all`].
+static CHANNELS: Mutex<Vec<Weak<Channel>>> = Mutex::new(Vec::new());
 
-impl Outstanding {
-    pub(crate) fn channel(&self) -> &Channel {
-        &self.0
+impl Sink for Channel {
+    fn push(&self, finished: Finished) {
+        self.enqueue(Item::Finished(finished));
     }
-}
 
-impl Drop for Outstanding {
-    fn drop(&mut self) {
-        self.0.outstanding.fetch_sub(1, Ordering::SeqCst);
+    fn ended(&self) {
+        self.outstanding.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -125,41 +129,43 @@ impl Channel {
             spinning: AtomicBool::new(false),
             spawned_this_turn: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
+            retired: AtomicBool::new(false),
             spin: OnceLock::new(),
         })
     }
 
-    /// Called on the loop thread as an awaitable starts on this channel's loop:
-    /// counts it as outstanding, says whether to spawn it now ([`Started::Now`]) or
-    /// queues it ([`Started::Queued`]), and makes sure a [`Spin`] is scheduled (one
-    /// at a time). The spin hands whatever is queued to the runtime, then polls for
-    /// completions for a moment, so a quick future needs no socket wake-up.
-    ///
-    /// The first start of a loop turn spawns at once, so a lone `await` loses no
-    /// time. The rest of a burst (`gather` over thousands) goes to a launcher task on
-    /// a worker (`task.rs`) in chunks of [`LAUNCH_CHUNK`] as it builds up, the
-    /// remainder by the spin: spawns made one by one between Python calls found the
-    /// workers parked again each time and paid a wake-up apiece, on the loop thread.
-    pub(crate) fn kick(
+    /// Counts one started future as outstanding until the returned sink's
+    /// [`Sink::ended`] (the future's `Completion` being dropped).
+    pub(crate) fn sink(self: &Arc<Self>) -> Arc<dyn Sink> {
+        self.outstanding.fetch_add(1, Ordering::SeqCst);
+        self.clone()
+    }
+
+    /// Called on the loop thread as something starts on this channel's loop. A
+    /// coroutine (`eager`) started first in its loop turn is spawned at once
+    /// ([`Started::Now`]); anything else is queued for the next [`Spin`], which a
+    /// task needs anyway (asyncio starts a task on the loop's next turn, so one
+    /// cancelled before then never runs). Makes sure a spin is scheduled.
+    pub(crate) fn start(
         self: &Arc<Self>,
         py: Python<'_>,
         event_loop: &Bound<'_, PyAny>,
-        awaitable: &Py<PyWeakrefReference>,
-    ) -> PyResult<(Outstanding, Started)> {
-        let launch = if self.spawned_this_turn.swap(true, Ordering::SeqCst) {
+        queued: Queued,
+        eager: bool,
+    ) -> PyResult<Started> {
+        let started = if eager && !self.spawned_this_turn.swap(true, Ordering::SeqCst) {
+            drop(queued);
+            Started::Now
+        } else {
             // A long burst goes out in chunks as it builds up, so its first futures
             // start running (a timer, say) while the loop is still busy starting
             // the rest, rather than all of them once the burst is over.
             if lock(&self.launch).len() >= LAUNCH_CHUNK {
                 self.launch_queued(py);
             }
-            lock(&self.launch).push(awaitable.clone_ref(py));
+            lock(&self.launch).push(queued);
             Started::Queued
-        } else {
-            Started::Now
         };
-        self.outstanding.fetch_add(1, Ordering::SeqCst);
-        let outstanding = Outstanding(self.clone());
         let spin = match self.spin.get() {
             Some(spin) => spin,
             None => {
@@ -175,15 +181,14 @@ impl Channel {
         };
         *lock(&spin.get().until) = Instant::now() + SPIN_WINDOW;
         if !self.spinning.swap(true, Ordering::SeqCst) {
-            event_loop.call_method1(pyo3::intern!(py, "call_soon"), (spin.bind(py),))?;
+            if let Err(err) =
+                event_loop.call_method1(pyo3::intern!(py, "call_soon"), (spin.bind(py),))
+            {
+                self.spinning.store(false, Ordering::SeqCst);
+                return Err(err);
+            }
         }
-        Ok((outstanding, launch))
-    }
-
-    /// Hands a finished future's outcome to the loop. Called on tokio workers,
-    /// without the GIL.
-    pub(crate) fn push(&self, awaitable: Py<PyWeakrefReference>, outcome: Outcome) {
-        self.enqueue(Item::Finished { awaitable, outcome });
+        Ok(started)
     }
 
     /// Runs `job` on the loop's thread soon. Callable from any thread, without
@@ -203,13 +208,17 @@ impl Channel {
         // (WouldBlock) means a wake-up is already pending; a closed one means the
         // loop is gone and nobody is waiting.
         if was_empty && !self.spinning.load(Ordering::SeqCst) {
-            let _ = (&self.wake_tx).write(&[1]);
+            self.wake();
         }
     }
 
-    fn drain(&self, py: Python<'_>) {
-        // Consume the wake-up bytes before taking the queue: a push that lands after
-        // the take writes a new byte, so no finished future is ever left unseen.
+    fn wake(&self) {
+        let _ = (&self.wake_tx).write(&[1]);
+    }
+
+    /// Consumes the wake-up bytes. Called before taking the queue: a push that lands
+    /// after the take writes a new byte, so no finished future is ever left unseen.
+    fn consume_wake_ups(&self) {
         let mut buf = [0u8; 64];
         loop {
             match (&self.wake_rx).read(&mut buf) {
@@ -218,70 +227,82 @@ impl Channel {
                 _ => break,
             }
         }
-        self.deliver_queued(py);
     }
 
-    /// Spawns the awaitables queued since the last call, together (see
-    /// [`Channel::kick`]); true if there were any.
+    /// Spawns the objects queued since the last call, together; true if there
+    /// were any.
     fn launch_queued(&self, py: Python<'_>) -> bool {
-        let started = std::mem::take(&mut *lock(&self.launch));
-        let launched = !started.is_empty();
-        let mut burst = Vec::with_capacity(started.len());
-        let mut busy = Vec::new();
-        for weak in started {
-            let Some(awaitable) = weak.bind(py).upgrade() else {
-                continue; // collected before its spawn: it never runs
-            };
-            let Ok(awaitable) = awaitable.cast_into::<RustAwaitable>() else {
-                continue;
-            };
-            match RustAwaitable::launch(&awaitable) {
-                Launching::Ready(launch) => burst.push(launch),
-                Launching::Busy => busy.push(weak),
-                Launching::Nothing => {}
+        let queued = std::mem::take(&mut *lock(&self.launch));
+        let launched = !queued.is_empty();
+        let mut burst = Vec::with_capacity(queued.len());
+        for Queued { target, launch } in queued {
+            if let Some(launch) = launch(target.bind(py)) {
+                burst.push(launch);
             }
         }
-        crate::task::spawn_all(burst);
-        lock(&self.launch).extend(busy);
+        spawn_all(burst);
         launched
     }
 
-    fn deliver_queued(&self, py: Python<'_>) {
+    /// Delivers what the queue holds. An error is one the loop must raise
+    /// (`KeyboardInterrupt`, `SystemExit` from a done callback or a result): what is
+    /// left goes back to the front of the queue and a wake-up is written, so it is
+    /// delivered when the loop runs again.
+    fn deliver_queued(&self, py: Python<'_>) -> PyResult<()> {
         let items = std::mem::take(&mut *lock(&self.queue));
-        for item in items {
-            match item {
-                Item::Finished { awaitable, outcome } => deliver(py, awaitable, outcome),
-                Item::Job(job) => job(py),
+        let mut items = items.into_iter();
+        while let Some(item) = items.next() {
+            let delivered = match item {
+                Item::Finished(Finished {
+                    target,
+                    deliver,
+                    outcome,
+                }) => deliver(py, target, outcome),
+                Item::Job(job) => {
+                    job(py);
+                    Ok(())
+                }
+            };
+            if let Err(err) = delivered {
+                let rest: Vec<Item> = items.collect();
+                if !rest.is_empty() {
+                    let mut queue = lock(&self.queue);
+                    let later = std::mem::replace(&mut *queue, rest);
+                    queue.extend(later);
+                    drop(queue);
+                    self.wake();
+                }
+                return Err(err);
             }
         }
+        Ok(())
+    }
+
+    /// Whether nothing is in flight, queued or waiting to launch.
+    fn idle(&self) -> bool {
+        self.outstanding.load(Ordering::SeqCst) == 0
+            && lock(&self.queue).is_empty()
+            && lock(&self.launch).is_empty()
     }
 }
 
-/// Completes the awaitable with the outcome, converted to Python here on the loop
-/// thread, unless it was cancelled or collected meanwhile: a wake-up that arrives
-/// after cancellation raises nothing anywhere.
-fn deliver(py: Python<'_>, awaitable: Py<PyWeakrefReference>, outcome: Outcome) {
-    let Some(awaitable) = awaitable.bind(py).upgrade() else {
-        return;
+/// Retires every channel of this cell library: each loop drops its channel (and
+/// closes its sockets) the next time it runs with nothing outstanding. Called when
+/// the library's runtime shuts down for idleness, from any thread, without the GIL.
+pub(crate) fn retire_all() {
+    let channels: Vec<Arc<Channel>> = {
+        let mut all = lock(&CHANNELS);
+        all.retain(|weak| weak.strong_count() > 0);
+        all.iter().filter_map(Weak::upgrade).collect()
     };
-    let Ok(awaitable) = awaitable.cast_into::<RustAwaitable>() else {
-        return;
-    };
-    if !awaitable.borrow().is_running() {
-        return;
+    for channel in channels {
+        channel.retired.store(true, Ordering::SeqCst);
+        channel.wake();
     }
-    let outcome = match outcome {
-        Ok(output) => crate::convert::to_python(py, output),
-        Err(report) => Err(report.into_pyerr(py)),
-    };
-    RustAwaitable::complete(
-        &awaitable,
-        outcome.map_err(|err| err.into_value(py).into_any()),
-    );
 }
 
-/// A loop callback that delivers finished futures and reschedules itself while
-/// futures are outstanding and the spin window lasts.
+/// A loop callback that launches queued futures, delivers finished ones and
+/// reschedules itself while futures are outstanding and the spin window lasts.
 #[pyclass(frozen, name = "_ChannelSpin", module = "ipy_rustasync")]
 pub(crate) struct Spin {
     /// Weak: the channel owns this callback (see [`Channel::spin`]).
@@ -292,11 +313,11 @@ pub(crate) struct Spin {
 #[pymethods]
 impl Spin {
     #[pyo3(signature = (event_loop=None))]
-    fn __call__(slf: &Bound<'_, Self>, event_loop: Option<Bound<'_, PyAny>>) {
+    fn __call__(slf: &Bound<'_, Self>, event_loop: Option<Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
         // Gone: its loop was closed and collected, and nothing is left to deliver.
         let Some(channel) = slf.get().channel.upgrade() else {
-            return;
+            return Ok(());
         };
         channel.spawned_this_turn.store(false, Ordering::SeqCst);
         if channel.launch_queued(py) {
@@ -304,10 +325,13 @@ impl Spin {
             // starts may have outlasted it).
             *lock(&slf.get().until) = Instant::now() + SPIN_WINDOW;
         }
-        channel.deliver_queued(py);
+        if let Err(err) = channel.deliver_queued(py) {
+            channel.spinning.store(false, Ordering::SeqCst);
+            return Err(err);
+        }
         // Delivering runs done callbacks, which can step tasks that start more
-        // awaitables (their `kick` saw this spin still on): those must launch on
-        // the next turn whatever the window says.
+        // futures (their `start` saw this spin still on): those must launch on the
+        // next turn whatever the window says.
         let go_on = !lock(&channel.launch).is_empty()
             || (channel.outstanding.load(Ordering::SeqCst) > 0
                 && Instant::now() < *lock(&slf.get().until));
@@ -322,7 +346,7 @@ impl Spin {
                 event_loop.call_method1(pyo3::intern!(py, "call_soon"), (slf, &event_loop))
             });
             match again {
-                Ok(_) => return,
+                Ok(_) => return Ok(()),
                 // Could not reschedule (a closing loop): stop spinning, so workers
                 // go back to waking the loop through the socket.
                 Err(err) => err.write_unraisable(py, Some(slf.as_any())),
@@ -332,7 +356,8 @@ impl Spin {
         // A worker that saw `spinning` still set skipped its wake-up byte: look once
         // more now that it is clear, so no item is left behind. (Nothing can have
         // been started meanwhile: starting happens on this thread.)
-        channel.deliver_queued(py);
+        channel.deliver_queued(py)?;
+        close_if_retired(py, &channel)
     }
 }
 
@@ -344,16 +369,71 @@ pub(crate) struct Drain {
 
 #[pymethods]
 impl Drain {
-    fn __call__(&self, py: Python<'_>) {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let channel = &self.channel;
         // A loop turn of its own: the next start may spawn at once again.
-        self.channel
-            .spawned_this_turn
-            .store(false, Ordering::SeqCst);
-        self.channel.drain(py);
+        channel.spawned_this_turn.store(false, Ordering::SeqCst);
+        channel.consume_wake_ups();
+        channel.deliver_queued(py)?;
+        close_if_retired(py, channel)
     }
 }
 
+/// Stops the running loop watching `channel`'s socket and forgets the channel; its
+/// sockets close once the last reference to it goes.
+fn close(py: Python<'_>, channel: &Arc<Channel>) -> PyResult<()> {
+    let Some(event_loop) = running_loop(py)? else {
+        return Ok(());
+    };
+    event_loop.call_method1("remove_reader", (channel.wake_rx.as_raw_fd(),))?;
+    if let Some(loops) = LOOPS.get(py) {
+        let loops = loops.bind(py);
+        let registered = loops.call_method1("get", (&event_loop,))?;
+        // Only if the loop's entry is this channel's: a newer channel may have
+        // replaced it already.
+        if registered
+            .cast::<Drain>()
+            .is_ok_and(|drain| Arc::ptr_eq(&drain.get().channel, channel))
+        {
+            loops.del_item(&event_loop)?;
+        }
+    }
+    let memo = LAST.with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        if last
+            .as_ref()
+            .is_some_and(|(_, memo)| Arc::ptr_eq(memo, channel))
+        {
+            last.take()
+        } else {
+            None
+        }
+    });
+    drop(memo);
+    Ok(())
+}
+
+/// Closes `channel` if it is retired and nothing is left in it.
+fn close_if_retired(py: Python<'_>, channel: &Arc<Channel>) -> PyResult<()> {
+    if channel.retired.load(Ordering::SeqCst) && channel.idle() {
+        close(py, channel)?;
+    }
+    Ok(())
+}
+
 static LOOPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// What to do with a loop the first time this cell library runs something on it
+/// (set by the module's initialisation: the task factory's installation).
+static ON_NEW_LOOP: OnceLock<LoopHook> = OnceLock::new();
+
+/// A function run on a loop.
+pub(crate) type LoopHook = fn(&Bound<'_, PyAny>) -> PyResult<()>;
+
+/// Sets [`ON_NEW_LOOP`].
+pub(crate) fn on_new_loop(hook: LoopHook) {
+    let _ = ON_NEW_LOOP.set(hook);
+}
 
 thread_local! {
     /// The last (loop, channel) used on this thread. Holding the loop itself (one
@@ -362,16 +442,22 @@ thread_local! {
 }
 
 /// The channel of `event_loop` in this cell library, created and registered with the
-/// loop on first use.
-pub(crate) fn channel_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Channel>> {
+/// loop on first use (`created` says so).
+pub(crate) fn channel_for(
+    py: Python<'_>,
+    event_loop: &Bound<'_, PyAny>,
+) -> PyResult<(Arc<Channel>, bool)> {
     let memo = LAST.with(|last| {
-        last.borrow()
-            .as_ref()
-            .filter(|(memo_loop, _)| memo_loop.bind(py).is(event_loop))
-            .map(|(_, channel)| channel.clone())
+        last.try_borrow().ok().and_then(|last| {
+            last.as_ref()
+                .filter(|(memo_loop, channel)| {
+                    memo_loop.bind(py).is(event_loop) && !channel.retired.load(Ordering::Relaxed)
+                })
+                .map(|(_, channel)| channel.clone())
+        })
     });
     if let Some(channel) = memo {
-        return Ok(channel);
+        return Ok((channel, false));
     }
     let loops = LOOPS.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
         Ok(py
@@ -381,12 +467,15 @@ pub(crate) fn channel_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyRe
             .unbind())
     })?;
     let loops = loops.bind(py);
-    let channel = match loops
+    let found = loops
         .call_method1("get", (event_loop,))?
         .cast_into::<Drain>()
-    {
-        Ok(drain) => drain.get().channel.clone(),
-        Err(_) => {
+        .ok()
+        .map(|drain| drain.get().channel.clone())
+        .filter(|channel| !channel.retired.load(Ordering::SeqCst));
+    let (channel, created) = match found {
+        Some(channel) => (channel, false),
+        None => {
             let channel = Arc::new(Channel::new().map_err(|err| {
                 pyo3::exceptions::PyOSError::new_err(format!(
                     "could not create the wake-up socket: {err}"
@@ -400,9 +489,19 @@ pub(crate) fn channel_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyRe
             )?;
             event_loop.call_method1("add_reader", (channel.wake_rx.as_raw_fd(), &drain))?;
             loops.set_item(event_loop, drain)?;
-            channel
+            lock(&CHANNELS).push(Arc::downgrade(&channel));
+            if let Some(hook) = ON_NEW_LOOP.get() {
+                hook(event_loop)?;
+            }
+            (channel, true)
         }
     };
-    LAST.with(|last| *last.borrow_mut() = Some((event_loop.clone().unbind(), channel.clone())));
-    Ok(channel)
+    let entry = Some((event_loop.clone().unbind(), channel.clone()));
+    let previous = LAST.with(|last| {
+        last.try_borrow_mut()
+            .ok()
+            .map(|mut last| std::mem::replace(&mut *last, entry))
+    });
+    drop(previous);
+    Ok((channel, created))
 }

@@ -17,21 +17,39 @@ use std::convert::Infallible;
 use std::fmt::Display;
 use std::marker::PhantomData;
 
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::PyNone;
 use pyo3::IntoPyObjectExt;
 
 use crate::exceptions::rust_error;
+use crate::panics::{catching, PanicReport};
 
 /// A finished future's result, converted to Python on the loop thread, where the GIL
 /// is already held, so no tokio worker ever waits for the GIL.
 pub type Output = Box<dyn for<'py> FnOnce(Python<'py>) -> PyResult<Py<PyAny>> + Send>;
 
-/// Runs a conversion; a panic in it (a user's `IntoPyObject` impl) raises `RustPanic`
-/// like one in the future, instead of unwinding into the loop's callback and leaving
-/// the awaitable unfinished.
-pub(crate) fn to_python(py: Python<'_>, output: Output) -> PyResult<Py<PyAny>> {
-    crate::panics::catching(|| output(py)).unwrap_or_else(|report| Err(report.into_pyerr(py)))
+/// What a started future ends with: its output, or the panic that ended it.
+pub(crate) type Outcome = Result<Output, PanicReport>;
+
+/// The Python result of a finished future, as a coroutine's `await` gives it: the
+/// converted output; a panic (in the future or in converting its output, such as a
+/// user's `IntoPyObject` impl) as `RustPanic`; and a `StopIteration` as
+/// `RuntimeError("coroutine raised StopIteration")` (PEP 479: raised out of a
+/// coroutine it would otherwise end the awaiting generator as if it returned).
+pub(crate) fn settle(py: Python<'_>, outcome: Outcome) -> PyResult<Py<PyAny>> {
+    let result = match outcome {
+        Ok(output) => catching(|| output(py)).unwrap_or_else(|report| Err(report.into_pyerr(py))),
+        Err(report) => Err(report.into_pyerr(py)),
+    };
+    result.map_err(|err| {
+        if !err.is_instance_of::<PyStopIteration>(py) {
+            return err;
+        }
+        let wrapped = PyRuntimeError::new_err("coroutine raised StopIteration");
+        wrapped.set_cause(py, Some(err));
+        wrapped
+    })
 }
 
 /// Stands for Rust's `()`, which Python sees as `None` (PyO3 itself would give `()`).

@@ -1,20 +1,28 @@
 //! The runtime every `%%rust_async` cell links.
 //!
 //! A cell is compiled into its own Python extension module. The exporter macro
-//! ([`cell`]) turns each `pub async fn` into a Python function returning a
-//! [`RustAwaitable`] and each `pub fn` into a plain Python function. This crate is
-//! what those generated wrappers call:
+//! ([`cell`]) turns each `pub async fn` into a Python coroutine function and each
+//! `pub fn` into a plain Python function. This crate is what those generated
+//! wrappers call. Its modules, from Python's side inwards:
 //!
-//! * [`runtime`]: the lazily started tokio runtime the futures run on;
-//! * `awaitable`: the Python coroutine object handed to asyncio;
-//! * [`CancelHandle`]: an opt-in way for a function to notice cancellation;
-//! * [`AsyncCallable`], [`PyAwaitable`]: Python async code awaited from Rust;
-//! * `channel`: how finished futures reach the asyncio loop that awaits them;
-//! * `task`: how a started future runs on the runtime (spawned alone or in a burst);
+//! * `function`: the coroutine function a `pub async fn` becomes;
+//! * `coroutine`: the coroutine calling it returns;
+//! * `task`, `factory`: a coroutine as an asyncio task, and the loop's task factory
+//!   that makes one;
+//! * `future`: a started Rust future as an asyncio future (what a coroutine waits on,
+//!   and a task's base);
+//! * `blocking`: running a coroutine from synchronous code;
+//! * `channel`: how started futures reach the runtime and finished ones the loop;
+//! * `spawn`: how a started future runs (inline poll, spawned alone or in a burst);
+//! * `callbacks`: a future's done callbacks;
 //! * `running_loop`: the asyncio loop running on this thread, looked up cheaply;
+//! * [`runtime`]: the lazily started tokio runtime the futures run on;
 //! * [`convert`]: return values and `Result`s to Python objects or exceptions;
 //! * `panics`: panics to `ipy_rustasync.RustPanic`, located in the user's cell;
-//! * `stream`: a `Stream` returned by a cell function, as a Python async iterator.
+//! * `callback`: Python async code awaited from Rust ([`AsyncCallable`],
+//!   [`PyAwaitable`]); [`CancelHandle`]: an opt-in way to notice cancellation;
+//! * `stream`: a `Stream` returned by a cell function, as a Python async iterator;
+//! * `capi`: every `unsafe` call into CPython, and every reliance on its internals.
 //!
 //! The crate also re-exports the versions of `pyo3`, `tokio` and `futures` the cells
 //! are built against.
@@ -24,31 +32,58 @@ pub use ipy_rustasync_macros::cell;
 pub use pyo3;
 pub use tokio;
 
-mod awaitable;
+mod blocking;
 mod callback;
+mod callbacks;
 mod cancel;
+mod capi;
 mod channel;
 pub mod convert;
-mod done;
+mod coroutine;
 mod exceptions;
+mod factory;
+mod function;
+mod future;
 mod panics;
 mod running_loop;
 mod runtime;
+mod spawn;
 mod stream;
 mod sync;
 mod task;
 
-pub use awaitable::RustAwaitable;
 pub use callback::{AsyncCallable, PyAwaitable};
 pub use cancel::CancelHandle;
+pub use coroutine::RustCoroutine;
+pub use function::RustAsyncFunction;
+pub use future::RustFuture;
 pub use runtime::runtime;
 pub use stream::RustStream;
+pub use task::RustTask;
+
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+
+/// Called from the generated `#[pymodule]` before anything else.
+///
+/// `cell_line_offset` is the line of `src/lib.rs` just before the cell's first line.
+pub fn init_module(m: &Bound<'_, PyModule>, cell_line_offset: u32) -> PyResult<()> {
+    let py = m.py();
+    panics::init(cell_line_offset);
+    coroutine::init(py);
+    future::init(py);
+    task::init(py);
+    channel::on_new_loop(factory::install);
+    Ok(())
+}
 
 /// What the generated glue uses; not a stable API for cell authors.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::awaitable::{new_awaitable, new_cancellable_awaitable};
     pub use crate::convert::{probe, DisplayErrKind, NoneValue, Output, PlainKind, PyErrKind};
-    pub use crate::panics::{call_sync, init_module};
+    pub use crate::coroutine::new_coroutine;
+    pub use crate::function::add_async_function;
+    pub use crate::init_module;
+    pub use crate::panics::call_sync;
     pub use crate::stream::new_stream;
 }

@@ -16,10 +16,7 @@ use std::sync::Once;
 use std::task::{Context, Poll};
 
 use pyo3::prelude::*;
-use pyo3::types::PyModule;
 
-use crate::awaitable::BoxFuture;
-use crate::convert::Output;
 use crate::exceptions::rust_panic;
 
 /// Line of `src/lib.rs` just before the cell's first line (set at module init).
@@ -127,18 +124,18 @@ pub(crate) fn catching<R>(f: impl FnOnce() -> R) -> Result<R, PanicReport> {
 
 /// A future whose polls run inside [`catching`]; it ends with the panic's report
 /// instead of unwinding through the runtime.
-pub(crate) struct Guarded {
-    inner: BoxFuture,
+pub(crate) struct Guarded<F: ?Sized> {
+    inner: Pin<Box<F>>,
 }
 
-impl Guarded {
-    pub(crate) fn new(inner: BoxFuture) -> Self {
+impl<F: Future + ?Sized> Guarded<F> {
+    pub(crate) fn new(inner: Pin<Box<F>>) -> Self {
         Guarded { inner }
     }
 }
 
-impl Future for Guarded {
-    type Output = Result<Output, PanicReport>;
+impl<F: Future + ?Sized> Future for Guarded<F> {
+    type Output = Result<F::Output, PanicReport>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = self.inner.as_mut();
@@ -156,12 +153,9 @@ pub fn call_sync<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult
     catching(f).unwrap_or_else(|report| Err(report.into_pyerr(py)))
 }
 
-/// Called from the generated `#[pymodule]` before anything else.
-///
-/// `cell_line_offset` is the line of `src/lib.rs` just before the cell's first line.
-pub fn init_module(m: &Bound<'_, PyModule>, cell_line_offset: u32) -> PyResult<()> {
+/// Records where the cell starts in `src/lib.rs` (for panic locations) and installs
+/// the panic hook; called once from the module's initialisation.
+pub(crate) fn init(cell_line_offset: u32) {
     CELL_LINE_OFFSET.store(cell_line_offset, Ordering::Relaxed);
     install_hook();
-    crate::awaitable::install_am_send(m.py());
-    Ok(())
 }

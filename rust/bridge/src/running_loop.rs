@@ -18,14 +18,13 @@
 //! survive a fork either, so the bridge is not usable in such a child anyway.
 
 use std::cell::RefCell;
-use std::sync::OnceLock;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyString;
+
+use crate::capi::running_loop_holder;
 
 static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static HOLDER_KEY: PyOnceLock<Py<PyString>> = PyOnceLock::new();
 
 thread_local! {
     /// (holder, the loop running while it was current), on 3.11.
@@ -34,19 +33,14 @@ thread_local! {
 
 /// The loop running on this thread, or `None`.
 pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
-    // `version_info` formats the version string on every call: ask once.
-    static HOLDER_IN_DICT: OnceLock<bool> = OnceLock::new();
-    let holder = if *HOLDER_IN_DICT.get_or_init(|| py.version_info() < (3, 12)) {
-        current_holder(py)?
-    } else {
-        None
-    };
+    let holder = running_loop_holder(py)?;
     if let Some(holder) = &holder {
         let memo = LAST.with(|last| {
-            last.borrow()
-                .as_ref()
-                .filter(|(seen, _)| seen.is(holder))
-                .map(|(_, event_loop)| event_loop.clone_ref(py))
+            last.try_borrow().ok().and_then(|last| {
+                last.as_ref()
+                    .filter(|(seen, _)| seen.is(holder))
+                    .map(|(_, event_loop)| event_loop.clone_ref(py))
+            })
         });
         if let Some(event_loop) = memo {
             return Ok(Some(event_loop.into_bound(py)));
@@ -58,25 +52,15 @@ pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>>
         return Ok(None);
     }
     if let Some(holder) = holder {
-        LAST.with(|last| *last.borrow_mut() = Some((holder.unbind(), found.clone().unbind())));
+        let entry = Some((holder.unbind(), found.clone().unbind()));
+        // The previous entry is dropped after the borrow ends: dropping a Python
+        // object can run Python code, which could look up the running loop again.
+        let previous = LAST.with(|last| {
+            last.try_borrow_mut()
+                .ok()
+                .map(|mut last| std::mem::replace(&mut *last, entry))
+        });
+        drop(previous);
     }
     Ok(Some(found))
-}
-
-/// The running-loop holder in this thread's state dict (3.11), if there is one.
-fn current_holder(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
-    let key = HOLDER_KEY.get_or_init(py, || {
-        PyString::intern(py, "__asyncio_running_event_loop__").unbind()
-    });
-    // SAFETY: the GIL is held (`py`). `PyThreadState_GetDict` returns a borrowed
-    // reference to this thread's state dict, or NULL without an exception when
-    // there is none; the reference is owned by the thread state, which outlives
-    // this call, and is only read here through a new reference taken by
-    // `from_borrowed_ptr_or_opt`.
-    let dict = unsafe { Bound::from_borrowed_ptr_or_opt(py, pyo3::ffi::PyThreadState_GetDict()) };
-    let Some(dict) = dict else {
-        return Ok(None);
-    };
-    let dict = dict.cast_into::<pyo3::types::PyDict>()?;
-    dict.get_item(key.bind(py))
 }

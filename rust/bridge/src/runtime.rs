@@ -92,6 +92,7 @@ fn build() -> PyResult<Runtime> {
     Builder::new_multi_thread()
         .worker_threads(worker_threads())
         .thread_name("ipy-rustasync-worker")
+        .thread_stack_size(stack_size())
         .enable_all()
         .build()
         .map_err(|err| PyRuntimeError::new_err(format!("could not start the tokio runtime: {err}")))
@@ -138,6 +139,10 @@ fn watch_idle() {
                         runtime.shutdown_background();
                     }
                     WATCHING.store(false, Ordering::SeqCst);
+                    drop(shared);
+                    // The loops' wake-up sockets go with the runtime: an edited
+                    // cell's library is never used again, and would keep them open.
+                    crate::channel::retire_all();
                     return;
                 }
                 // Still in use: look again a period later.
@@ -155,6 +160,43 @@ fn watch_idle() {
 /// `Arc` is held, the runtime is not shut down when idle.
 pub fn runtime() -> PyResult<Arc<Runtime>> {
     Ok(Active::new()?.runtime.clone())
+}
+
+/// Stack size for the runtime's threads (workers and `spawn_blocking`'s): the
+/// main thread's, so code that recurses deeply behaves the same in a future as in
+/// a plain function (tokio's default is 2 MiB; the main thread's is the process's
+/// stack limit, 8 MiB on most Linux systems). `IPY_RUSTASYNC_STACK_MB` overrides it.
+fn stack_size() -> usize {
+    const MIB: usize = 1024 * 1024;
+    if let Some(mb) = env_number("IPY_RUSTASYNC_STACK_MB").filter(|&n| n >= 1.0) {
+        return (mb as usize).saturating_mul(MIB);
+    }
+    main_thread_stack()
+        .unwrap_or(8 * MIB)
+        .clamp(2 * MIB, 256 * MIB)
+}
+
+/// The main thread's stack size: the soft `RLIMIT_STACK` (unlimited or unknown:
+/// `None`). The one platform-specific lookup of the runtime.
+#[cfg(unix)]
+fn main_thread_stack() -> Option<usize> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes one `rlimit` into the valid, exclusively borrowed
+    // `limit` and has no other effect.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut limit) } == 0;
+    (ok && limit.rlim_cur != libc::RLIM_INFINITY)
+        .then(|| usize::try_from(limit.rlim_cur).ok())
+        .flatten()
+}
+
+/// Windows gives the main thread 1 MiB unless the executable says otherwise; 8 MiB
+/// is what the runtime's threads get there.
+#[cfg(not(unix))]
+fn main_thread_stack() -> Option<usize> {
+    None
 }
 
 /// Worker count: `IPY_RUSTASYNC_WORKER_THREADS` if set to a positive number, else one

@@ -1,7 +1,7 @@
 //! A Rust `Stream` as a Python async iterator: `async for item in numbers(10)`.
 //!
-//! Each `__anext__` is one [`RustAwaitable`] that asks the stream for its next item
-//! on the runtime, so everything the awaitable does (binding to the awaiting loop,
+//! Each `__anext__` is one [`RustCoroutine`] that asks the stream for its next item
+//! on the runtime, so everything a coroutine does (binding to the awaiting loop,
 //! cancellation, panics, conversion on the loop thread) holds per item. The stream
 //! is polled only when Python asks for the next item: a producer inside it runs
 //! one item ahead of the consumer at most, which is the backpressure. Dropping an
@@ -17,8 +17,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 use tokio::sync::Mutex;
 
-use crate::awaitable::{new_awaitable, RustAwaitable};
 use crate::convert::Output;
+use crate::coroutine::{new_coroutine, RustCoroutine};
 
 type BoxStream = Pin<Box<dyn Stream<Item = Output> + Send>>;
 
@@ -55,9 +55,9 @@ impl RustStream {
     }
 
     /// The next item, as an awaitable; `StopAsyncIteration` at the end.
-    fn __anext__(&self, py: Python<'_>) -> PyResult<Py<RustAwaitable>> {
+    fn __anext__(&self, py: Python<'_>) -> PyResult<Py<RustCoroutine>> {
         let stream = self.stream.clone();
-        new_awaitable(py, self.name, false, async move {
+        new_coroutine(py, self.name, false, None, false, async move {
             let mut guard = stream.lock().await;
             let Some(inner) = guard.as_mut() else {
                 return stop();
@@ -74,9 +74,9 @@ impl RustStream {
 
     /// Drops the stream (what `async for` does not need, but `contextlib.aclosing`
     /// and early cleanup do).
-    fn aclose(&self, py: Python<'_>) -> PyResult<Py<RustAwaitable>> {
+    fn aclose(&self, py: Python<'_>) -> PyResult<Py<RustCoroutine>> {
         let stream = self.stream.clone();
-        new_awaitable(py, self.name, false, async move {
+        new_coroutine(py, self.name, false, None, false, async move {
             stream.lock().await.take();
             let none: Output = Box::new(|py| Ok(py.None()));
             none

@@ -1,121 +1,341 @@
-//! How a started future runs on the runtime: as its own tokio task, spawned either
-//! at once (the first start of a loop turn) or with the rest of a burst by one
-//! launcher task on a worker, so that the loop's thread never pays for a burst of
-//! spawns (task allocation, the runtime's task list, waking workers: about a
-//! seventh of a gathered call when the loop thread did it).
+//! `RustTask`: a Rust coroutine scheduled as a task, what `asyncio.create_task`,
+//! `ensure_future`, `gather`, `wait_for`, `shield`, `as_completed` and `TaskGroup`
+//! get for a Rust coroutine on a loop whose task factory is the bridge's (see
+//! `factory.rs`).
+//!
+//! An `asyncio.Task` would step the coroutine, which would spawn the Rust future
+//! and wait on a [`RustFuture`]; a `RustTask` *is* that future, so it costs no
+//! Python-level stepping at all. Everything else is a Task's: it starts on the
+//! loop's next turn (one cancelled before then never runs), it may be awaited any
+//! number of times, `cancel()` takes effect on a later turn (`cancelling()`,
+//! `uncancel()` count requests), it has a name, a context and a coroutine, it is in
+//! `asyncio.all_tasks()`, an exception nobody retrieved is reported as "Task
+//! exception was never retrieved" when it is collected, and one collected while
+//! pending as "Task was destroyed but it is pending!". A running task is held by
+//! its loop's channel until it finishes, as asyncio's loop holds whatever a task
+//! waits on: a task nobody keeps a reference to still runs to its end.
+//!
+//! It is not an instance of `asyncio.Task` (a C type that cannot be extended with a
+//! different engine); code that checks `isinstance(t, asyncio.Task)` rather than
+//! using the task's methods sees the difference.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
-use futures::future::{AbortHandle as BatchAbort, Abortable};
-use pyo3::types::PyWeakrefReference;
-use pyo3::Py;
-use tokio::task::AbortHandle;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::gc::{PyTraverseError, PyVisit};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyString};
 
-use crate::awaitable::BoxFuture;
-use crate::channel::Outstanding;
-use crate::panics::Guarded;
-use crate::runtime::Active;
-use crate::sync::Exclusive;
+use crate::capi::{copy_context, Finalize};
+use crate::coroutine::RustCoroutine;
+use crate::future::RustFuture;
+use crate::sync::lock;
 
-/// What stops a running future (dropping it where it stands).
-pub(crate) enum Task {
-    /// Spawned at its start: tokio's own handle.
-    Spawned(AbortHandle),
-    /// Spawned with a burst by a launcher: a switch wrapped around the future,
-    /// since the tokio handle does not exist yet when the loop needs one.
-    Batched(BatchAbort),
+/// A Rust coroutine run as an asyncio task.
+#[pyclass(frozen, extends = RustFuture, name = "RustTask", module = "ipy_rustasync")]
+pub struct RustTask {
+    coroutine: Py<RustCoroutine>,
+    context: Py<PyAny>,
+    name: Mutex<Option<Py<PyAny>>>,
+    number: u64,
+    cancels_requested: AtomicUsize,
+    log_destroy_pending: AtomicBool,
 }
 
-impl Task {
-    pub(crate) fn abort(&self) {
-        match self {
-            Task::Spawned(handle) => handle.abort(),
-            Task::Batched(handle) => handle.abort(),
+static TASK_NUMBERS: AtomicU64 = AtomicU64::new(1);
+static REGISTER_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The task factory's work for a Rust coroutine: `loop.create_task(coroutine,
+/// **kwargs)`. A coroutine that was already started cannot be run by a task of ours,
+/// so it gets an `asyncio.Task`, which reports that as asyncio does.
+pub(crate) fn create(
+    event_loop: &Bound<'_, PyAny>,
+    coroutine: &Bound<'_, RustCoroutine>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Py<PyAny>> {
+    let py = event_loop.py();
+    let option = |key: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
+        Ok(match kwargs {
+            Some(kwargs) => kwargs.get_item(key)?.filter(|v| !v.is_none()),
+            None => None,
+        })
+    };
+    let Some(call) = coroutine.get().hand_over() else {
+        return asyncio_task(event_loop, coroutine.as_any(), kwargs);
+    };
+    let context = match option("context")? {
+        Some(context) => context.unbind(),
+        None => copy_context(py)?,
+    };
+    let name = option("name")?
+        .map(|name| name.str().map(|s| s.into_any().unbind()))
+        .transpose()?;
+    let eager = option("eager_start")?
+        .map(|e| e.is_truthy())
+        .transpose()?
+        .unwrap_or(false);
+    let inline = call.inline;
+    let with_caller = call.with_caller;
+    let future = RustFuture::new(call.name, event_loop.clone().unbind(), call.cancel_token);
+    let task = Bound::new(
+        py,
+        pyo3::PyClassInitializer::from(future).add_subclass(RustTask {
+            coroutine: coroutine.clone().unbind(),
+            context: context.clone_ref(py),
+            name: Mutex::new(name),
+            number: TASK_NUMBERS.fetch_add(1, Ordering::Relaxed),
+            cancels_requested: AtomicUsize::new(0),
+            log_destroy_pending: AtomicBool::new(true),
+        }),
+    )?;
+    REGISTER_TASK
+        .import(py, "asyncio.tasks", "_register_task")?
+        .call1((&task,))?;
+    let base = task.as_super();
+    RustFuture::start(base, call.future, inline, with_caller, Some(context), eager)?;
+    Ok(task.into_any().unbind())
+}
+
+/// An ordinary `asyncio.Task` for `coroutine`, made as `loop.create_task` would
+/// without a factory.
+pub(crate) fn asyncio_task(
+    event_loop: &Bound<'_, PyAny>,
+    coroutine: &Bound<'_, PyAny>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Py<PyAny>> {
+    static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let py = event_loop.py();
+    let all = PyDict::new(py);
+    if let Some(kwargs) = kwargs {
+        all.update(kwargs.as_mapping())?;
+    }
+    all.set_item("loop", event_loop)?;
+    let task = TASK
+        .import(py, "asyncio.tasks", "Task")?
+        .call((coroutine,), Some(&all))?;
+    Ok(task.unbind())
+}
+
+impl RustTask {
+    fn display_name(&self, py: Python<'_>) -> String {
+        match &*lock(&self.name) {
+            Some(name) => name
+                .bind(py)
+                .str()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            None => format!("Task-{}", self.number),
         }
     }
 }
 
-/// A started future as its task runs it: the cell's future (panics caught), then
-/// its outcome handed to the loop's channel, which completes the awaitable (found
-/// by the weak reference). Counts as outstanding on that channel until it ends or
-/// is dropped.
-pub(crate) struct Completing {
-    future: Guarded,
-    done: Option<(Outstanding, Py<PyWeakrefReference>)>,
-}
-
-impl Completing {
-    pub(crate) fn new(
-        future: Exclusive<BoxFuture>,
-        outstanding: Outstanding,
-        me: Py<PyWeakrefReference>,
-    ) -> Self {
-        Completing {
-            future: Guarded::new(future.into_inner()),
-            done: Some((outstanding, me)),
+#[pymethods]
+impl RustTask {
+    /// Requests cancellation: the Rust future is dropped now (or its
+    /// `CancelHandle` signalled), and the task ends cancelled on the loop's next
+    /// turn, its callbacks after that, as a Task's do once its coroutine has taken
+    /// the `CancelledError`. Returns False if it is already done.
+    #[pyo3(signature = (msg=None))]
+    fn cancel(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> PyResult<bool> {
+        let py = slf.py();
+        let base = slf.as_super();
+        base.get().forget_exception();
+        if base.get().is_done() {
+            return Ok(false);
         }
-    }
-}
-
-impl Future for Completing {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let outcome = ready!(Pin::new(&mut self.future).poll(cx));
-        if let Some((outstanding, me)) = self.done.take() {
-            outstanding.channel().push(me, outcome);
+        slf.get().cancels_requested.fetch_add(1, Ordering::SeqCst);
+        let (first, stopped) = base.get().stop(py, msg, true);
+        drop(stopped);
+        if first {
+            let finish = slf.getattr(pyo3::intern!(py, "_finish_cancelling"))?;
+            base.get()
+                .event_loop()
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "call_soon"), (finish,))?;
         }
-        Poll::Ready(())
+        Ok(true)
     }
-}
 
-/// Spawns it now, from the calling thread.
-pub(crate) fn spawn(active: Active, task: Completing) -> Task {
-    Task::Spawned(active.spawn(task).abort_handle())
-}
+    fn _finish_cancelling(slf: &Bound<'_, Self>) {
+        RustFuture::finish_cancelling(slf.as_super());
+    }
 
-/// A started future ready to be spawned with a burst.
-pub(crate) struct Launch {
-    active: Active,
-    task: Abortable<Completing>,
-}
+    fn cancelling(&self) -> usize {
+        self.cancels_requested.load(Ordering::SeqCst)
+    }
 
-impl Launch {
-    /// The launch and the switch that stops the future whenever it runs.
-    pub(crate) fn new(active: Active, task: Completing) -> (Launch, Task) {
-        let (abort, registration) = BatchAbort::new_pair();
-        let launch = Launch {
-            active,
-            task: Abortable::new(task, registration),
+    fn uncancel(&self) -> usize {
+        let decremented =
+            self.cancels_requested
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        decremented.map_or(0, |n| n - 1)
+    }
+
+    fn get_coro(&self, py: Python<'_>) -> Py<RustCoroutine> {
+        self.coroutine.clone_ref(py)
+    }
+
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    fn get_name<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(name) = &*lock(&self.name) {
+            return Ok(name.bind(py).clone());
+        }
+        Ok(PyString::new(py, &format!("Task-{}", self.number)).into_any())
+    }
+
+    fn set_name(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = value.str()?.into_any().unbind();
+        let old = lock(&self.name).replace(name);
+        drop(old);
+        Ok(())
+    }
+
+    /// A Rust task has no Python frames; like asyncio's, the stack of a failed
+    /// task is its exception's traceback.
+    #[pyo3(signature = (*, limit=None))]
+    fn get_stack<'py>(
+        slf: &Bound<'py, Self>,
+        limit: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let py = slf.py();
+        let frames = PyList::empty(py);
+        let Some(exc) = slf.as_super().get().stored_exception(py) else {
+            return Ok(frames);
         };
-        (launch, Task::Batched(abort))
+        let mut tb = exc.bind(py).getattr("__traceback__")?;
+        let limit = limit.map(|l| l.extract::<isize>()).transpose()?;
+        while !tb.is_none() {
+            if limit.is_some_and(|l| l >= 0 && frames.len() as isize >= l) {
+                break;
+            }
+            frames.append(tb.getattr("tb_frame")?)?;
+            tb = tb.getattr("tb_next")?;
+        }
+        Ok(frames)
     }
 
-    fn spawn(self) {
-        let task = self.task;
-        // Aborted: `Err(Aborted)`, and the future was dropped where it stood.
-        self.active.spawn(async move {
-            let _ = task.await;
-        });
+    #[pyo3(signature = (*, limit=None, file=None))]
+    fn print_stack(
+        slf: &Bound<'_, Self>,
+        limit: Option<Bound<'_, PyAny>>,
+        file: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        py.import("asyncio.base_tasks")?
+            .getattr("_task_print_stack")?
+            .call1((slf, limit, file))?;
+        Ok(())
+    }
+
+    #[pyo3(signature = (_result))]
+    fn set_result(&self, _result: &Bound<'_, PyAny>) -> PyResult<()> {
+        Err(PyRuntimeError::new_err(
+            "Task does not support set_result operation",
+        ))
+    }
+
+    #[pyo3(signature = (_exception))]
+    fn set_exception(&self, _exception: &Bound<'_, PyAny>) -> PyResult<()> {
+        Err(PyRuntimeError::new_err(
+            "Task does not support set_exception operation",
+        ))
+    }
+
+    #[getter(_log_destroy_pending)]
+    fn get_log_destroy_pending(&self) -> bool {
+        self.log_destroy_pending.load(Ordering::Relaxed)
+    }
+
+    #[setter(_log_destroy_pending)]
+    fn set_log_destroy_pending(&self, value: bool) {
+        self.log_destroy_pending.store(value, Ordering::Relaxed);
+    }
+
+    #[getter]
+    fn _coro(&self, py: Python<'_>) -> Py<RustCoroutine> {
+        self.coroutine.clone_ref(py)
+    }
+
+    #[getter]
+    fn _must_cancel(&self) -> bool {
+        false
+    }
+
+    #[getter]
+    fn _fut_waiter(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        let py = slf.py();
+        let this = slf.get();
+        let base = slf.as_super().get();
+        format!(
+            "<RustTask {} name='{}' coro=<{}()>>",
+            base.describe(py),
+            this.display_name(py),
+            this.coroutine.get().name()
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.coroutine)?;
+        visit.call(&self.context)?;
+        if let Ok(name) = self.name.try_lock() {
+            visit.call(&*name)?;
+        }
+        Ok(())
     }
 }
 
-/// Spawns a burst: one launcher task on a worker spawns the rest there (onto
-/// that worker's own queue, where idle workers steal from), so the loop's thread
-/// makes one spawn however long the burst. A burst of one is spawned directly.
-pub(crate) fn spawn_all(mut burst: Vec<Launch>) {
-    if burst.len() <= 1 {
-        if let Some(launch) = burst.pop() {
-            launch.spawn();
+impl Finalize for RustTask {
+    /// What asyncio's Task does in `__del__`: report a task collected while
+    /// pending, and an exception nobody retrieved, to the loop's handler.
+    fn finalize(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let base = slf.as_super().get();
+        let report = |context: Bound<'_, PyDict>| {
+            let handled = base
+                .event_loop()
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "call_exception_handler"), (context,));
+            if let Err(err) = handled {
+                err.write_unraisable(py, Some(slf.as_any()));
+            }
+        };
+        let made = (|| -> PyResult<()> {
+            if base.is_pending() && slf.get().log_destroy_pending.load(Ordering::Relaxed) {
+                let context = PyDict::new(py);
+                context.set_item("task", slf)?;
+                context.set_item("message", "Task was destroyed but it is pending!")?;
+                report(context);
+            }
+            if let Some(exc) = base.unretrieved(py) {
+                let context = PyDict::new(py);
+                context.set_item("message", "Task exception was never retrieved")?;
+                context.set_item("exception", exc)?;
+                context.set_item("future", slf)?;
+                report(context);
+            }
+            Ok(())
+        })();
+        if let Err(err) = made {
+            err.write_unraisable(py, Some(slf.as_any()));
         }
-        return;
     }
-    let runtime = burst[0].active.runtime().handle().clone();
-    runtime.spawn(async move {
-        for launch in burst {
-            launch.spawn();
-        }
-    });
+
+    fn pyo3_dealloc() -> &'static OnceLock<pyo3::ffi::destructor> {
+        static DEALLOC: OnceLock<pyo3::ffi::destructor> = OnceLock::new();
+        &DEALLOC
+    }
+}
+
+/// Called by the module's initialisation.
+pub(crate) fn init(py: Python<'_>) {
+    crate::capi::install_finalizer::<RustTask>(py);
 }

@@ -486,7 +486,7 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
     } else if is_async {
         quote_spanned! {sig.span()=>
             #make_handle
-            ::ipy_rustasync::__private::new_cancellable_awaitable(__ira_py, #python_name, #inline, #token, #with_caller, async move {
+            ::ipy_rustasync::__private::new_coroutine(__ira_py, #python_name, #inline, #token, #with_caller, async move {
                 let __ira_out = #call;
                 #convert
                 let output: ::ipy_rustasync::__private::Output =
@@ -513,8 +513,19 @@ fn export_fn(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
             #body
         }
     };
-    let register = quote! {
-        #(#cfgs)* __ira_m.add_function(::pyo3::wrap_pyfunction!(self::#mod_ident::#wrapper_ident, __ira_m)?)?;
+    // A coroutine function is wrapped so that `inspect` and asyncio recognise it.
+    let register = if is_async {
+        quote! {
+            #(#cfgs)* ::ipy_rustasync::__private::add_async_function(
+                __ira_m,
+                ::pyo3::wrap_pyfunction!(self::#mod_ident::#wrapper_ident, __ira_m)?.into_any(),
+                &[#(#py_names),*],
+            )?;
+        }
+    } else {
+        quote! {
+            #(#cfgs)* __ira_m.add_function(::pyo3::wrap_pyfunction!(self::#mod_ident::#wrapper_ident, __ira_m)?)?;
+        }
     };
     Ok(Some(Export {
         python_name,

@@ -1,0 +1,212 @@
+//! Every `unsafe` call into CPython the bridge makes, and every reliance on how
+//! CPython works inside, in one place.
+//!
+//! PyO3 covers almost everything the bridge needs; these are the few things it does
+//! not: entering a `contextvars` context without a Python call, the `am_send` slot
+//! (the C-level "send" that `await` on 3.11 and asyncio's C `Task` use), `tp_finalize`
+//! (what lets an object be handed to Python code as it is being destroyed, the way
+//! `asyncio.Future.__del__` reports an exception nobody retrieved), and the 3.11
+//! running-loop holder. Each function says what it relies on; version-specific
+//! behaviour is gated on the interpreter's version at run time ([`version_at_least`]).
+
+use std::sync::OnceLock;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::type_object::PyTypeInfo;
+use pyo3::types::{PyDict, PyString};
+use pyo3::PyClass;
+
+/// Whether the running interpreter is at least `major.minor` (asked once: PyO3's
+/// `version_info` formats the version string at every call).
+pub(crate) fn version_at_least(major: u8, minor: u8) -> bool {
+    static VERSION: OnceLock<(u8, u8)> = OnceLock::new();
+    let (have_major, have_minor) = *VERSION.get_or_init(|| {
+        Python::attach(|py| {
+            let info = py.version_info();
+            (info.major, info.minor)
+        })
+    });
+    (have_major, have_minor) >= (major, minor)
+}
+
+/// `contextvars.copy_context()`, through the C API (no lookup, no call).
+pub(crate) fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: `py` proves the GIL is held, which is all `PyContext_CopyCurrent`
+    // needs; it returns a new reference or NULL with an exception set, and
+    // `from_owned_ptr_or_err` takes exactly that.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }.map(Bound::unbind)
+}
+
+/// `context.run(callback, arg)`, through the C API.
+pub(crate) fn run_in_context<'py>(
+    context: &Bound<'py, PyAny>,
+    callback: &Bound<'py, PyAny>,
+    arg: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = context.py();
+    // SAFETY: the GIL is held (`py`) and `context` is a live object for the whole
+    // call. `PyContext_Enter` checks the object is a `Context` (TypeError if not)
+    // and that it is not already entered (RuntimeError), returning -1 with the
+    // exception set; on 0 the context is entered and is exited below on every path
+    // before returning, as `Context.run` does.
+    if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let result = callback.call1((arg,));
+    // SAFETY: as above; exiting the context entered just before, on this thread.
+    if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    result
+}
+
+/// What one C-level send step gives: a value to yield (the coroutine is suspended)
+/// or the value it returns.
+pub(crate) enum Sent<'py> {
+    Yield(Bound<'py, PyAny>),
+    Return(Bound<'py, PyAny>),
+}
+
+/// A pyclass whose type gets an `am_send` slot.
+pub(crate) trait SendSlot: PyClass + PyTypeInfo {
+    /// One step, as `send(None)` would take it (exceptions as `Err`). Must not panic.
+    fn send_slot<'py>(slf: &Bound<'py, Self>) -> PyResult<Sent<'py>>;
+}
+
+/// The `am_send` slot: the C-level step that `await` (on 3.10 and 3.11; 3.12 and
+/// later call `__next__`) and asyncio's C `Task` (every version) use when a type
+/// has one. It hands the return value back as a value, where a Python-level
+/// `send` must raise `StopIteration(value)` (building and normalizing an exception
+/// at every ready `await`).
+unsafe extern "C" fn am_send<T: SendSlot>(
+    slf: *mut ffi::PyObject,
+    _arg: *mut ffi::PyObject,
+    result: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    use ffi::PySendResult::{PYGEN_ERROR, PYGEN_NEXT, PYGEN_RETURN};
+    // SAFETY: CPython calls a type's `am_send` with the GIL held, `slf` a borrowed
+    // reference to an instance of the type the slot was installed on (or of a
+    // subclass, which has the same layout), and `result` a valid place for one new
+    // reference.
+    let py = unsafe { Python::assume_attached() };
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<T>() };
+    let (status, value) = match T::send_slot(&slf) {
+        Ok(Sent::Yield(value)) => (PYGEN_NEXT, value.into_ptr()),
+        Ok(Sent::Return(value)) => (PYGEN_RETURN, value.into_ptr()),
+        Err(err) => {
+            err.restore(py);
+            (PYGEN_ERROR, std::ptr::null_mut())
+        }
+    };
+    // SAFETY: see above; the caller owns the reference written here.
+    unsafe { *result = value };
+    status
+}
+
+/// Writes [`am_send`] into `T`'s type; called once, from the module's
+/// initialisation, before any instance exists.
+pub(crate) fn install_am_send<T: SendSlot>(py: Python<'_>) {
+    let tp = T::type_object(py).as_type_ptr();
+    // SAFETY: `tp` is the live heap type PyO3 created with `PyType_FromSpec` (kept
+    // alive by PyO3's static), and the GIL is held. For heap types `tp_as_async`
+    // points into the type object itself (`PyHeapTypeObject::as_async`, set for
+    // every heap type), never into shared static tables, so writing it affects this
+    // type only; it is checked for null anyway. Nothing caches `am_send`: CPython
+    // reads the slot at each `PyIter_Send`.
+    unsafe {
+        let methods = (*tp).tp_as_async;
+        if !methods.is_null() {
+            (*methods).am_send = Some(am_send::<T>);
+        }
+    }
+}
+
+/// A pyclass with a finalizer: Python code run as an instance is destroyed, with
+/// the instance still whole, the way `__del__` runs (PyO3 has no `__del__`).
+pub(crate) trait Finalize: PyClass + PyTypeInfo {
+    /// The finalizer. Runs with the GIL held; may call Python code and pass `slf`
+    /// to it (a reference kept beyond the call resurrects the object, which is
+    /// allowed). Must not panic.
+    fn finalize(slf: &Bound<'_, Self>);
+
+    /// Where [`install_finalizer`] keeps PyO3's own `tp_dealloc` for this type.
+    fn pyo3_dealloc() -> &'static OnceLock<ffi::destructor>;
+}
+
+unsafe extern "C" fn tp_finalize<T: Finalize>(obj: *mut ffi::PyObject) {
+    // SAFETY: CPython calls `tp_finalize` with the GIL held and `obj` a live
+    // instance of the type it was installed on (temporarily resurrected when called
+    // from `tp_dealloc`, so a borrowed reference is valid for the call).
+    let py = unsafe { Python::assume_attached() };
+    let slf = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<T>() };
+    // A finalizer must leave the exception state as it found it (an exception may
+    // be propagating while this object is dropped).
+    let pending = PyErr::take(py);
+    T::finalize(&slf);
+    if let Some(pending) = pending {
+        pending.restore(py);
+    }
+}
+
+unsafe extern "C" fn dealloc_finalizing<T: Finalize>(obj: *mut ffi::PyObject) {
+    // SAFETY: called by CPython as `tp_dealloc`, with the GIL held and the refcount
+    // at zero, which is what `PyObject_CallFinalizerFromDealloc` requires. It runs
+    // `tp_finalize` once (GC types record that it ran, so a finalizer the collector
+    // already ran is not repeated) and returns -1 if the finalizer resurrected the
+    // object, in which case it must not be freed. The object is still GC-tracked
+    // here (PyO3's deallocator untracks it next), as the finalizer requires.
+    unsafe {
+        if ffi::PyObject_CallFinalizerFromDealloc(obj) < 0 {
+            return;
+        }
+        if let Some(dealloc) = T::pyo3_dealloc().get() {
+            dealloc(obj);
+        }
+    }
+}
+
+/// Gives `T` a `tp_finalize` running [`Finalize::finalize`], and a `tp_dealloc`
+/// that runs it before PyO3's own. Called once, from the module's initialisation,
+/// before any instance exists.
+pub(crate) fn install_finalizer<T: Finalize>(py: Python<'_>) {
+    let tp = T::type_object(py).as_type_ptr();
+    // SAFETY: as in `install_am_send`: a live heap type, the GIL held, no instance
+    // yet. `tp_finalize` and `tp_dealloc` are fields of the type object itself. The
+    // original `tp_dealloc` (PyO3's, always set for a pyclass) is kept before it is
+    // replaced, and only replaced once (`set` fails on a second call, which then
+    // leaves the type alone), so `dealloc_finalizing` always finds it.
+    unsafe {
+        let Some(original) = (*tp).tp_dealloc else {
+            return;
+        };
+        if T::pyo3_dealloc().set(original).is_ok() {
+            (*tp).tp_finalize = Some(tp_finalize::<T>);
+            (*tp).tp_dealloc = Some(dealloc_finalizing::<T>);
+        }
+    }
+}
+
+/// On Python 3.11, the object holding this thread's running loop: the value of
+/// `__asyncio_running_event_loop__` in the thread state's dict, which
+/// `asyncio._set_running_loop` replaces with a *new* holder whenever a loop starts
+/// or stops running on the thread (so the same holder means the same running loop).
+/// `None` on 3.12 and later, which dropped the holder, or where it is not found.
+pub(crate) fn running_loop_holder(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
+    static KEY: pyo3::sync::PyOnceLock<Py<PyString>> = pyo3::sync::PyOnceLock::new();
+    if version_at_least(3, 12) {
+        return Ok(None);
+    }
+    let key = KEY.get_or_init(py, || {
+        PyString::intern(py, "__asyncio_running_event_loop__").unbind()
+    });
+    // SAFETY: the GIL is held (`py`). `PyThreadState_GetDict` returns a borrowed
+    // reference to this thread's state dict, or NULL without an exception when
+    // there is none; the dict is owned by the thread state, which outlives this
+    // call, and is only read here through a new reference.
+    let dict = unsafe { Bound::from_borrowed_ptr_or_opt(py, ffi::PyThreadState_GetDict()) };
+    let Some(dict) = dict else {
+        return Ok(None);
+    };
+    dict.cast_into::<PyDict>()?.get_item(key.bind(py))
+}

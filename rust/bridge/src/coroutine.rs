@@ -1,0 +1,561 @@
+//! `RustCoroutine`: what calling a cell's `async fn` returns.
+//!
+//! It is a coroutine in the sense asyncio and `collections.abc.Coroutine` use
+//! (`send`, `throw`, `close`, `__await__`), and nothing more: not a future, not
+//! iterable. Calling the function only creates the Rust future; nothing runs and no
+//! loop is looked up until something awaits it, so `asyncio.run(f())`, or creating
+//! the coroutine in one cell and awaiting it in the next, both work.
+//!
+//! The first `send` (an `await`, or a Task stepping it) starts it on the loop
+//! running on that thread: the future is spawned on the runtime (or first polled in
+//! place, for `#[rust_async(inline)]`), and the coroutine yields a [`RustFuture`]
+//! for the driving Task to wait on, as an `async def` awaiting an asyncio future
+//! yields that future. The next `send` returns its result. Everything else follows
+//! Python's own coroutines: sending a value into a fresh one, reusing a finished
+//! one, awaiting one twice at once, `throw`, `close`, PEP 479, and the
+//! `RuntimeWarning` for one never awaited.
+//!
+//! `asyncio.ensure_future`, `gather`, `wait_for`, `create_task` and friends wrap a
+//! coroutine in a task. On a loop the bridge has run on, its task factory makes that
+//! a [`RustTask`](crate::task::RustTask), which runs the Rust future directly; on
+//! any other loop it is an ordinary `asyncio.Task` driving this coroutine.
+
+use std::sync::Mutex;
+use std::task::Poll;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyDeprecationWarning, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::gc::{PyTraverseError, PyVisit};
+use pyo3::prelude::*;
+use pyo3::types::{PyTraceback, PyTuple, PyType};
+
+use crate::cancel::CancelToken;
+use crate::capi::{version_at_least, SendSlot, Sent};
+use crate::convert::{settle, Output};
+use crate::future::{Call, RustFuture};
+use crate::running_loop::running_loop;
+use crate::runtime::Active;
+use crate::spawn::{poll_inline, runtime_warning};
+use crate::sync::{lock, Exclusive};
+
+const REUSED: &str = "cannot reuse already awaited coroutine";
+
+enum State {
+    /// Created, never started.
+    Fresh(Call),
+    /// Being stepped right now (an inline poll).
+    Running,
+    /// Started: suspended until its future is done.
+    Awaiting(Py<RustFuture>),
+    /// Handed to a task (`asyncio.create_task`), which runs it from now on.
+    Handed,
+    /// Returned, raised, or closed.
+    Closed,
+}
+
+/// A Rust future as a Python coroutine.
+#[pyclass(frozen, weakref, name = "RustCoroutine", module = "ipy_rustasync")]
+pub struct RustCoroutine {
+    name: &'static str,
+    state: Mutex<State>,
+}
+
+/// Wraps `future` (the cell function's future, ending in its converted output) into
+/// a new coroutine named `name`. `inline` as for `#[rust_async(inline)]`; `token`
+/// for a function taking a [`CancelHandle`](crate::CancelHandle) (cancelling calls
+/// `token.cancel()` and lets the future run on); `with_caller` for one taking Python
+/// async callables or awaitables.
+pub fn new_coroutine<F>(
+    py: Python<'_>,
+    name: &'static str,
+    inline: bool,
+    token: Option<CancelToken>,
+    with_caller: bool,
+    future: F,
+) -> PyResult<Py<RustCoroutine>>
+where
+    F: std::future::Future<Output = Output> + Send + 'static,
+{
+    Py::new(
+        py,
+        RustCoroutine {
+            name,
+            state: Mutex::new(State::Fresh(Call {
+                name,
+                future: Exclusive::new(Box::pin(future)),
+                inline,
+                cancel_token: token,
+                with_caller,
+            })),
+        },
+    )
+}
+
+fn no_loop_error(name: &str) -> PyErr {
+    PyRuntimeError::new_err(format!(
+        "{name}() must be awaited inside a running asyncio event loop; \
+         from synchronous code use ipy_rustasync.run({name}(...))"
+    ))
+}
+
+impl RustCoroutine {
+    /// Takes the unstarted call out, for a task to run (`None` if it was started).
+    pub(crate) fn hand_over(&self) -> Option<Call> {
+        let mut state = lock(&self.state);
+        if !matches!(*state, State::Fresh(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut *state, State::Handed) {
+            State::Fresh(call) => Some(call),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Sets the state, dropping the old one after the lock is released.
+    fn set(&self, state: State) {
+        let old = std::mem::replace(&mut *lock(&self.state), state);
+        drop(old);
+    }
+
+    /// One step, as `send(value)` takes it.
+    fn step<'py>(slf: &Bound<'py, Self>, value: Option<&Bound<'py, PyAny>>) -> PyResult<Sent<'py>> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut state = lock(&this.state);
+        if matches!(*state, State::Fresh(_)) && value.is_some_and(|v| !v.is_none()) {
+            return Err(PyTypeError::new_err(
+                "can't send non-None value to a just-started coroutine",
+            ));
+        }
+        match std::mem::replace(&mut *state, State::Running) {
+            State::Fresh(call) => {
+                drop(state);
+                let stepped = this.begin(py, call);
+                match stepped {
+                    Ok(Begun::Suspended(future)) => {
+                        this.set(State::Awaiting(future.clone_ref(py)));
+                        Ok(Sent::Yield(future.into_bound(py).into_any()))
+                    }
+                    Ok(Begun::Done(result)) => {
+                        this.set(State::Closed);
+                        result.map(|value| Sent::Return(value.into_bound(py)))
+                    }
+                    Err(err) => {
+                        this.set(State::Closed);
+                        Err(err)
+                    }
+                }
+            }
+            other => {
+                *state = other;
+                this.resume(py, state)
+            }
+        }
+    }
+
+    /// A step of a coroutine that is not fresh (`state` is its locked state).
+    fn resume<'py>(
+        &self,
+        py: Python<'py>,
+        state: std::sync::MutexGuard<'_, State>,
+    ) -> PyResult<Sent<'py>> {
+        match &*state {
+            State::Fresh(_) => Err(PyRuntimeError::new_err(REUSED)),
+            State::Running => Err(PyValueError::new_err("coroutine already executing")),
+            State::Awaiting(future) => {
+                let future = future.clone_ref(py);
+                drop(state);
+                let waited = future.get();
+                if !waited.is_done() {
+                    // What an `async def` suspended on an asyncio future does when
+                    // sent into before the future is done.
+                    self.set(State::Closed);
+                    RustFuture::abandon(future.bind(py));
+                    return Err(PyRuntimeError::new_err("await wasn't used with future"));
+                }
+                self.set(State::Closed);
+                waited
+                    .outcome(py)
+                    .map(|value| Sent::Return(value.into_bound(py)))
+            }
+            State::Handed | State::Closed => Err(PyRuntimeError::new_err(REUSED)),
+        }
+    }
+
+    /// Starts `call` on the running loop: inline first if asked; a future still
+    /// pending is spawned, and returned for the caller to wait on.
+    fn begin(&self, py: Python<'_>, call: Call) -> PyResult<Begun> {
+        let Call {
+            name,
+            mut future,
+            inline,
+            cancel_token,
+            with_caller,
+        } = call;
+        if inline && !with_caller {
+            // A future that is ready at once needs no loop at all.
+            let active = Active::new()?;
+            if let Poll::Ready(outcome) = poll_inline(py, name, &active, future.get_mut()) {
+                return Ok(Begun::Done(settle(py, outcome)));
+            }
+        }
+        let Some(event_loop) = running_loop(py)? else {
+            return Err(no_loop_error(name));
+        };
+        let waiter = Bound::new(py, RustFuture::new(name, event_loop.unbind(), cancel_token))?;
+        let inline_later = inline && with_caller;
+        RustFuture::start(&waiter, future, inline_later, with_caller, None, true)?;
+        waiter.get().set_blocking();
+        Ok(Begun::Suspended(waiter.unbind()))
+    }
+
+    /// `throw(typ, val, tb)`: the exception is raised where the coroutine waits,
+    /// which Rust cannot catch, so it ends the coroutine (dropping the Rust future)
+    /// and propagates.
+    fn throw_in(slf: &Bound<'_, Self>, exc: PyErr) -> PyErr {
+        let py = slf.py();
+        let this = slf.get();
+        let mut state = lock(&this.state);
+        if matches!(*state, State::Running) {
+            return PyValueError::new_err("coroutine already executing");
+        }
+        let old = match &*state {
+            State::Handed => State::Handed,
+            _ => std::mem::replace(&mut *state, State::Closed),
+        };
+        drop(state);
+        if let State::Awaiting(future) = &old {
+            RustFuture::abandon(future.bind(py));
+        }
+        drop(old);
+        exc
+    }
+
+    fn close_now(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut state = lock(&this.state);
+        if matches!(*state, State::Running) {
+            return Err(PyValueError::new_err("coroutine already executing"));
+        }
+        if matches!(*state, State::Handed) {
+            return Ok(());
+        }
+        let old = std::mem::replace(&mut *state, State::Closed);
+        drop(state);
+        if let State::Awaiting(future) = &old {
+            RustFuture::abandon(future.bind(py));
+        }
+        drop(old);
+        Ok(())
+    }
+}
+
+enum Begun {
+    Suspended(Py<RustFuture>),
+    Done(PyResult<Py<PyAny>>),
+}
+
+/// The exception `throw(typ, val, tb)` raises, built by the rules generators and
+/// coroutines follow (and with their messages).
+pub(crate) fn thrown(
+    py: Python<'_>,
+    typ: &Bound<'_, PyAny>,
+    val: Option<&Bound<'_, PyAny>>,
+    tb: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyErr> {
+    let val = val.filter(|v| !v.is_none());
+    let tb = tb.filter(|t| !t.is_none());
+    if (val.is_some() || tb.is_some()) && version_at_least(3, 12) {
+        PyErr::warn(
+            py,
+            &py.get_type::<PyDeprecationWarning>(),
+            c"the (type, exc, tb) signature of throw() is deprecated, use the single-arg signature instead.",
+            1,
+        )?;
+    }
+    if let Some(tb) = tb {
+        if !tb.is_instance_of::<PyTraceback>() {
+            return Err(PyTypeError::new_err(
+                "throw() third argument must be a traceback object",
+            ));
+        }
+    }
+    let base = py.get_type::<pyo3::exceptions::PyBaseException>();
+    let exc = if let Ok(class) = typ.cast::<PyType>() {
+        if !class.is_subclass(&base)? {
+            return Err(not_an_exception(typ));
+        }
+        match val {
+            Some(val) if val.is_instance(class)? => val.clone(),
+            Some(val) => match val.cast::<PyTuple>() {
+                Ok(args) => class.call1(args)?,
+                Err(_) => class.call1((val,))?,
+            },
+            None => class.call0()?,
+        }
+    } else if typ.is_instance(&base)? {
+        if val.is_some() {
+            return Err(PyTypeError::new_err(
+                "instance exception may not have a separate value",
+            ));
+        }
+        typ.clone()
+    } else {
+        return Err(not_an_exception(typ));
+    };
+    if let Some(tb) = tb {
+        exc.setattr("__traceback__", tb)?;
+    }
+    Ok(PyErr::from_value(exc))
+}
+
+fn not_an_exception(typ: &Bound<'_, PyAny>) -> PyErr {
+    let name = typ
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    PyTypeError::new_err(format!(
+        "exceptions must be classes or instances deriving from BaseException, not {name}"
+    ))
+}
+
+impl SendSlot for RustCoroutine {
+    fn send_slot<'py>(slf: &Bound<'py, Self>) -> PyResult<Sent<'py>> {
+        guarded(slf.py(), || RustCoroutine::step(slf, None))
+    }
+}
+
+/// Runs a step, turning a panic in the bridge's own code into `RustPanic` (the
+/// cell's own code is caught where it runs).
+fn guarded<'py>(py: Python<'py>, f: impl FnOnce() -> PyResult<Sent<'py>>) -> PyResult<Sent<'py>> {
+    crate::panics::catching(f).unwrap_or_else(|report| Err(report.into_pyerr(py)))
+}
+
+fn raising(sent: Sent<'_>) -> PyResult<Bound<'_, PyAny>> {
+    match sent {
+        Sent::Yield(value) => Ok(value),
+        Sent::Return(value) => Err(pyo3::exceptions::PyStopIteration::new_err(
+            (value.unbind(),),
+        )),
+    }
+}
+
+#[pymethods]
+impl RustCoroutine {
+    fn send<'py>(slf: &Bound<'py, Self>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        raising(guarded(slf.py(), || RustCoroutine::step(slf, Some(value)))?)
+    }
+
+    #[pyo3(signature = (typ, val=None, tb=None))]
+    fn throw(
+        slf: &Bound<'_, Self>,
+        typ: Bound<'_, PyAny>,
+        val: Option<Bound<'_, PyAny>>,
+        tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let exc = thrown(slf.py(), &typ, val.as_ref(), tb.as_ref())?;
+        Err(RustCoroutine::throw_in(slf, exc))
+    }
+
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        RustCoroutine::close_now(slf)
+    }
+
+    /// The iterator `await` drives (a coroutine is not iterable itself).
+    fn __await__(slf: &Bound<'_, Self>) -> PyResult<CoroutineWrapper> {
+        if matches!(*lock(&slf.get().state), State::Awaiting(_) | State::Running) {
+            return Err(PyRuntimeError::new_err(
+                "coroutine is being awaited already",
+            ));
+        }
+        Ok(CoroutineWrapper {
+            coroutine: slf.clone().unbind(),
+        })
+    }
+
+    #[getter]
+    fn __name__(&self) -> &'static str {
+        self.name
+    }
+
+    #[getter]
+    fn __qualname__(&self) -> &'static str {
+        self.name
+    }
+
+    /// The future it is suspended on, if any.
+    #[getter]
+    fn cr_await(&self, py: Python<'_>) -> Option<Py<RustFuture>> {
+        match &*lock(&self.state) {
+            State::Awaiting(future) => Some(future.clone_ref(py)),
+            _ => None,
+        }
+    }
+
+    #[getter]
+    fn cr_running(&self) -> bool {
+        matches!(*lock(&self.state), State::Running)
+    }
+
+    #[getter]
+    fn cr_suspended(&self) -> bool {
+        matches!(*lock(&self.state), State::Awaiting(_))
+    }
+
+    /// A Rust coroutine has no Python frame or code object.
+    #[getter]
+    fn cr_frame(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
+    #[getter]
+    fn cr_code(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
+    #[getter]
+    fn cr_origin(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
+    /// Runs it to the end from synchronous code, blocking this thread (what
+    /// `ipy_rustasync.run` does with a Rust coroutine).
+    #[pyo3(signature = (timeout=None))]
+    fn _run_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        let timeout = match timeout {
+            Some(t) if !(t.is_finite() && t >= 0.0) => {
+                return Err(PyValueError::new_err(format!(
+                    "timeout must be a non-negative number of seconds, not {t}"
+                )))
+            }
+            Some(t) => Some(Duration::from_secs_f64(t)),
+            None => None,
+        };
+        let call = {
+            let mut state = lock(&self.state);
+            if !matches!(*state, State::Fresh(_)) {
+                return Err(PyRuntimeError::new_err(format!(
+                    "{}() is already being awaited (or has finished); ipy_rustasync.run needs a fresh call",
+                    self.name
+                )));
+            }
+            match std::mem::replace(&mut *state, State::Closed) {
+                State::Fresh(call) => call,
+                _ => unreachable!("checked just above"),
+            }
+        };
+        crate::blocking::run(py, call, timeout)
+    }
+
+    /// Makes the task for `asyncio.create_task(this)` on a loop whose task factory
+    /// belongs to another cell library (each cell has its own coroutine type).
+    #[pyo3(signature = (event_loop, **kwargs))]
+    fn __ira_task__(
+        slf: &Bound<'_, Self>,
+        event_loop: &Bound<'_, PyAny>,
+        kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        crate::task::create(event_loop, slf, kwargs)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        format!(
+            "<RustCoroutine object {} at {:#x}>",
+            slf.get().name,
+            slf.as_ptr() as usize
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(state) = self.state.try_lock() {
+            if let State::Awaiting(future) = &*state {
+                visit.call(future)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RustCoroutine {
+    fn drop(&mut self) {
+        let state = std::mem::replace(
+            self.state
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            State::Closed,
+        );
+        match state {
+            // Like Python's own coroutines: a call nobody awaited is almost always a
+            // forgotten `await`, so say so (leaving any exception in flight alone).
+            State::Fresh(call) => Python::attach(|py| {
+                runtime_warning(py, &format!("coroutine '{}' was never awaited", self.name));
+                drop(call);
+            }),
+            // Abandoned while suspended: closed, as Python closes a collected
+            // coroutine, which drops the Rust future.
+            State::Awaiting(future) => Python::attach(|py| RustFuture::abandon(future.bind(py))),
+            State::Running | State::Handed | State::Closed => {}
+        }
+    }
+}
+
+/// What `await coroutine` drives: `coroutine.__await__()`, an iterator that steps
+/// the coroutine (Python's `coroutine_wrapper`).
+#[pyclass(frozen, name = "RustCoroutineWrapper", module = "ipy_rustasync")]
+pub struct CoroutineWrapper {
+    coroutine: Py<RustCoroutine>,
+}
+
+impl SendSlot for CoroutineWrapper {
+    fn send_slot<'py>(slf: &Bound<'py, Self>) -> PyResult<Sent<'py>> {
+        let coroutine = slf.get().coroutine.bind(slf.py());
+        guarded(slf.py(), || RustCoroutine::step(coroutine, None))
+    }
+}
+
+#[pymethods]
+impl CoroutineWrapper {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let coroutine = self.coroutine.bind(py);
+        raising(guarded(py, || RustCoroutine::step(coroutine, None))?)
+    }
+
+    fn send<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        RustCoroutine::send(self.coroutine.bind(py), value)
+    }
+
+    #[pyo3(signature = (typ, val=None, tb=None))]
+    fn throw(
+        &self,
+        py: Python<'_>,
+        typ: Bound<'_, PyAny>,
+        val: Option<Bound<'_, PyAny>>,
+        tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        RustCoroutine::throw(self.coroutine.bind(py), typ, val, tb)
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        RustCoroutine::close_now(self.coroutine.bind(py))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.coroutine)
+    }
+}
+
+/// Called by the module's initialisation.
+pub(crate) fn init(py: Python<'_>) {
+    crate::capi::install_am_send::<RustCoroutine>(py);
+    crate::capi::install_am_send::<CoroutineWrapper>(py);
+}

@@ -1,0 +1,143 @@
+//! `RustAsyncFunction`: how a cell's `pub async fn` appears in Python.
+//!
+//! PyO3 makes each exported function a builtin, which `inspect` and asyncio cannot
+//! tell from a plain function: `inspect.iscoroutinefunction(f)` and
+//! `asyncio.iscoroutinefunction(f)` would say False, and frameworks that dispatch on
+//! them (pytest-asyncio, FastAPI, anyio, IPython) would call it as a sync function.
+//! This wrapper calls the builtin and carries what those checks read: a
+//! `__code__` flagged `CO_COROUTINE` with the function's parameters (the duck typing
+//! `inspect` documents for compiled functions, as Cython's use; it also gives
+//! `inspect.signature`), asyncio's `_is_coroutine` marker (3.11) and `inspect`'s
+//! `_is_coroutine_marker` (3.12 and later).
+
+use pyo3::exceptions::PyAttributeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyModule, PyTuple};
+
+/// A cell's `async fn` as a Python coroutine function.
+#[pyclass(frozen, dict, name = "RustAsyncFunction", module = "ipy_rustasync")]
+pub struct RustAsyncFunction {
+    function: Py<PyAny>,
+    code: Py<PyAny>,
+}
+
+#[pymethods]
+impl RustAsyncFunction {
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(self.function.bind(py).call(args, kwargs)?.unbind())
+    }
+
+    #[getter]
+    fn __name__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.function.bind(py).getattr("__name__")?.unbind())
+    }
+
+    #[getter]
+    fn __qualname__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.function.bind(py).getattr("__qualname__")?.unbind())
+    }
+
+    #[getter]
+    fn __doc__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.function.bind(py).getattr("__doc__")?.unbind())
+    }
+
+    #[getter]
+    fn __module__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.function.bind(py).getattr("__module__")?.unbind())
+    }
+
+    #[getter]
+    fn __text_signature__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self
+            .function
+            .bind(py)
+            .getattr("__text_signature__")?
+            .unbind())
+    }
+
+    #[getter]
+    fn __code__(&self, py: Python<'_>) -> Py<PyAny> {
+        self.code.clone_ref(py)
+    }
+
+    #[getter]
+    fn __defaults__(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
+    #[getter]
+    fn __kwdefaults__(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
+    #[getter]
+    fn __annotations__<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
+        PyDict::new(py)
+    }
+
+    /// asyncio's own marker (`asyncio.iscoroutinefunction` on 3.11).
+    #[getter]
+    fn _is_coroutine(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        marker(py, &IS_COROUTINE, "asyncio.coroutines", "_is_coroutine")
+    }
+
+    /// `inspect.markcoroutinefunction`'s marker (3.12 and later).
+    #[getter]
+    fn _is_coroutine_marker(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        marker(py, &COROUTINE_MARK, "inspect", "_is_coroutine_mark")
+    }
+
+    /// Pickled by reference, as the builtin would be.
+    fn __reduce__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.__qualname__(py)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "<Rust async function {}>",
+            self.function.bind(py).getattr("__name__")?
+        ))
+    }
+}
+
+static IS_COROUTINE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static COROUTINE_MARK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn marker(
+    py: Python<'_>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    name: &str,
+) -> PyResult<Py<PyAny>> {
+    match cell.import(py, module, name) {
+        Ok(found) => Ok(found.clone().unbind()),
+        Err(_) => Err(PyAttributeError::new_err(name.to_owned())),
+    }
+}
+
+/// Adds `function` (the PyO3 builtin of an exported `async fn` whose Python
+/// parameters are `params`) to the module `m`, wrapped.
+pub fn add_async_function(
+    m: &Bound<'_, PyModule>,
+    function: Bound<'_, PyAny>,
+    params: &[&str],
+) -> PyResult<()> {
+    let py = m.py();
+    let name = function.getattr("__name__")?;
+    let code = py
+        .import("ipy_rustasync._glue")?
+        .call_method1("coroutine_code", (&name, params.to_vec(), m.name()?))?;
+    let wrapped = RustAsyncFunction {
+        function: function.unbind(),
+        code: code.unbind(),
+    };
+    m.add(name.cast_into::<pyo3::types::PyString>()?, wrapped)
+}

@@ -1,0 +1,930 @@
+//! `RustFuture`: a started Rust future as an asyncio future.
+//!
+//! It is what a Rust coroutine waits on (the object its `await` yields to the
+//! driving Task, as `asyncio.Future.__await__` yields itself), and the base of
+//! [`RustTask`](crate::task::RustTask), which asyncio's APIs get from the bridge's
+//! task factory. It implements the asyncio future protocol the way
+//! `asyncio.Future` does (`_asyncio_future_blocking`, `get_loop`,
+//! `add_done_callback`, `remove_done_callback`, `result`, `exception`, `cancel`, ...,
+//! and `__await__`, re-awaitable once done), with three differences in kind: its
+//! result comes from Rust (`set_result` and `set_exception` raise, as a Task's do);
+//! cancelling it drops the Rust future (or signals its `CancelHandle`); and the done
+//! callbacks of a result delivered by the loop's channel run inside that channel's
+//! loop callback rather than each in a callback of its own.
+//!
+//! State lives behind one mutex that is never held while Python code runs (a done
+//! callback, an `__eq__`, a `__del__` reached by dropping an object): every method
+//! decides under the lock, takes out what it must act on, and acts after releasing
+//! it. So Python code re-entering any method from anywhere cannot deadlock or see a
+//! half-made change, with or without the GIL.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::gc::{PyTraverseError, PyVisit};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyList, PyTuple};
+
+use crate::callback::{Caller, CALLER};
+use crate::callbacks::{schedule, Callback, DoneCallbacks, Due};
+use crate::cancel::CancelToken;
+use crate::capi::{copy_context, SendSlot, Sent};
+use crate::channel::{channel_for, Queued, Started};
+use crate::convert::{settle, Outcome};
+use crate::runtime::Active;
+use crate::spawn::{poll_inline, spawn, BoxFuture, Completing, Completion, Launch, Sink};
+use crate::sync::{lock, Exclusive};
+
+/// A cell function's call, not started yet: what its coroutine holds until something
+/// awaits it.
+pub struct Call {
+    pub(crate) name: &'static str,
+    pub(crate) future: Exclusive<BoxFuture>,
+    /// `#[rust_async(inline)]`: the first poll happens on the starting thread.
+    pub(crate) inline: bool,
+    /// For a function taking a `CancelHandle`: cancelling signals it instead of
+    /// dropping the future.
+    pub(crate) cancel_token: Option<CancelToken>,
+    /// For a function taking an `AsyncCallable` or `PyAwaitable`: the future runs
+    /// knowing its caller's loop and context (see `callback.rs`).
+    pub(crate) with_caller: bool,
+}
+
+/// Where a future is in its life.
+enum Stage {
+    /// Started, waiting in its loop's channel to be handed to the runtime.
+    Queued(Pending),
+    /// Being polled inline right now.
+    Polling,
+    /// On the runtime.
+    Running(crate::spawn::Abort),
+    /// A task whose cancellation was requested: the Rust side is stopped, and the
+    /// task becomes cancelled on the loop's next turn (as a Task does once its
+    /// coroutine has taken the `CancelledError`).
+    Cancelling,
+    Finished(Result<Py<PyAny>, Stored>),
+    Cancelled,
+}
+
+/// A queued future and what it holds on to until it runs.
+struct Pending {
+    future: Exclusive<BoxFuture>,
+    inline: bool,
+    /// Whether Python sees it as started (a coroutine was sent into). A task
+    /// cancelled before it starts never runs, as a Task's coroutine never does; a
+    /// started one taking a `CancelHandle` still runs, to see its cancellation.
+    started: bool,
+    active: Active,
+    sink: Arc<dyn Sink>,
+}
+
+/// An exception as a finished future keeps it: raising it again must not grow its
+/// traceback (asyncio keeps the traceback from when it was set).
+pub(crate) struct Stored {
+    exc: Py<PyAny>,
+    traceback: Option<Py<PyAny>>,
+}
+
+impl Stored {
+    fn new(py: Python<'_>, err: PyErr) -> Self {
+        let traceback = err.traceback(py).map(|tb| tb.into_any().unbind());
+        Stored {
+            exc: err.into_value(py).into_any(),
+            traceback,
+        }
+    }
+
+    fn raise(&self, py: Python<'_>) -> PyErr {
+        let exc = self.exc.bind(py);
+        let traceback = self
+            .traceback
+            .as_ref()
+            .map_or_else(|| py.None(), |tb| tb.clone_ref(py));
+        if let Err(err) = exc.setattr(pyo3::intern!(py, "__traceback__"), traceback) {
+            return err;
+        }
+        PyErr::from_value(exc.clone())
+    }
+}
+
+struct Inner {
+    stage: Stage,
+    callbacks: DoneCallbacks,
+    /// An exception was set and nobody has looked at it yet (see `RustTask`'s
+    /// finalizer, which reports it as asyncio does).
+    log_traceback: bool,
+    cancel_message: Option<Py<PyAny>>,
+}
+
+/// A started Rust future as an asyncio future.
+#[pyclass(
+    frozen,
+    subclass,
+    weakref,
+    name = "RustFuture",
+    module = "ipy_rustasync"
+)]
+pub struct RustFuture {
+    name: &'static str,
+    event_loop: Py<PyAny>,
+    inner: Mutex<Inner>,
+    /// `_asyncio_future_blocking`, which `Future.__await__` sets and the Task resets.
+    blocking: AtomicBool,
+    cancel_token: Option<CancelToken>,
+}
+
+static CANCELLED_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static INVALID_STATE_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn cancelled_error(py: Python<'_>, message: Option<&Py<PyAny>>) -> PyErr {
+    let made = CANCELLED_ERROR
+        .import(py, "asyncio", "CancelledError")
+        .and_then(|class| match message {
+            Some(message) => class.call1((message,)),
+            None => class.call0(),
+        });
+    match made {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
+
+fn invalid_state(py: Python<'_>, message: &str) -> PyErr {
+    match INVALID_STATE_ERROR
+        .import(py, "asyncio", "InvalidStateError")
+        .and_then(|class| class.call1((message,)))
+    {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
+
+/// What `cancel` leaves to do once the lock is released.
+pub(crate) struct Stopped {
+    /// The Rust future, dropped outside the lock (its destructors are user code).
+    dropped: Option<Pending>,
+    due: Due,
+}
+
+impl RustFuture {
+    /// A future named `name` (the cell function's) on `event_loop`, not yet started
+    /// (see [`RustFuture::start`]).
+    pub(crate) fn new(
+        name: &'static str,
+        event_loop: Py<PyAny>,
+        cancel_token: Option<CancelToken>,
+    ) -> Self {
+        RustFuture {
+            name,
+            event_loop,
+            inner: Mutex::new(Inner {
+                stage: Stage::Cancelled,
+                callbacks: DoneCallbacks::default(),
+                log_traceback: false,
+                cancel_message: None,
+            }),
+            blocking: AtomicBool::new(false),
+            cancel_token,
+        }
+    }
+
+    pub(crate) fn event_loop(&self) -> &Py<PyAny> {
+        &self.event_loop
+    }
+
+    /// Starts the future on its loop: `eager` (a coroutine being awaited, or a task
+    /// created with `eager_start`) spawns it now if it is the first start of the
+    /// loop's turn; otherwise it waits for the channel to launch it on the next turn.
+    /// `inline` futures are polled once in place before they are spawned (`eager`
+    /// callers have done that themselves). `context` is the caller's
+    /// `contextvars` context, for functions that call back into Python.
+    pub(crate) fn start(
+        slf: &Bound<'_, Self>,
+        future: Exclusive<BoxFuture>,
+        inline: bool,
+        with_caller: bool,
+        context: Option<Py<PyAny>>,
+        eager: bool,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let event_loop = this.event_loop.bind(py);
+        let (channel, _) = channel_for(py, event_loop)?;
+        let mut future = future;
+        if with_caller {
+            let caller = Caller {
+                channel: channel.clone(),
+                context: Arc::new(match context {
+                    Some(context) => context,
+                    None => copy_context(py)?,
+                }),
+                event_loop: Arc::new(event_loop.clone().unbind()),
+            };
+            let inner = future.into_inner();
+            future = Exclusive::new(Box::pin(CALLER.scope(caller, inner)));
+        }
+        let pending = Pending {
+            future,
+            inline,
+            started: eager,
+            active: Active::new()?,
+            sink: channel.sink(),
+        };
+        lock(&this.inner).stage = Stage::Queued(pending);
+        let queued = Queued {
+            target: slf.clone().into_any().unbind(),
+            launch: launch_queued,
+        };
+        match channel.start(py, event_loop, queued, eager) {
+            Ok(Started::Now) => {
+                let stage = take_queued(this);
+                if let Some(mut pending) = stage {
+                    let target = slf.clone().into_any().unbind();
+                    if pending.inline {
+                        if let Poll::Ready(outcome) =
+                            poll_inline(py, this.name, &pending.active, pending.future.get_mut())
+                        {
+                            Completion::new(pending.sink, target, deliver).finish(outcome);
+                            return Ok(());
+                        }
+                    }
+                    let abort = spawn(
+                        pending.active,
+                        Completing::new(
+                            pending.future.into_inner(),
+                            Completion::new(pending.sink, target, deliver),
+                        ),
+                    );
+                    set_running(this, abort);
+                }
+                Ok(())
+            }
+            Ok(Started::Queued) => Ok(()),
+            Err(err) => {
+                let dropped = take_queued(this);
+                drop(dropped);
+                Err(err)
+            }
+        }
+    }
+
+    /// Cancels it as `cancel()` does: what a coroutine does with the future it waits
+    /// on when it is closed, thrown into or collected.
+    pub(crate) fn abandon(slf: &Bound<'_, Self>) {
+        RustFuture::cancel(slf, None);
+    }
+
+    /// Sets `_asyncio_future_blocking`, as `Future.__await__` does before it yields.
+    pub(crate) fn set_blocking(&self) {
+        self.blocking.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it is finished or cancelled.
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(
+            lock(&self.inner).stage,
+            Stage::Finished(_) | Stage::Cancelled
+        )
+    }
+
+    /// The result as `await` gives it (raising the exception), marking it retrieved.
+    pub(crate) fn outcome(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let mut inner = lock(&self.inner);
+        inner.log_traceback = false;
+        match &inner.stage {
+            Stage::Finished(Ok(value)) => Ok(value.clone_ref(py)),
+            Stage::Finished(Err(stored)) => Err(stored.raise(py)),
+            Stage::Cancelled => {
+                let message = inner.cancel_message.as_ref().map(|m| m.clone_ref(py));
+                drop(inner);
+                Err(cancelled_error(py, message.as_ref()))
+            }
+            _ => Err(invalid_state(py, "Result is not set.")),
+        }
+    }
+
+    /// Marks an exception as seen (cancelling a task does, as asyncio's does).
+    pub(crate) fn forget_exception(&self) {
+        lock(&self.inner).log_traceback = false;
+    }
+
+    /// The stored exception, without marking it seen.
+    pub(crate) fn stored_exception(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        match &lock(&self.inner).stage {
+            Stage::Finished(Err(stored)) => Some(stored.exc.clone_ref(py)),
+            _ => None,
+        }
+    }
+
+    /// Whether a finished exception was never looked at, and takes it (for the
+    /// task's finalizer).
+    pub(crate) fn unretrieved(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let inner = lock(&self.inner);
+        match &inner.stage {
+            Stage::Finished(Err(stored)) if inner.log_traceback => Some(stored.exc.clone_ref(py)),
+            _ => None,
+        }
+    }
+
+    /// Whether it is still pending (not finished, cancelled or being cancelled).
+    pub(crate) fn is_pending(&self) -> bool {
+        matches!(
+            lock(&self.inner).stage,
+            Stage::Queued(_) | Stage::Polling | Stage::Running(_)
+        )
+    }
+
+    /// Stops the Rust side. `then`: `Cancelled` (a future: done now) or `Cancelling`
+    /// (a task: done on the loop's next turn). False if it was not pending.
+    pub(crate) fn stop(
+        &self,
+        py: Python<'_>,
+        message: Option<Py<PyAny>>,
+        task: bool,
+    ) -> (bool, Stopped) {
+        let mut inner = lock(&self.inner);
+        inner.log_traceback = false;
+        let before = std::mem::replace(&mut inner.stage, Stage::Cancelled);
+        let (stopped, dropped) = match before {
+            Stage::Queued(pending) => match &self.cancel_token {
+                // A started function with a `CancelHandle` runs, told it is
+                // cancelled, to clean up; its outcome is ignored.
+                Some(token) if pending.started => {
+                    token.cancel();
+                    let target = py.None();
+                    let _ = spawn(
+                        pending.active,
+                        Completing::new(
+                            pending.future.into_inner(),
+                            Completion::new(pending.sink, target, ignore),
+                        ),
+                    );
+                    (true, None)
+                }
+                _ => (true, Some(pending)),
+            },
+            Stage::Running(abort) => {
+                match &self.cancel_token {
+                    Some(token) => token.cancel(),
+                    None => abort.abort(),
+                }
+                (true, None)
+            }
+            Stage::Polling => {
+                if let Some(token) = &self.cancel_token {
+                    token.cancel();
+                }
+                (true, None)
+            }
+            other => {
+                inner.stage = other;
+                (false, None)
+            }
+        };
+        if !stopped {
+            return (
+                false,
+                Stopped {
+                    dropped: None,
+                    due: None,
+                },
+            );
+        }
+        inner.cancel_message = message;
+        let due = if task {
+            inner.stage = Stage::Cancelling;
+            None
+        } else {
+            take_due(&mut inner, &self.event_loop, py)
+        };
+        (true, Stopped { dropped, due })
+    }
+
+    /// Ends a task's cancellation (see [`Stage::Cancelling`]): cancelled now, its
+    /// callbacks scheduled. Nothing if it is not being cancelled.
+    pub(crate) fn finish_cancelling(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        let due = {
+            let mut inner = lock(&this.inner);
+            if !matches!(inner.stage, Stage::Cancelling) {
+                return;
+            }
+            inner.stage = Stage::Cancelled;
+            take_due(&mut inner, &this.event_loop, py)
+        };
+        schedule(slf.as_any(), due);
+    }
+
+    /// Records a delivered result unless it stopped meanwhile (a completion
+    /// arriving after `cancel` changes nothing), and runs the done callbacks in place.
+    fn complete(slf: &Bound<'_, Self>, result: PyResult<Py<PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let fatal = match &result {
+            Err(err) if is_fatal(py, err) => Some(err.clone_ref(py)),
+            _ => None,
+        };
+        let due = {
+            let mut inner = lock(&this.inner);
+            if !matches!(inner.stage, Stage::Running(_) | Stage::Polling) {
+                return Ok(());
+            }
+            inner.stage = Stage::Finished(result.map_err(|err| Stored::new(py, err)));
+            inner.log_traceback = matches!(inner.stage, Stage::Finished(Err(_)));
+            take_due(&mut inner, &this.event_loop, py)
+        };
+        crate::callbacks::run_now(slf.as_any(), due)?;
+        // A task's `KeyboardInterrupt` or `SystemExit` also stops the loop, as
+        // asyncio's Task re-raises it after setting it.
+        match fatal {
+            Some(err) if slf.is_instance_of::<crate::task::RustTask>() => Err(err),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+        || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+}
+
+fn take_due(inner: &mut Inner, event_loop: &Py<PyAny>, py: Python<'_>) -> Due {
+    if inner.callbacks.is_empty() {
+        return None;
+    }
+    Some((
+        event_loop.clone_ref(py),
+        std::mem::take(&mut inner.callbacks),
+    ))
+}
+
+/// Takes the queued future out (leaving `Polling` in its place), if it is queued.
+fn take_queued(this: &RustFuture) -> Option<Pending> {
+    let mut inner = lock(&this.inner);
+    if !matches!(inner.stage, Stage::Queued(_)) {
+        return None;
+    }
+    match std::mem::replace(&mut inner.stage, Stage::Polling) {
+        Stage::Queued(pending) => Some(pending),
+        _ => None,
+    }
+}
+
+/// Records that it runs on the runtime now; if it was cancelled while being
+/// launched, stops it again.
+fn set_running(this: &RustFuture, abort: crate::spawn::Abort) {
+    let mut inner = lock(&this.inner);
+    if matches!(inner.stage, Stage::Polling) {
+        inner.stage = Stage::Running(abort);
+    } else {
+        drop(inner);
+        match &this.cancel_token {
+            Some(token) => token.cancel(),
+            None => abort.abort(),
+        }
+    }
+}
+
+/// The channel's launch function for a queued future: inline-polls it if asked
+/// (delivering a result at once through the channel), else hands it over for the
+/// burst.
+fn launch_queued(target: &Bound<'_, PyAny>) -> Option<Launch> {
+    let py = target.py();
+    let slf = target.cast::<RustFuture>().ok()?;
+    let this = slf.get();
+    let mut pending = take_queued(this)?;
+    if pending.inline {
+        if let Poll::Ready(outcome) =
+            poll_inline(py, this.name, &pending.active, pending.future.get_mut())
+        {
+            // Delivered by the channel right after this launch, like any result.
+            let target = slf.clone().into_any().unbind();
+            Completion::new(pending.sink, target, deliver).finish(outcome);
+            return None;
+        }
+    }
+    let target = slf.clone().into_any().unbind();
+    let completing = Completing::new(
+        pending.future.into_inner(),
+        Completion::new(pending.sink, target, deliver),
+    );
+    let (launch, abort) = Launch::new(pending.active, completing);
+    set_running(this, abort);
+    Some(launch)
+}
+
+/// The channel's delivery function: converts the outcome on the loop's thread and
+/// completes the future.
+fn deliver(py: Python<'_>, target: Py<PyAny>, outcome: Outcome) -> PyResult<()> {
+    let target = target.into_bound(py);
+    let Ok(slf) = target.cast::<RustFuture>() else {
+        return Ok(());
+    };
+    if !matches!(
+        lock(&slf.get().inner).stage,
+        Stage::Running(_) | Stage::Polling
+    ) {
+        return Ok(());
+    }
+    let result = settle(py, outcome);
+    RustFuture::complete(slf, result)
+}
+
+/// Where the outcome of a cancelled `CancelHandle` function goes: nowhere.
+fn ignore(_py: Python<'_>, _target: Py<PyAny>, _outcome: Outcome) -> PyResult<()> {
+    Ok(())
+}
+
+impl RustFuture {
+    fn state_name(&self) -> &'static str {
+        match lock(&self.inner).stage {
+            Stage::Finished(_) => "FINISHED",
+            Stage::Cancelled => "CANCELLED",
+            _ => "PENDING",
+        }
+    }
+
+    /// `finished result=1`, `pending`, ...: the state part of the repr, as asyncio
+    /// writes it.
+    pub(crate) fn describe(&self, py: Python<'_>) -> String {
+        let inner = lock(&self.inner);
+        let (state, detail) = match &inner.stage {
+            Stage::Finished(Ok(value)) => ("finished", Some(("result", value.clone_ref(py)))),
+            Stage::Finished(Err(stored)) => {
+                ("finished", Some(("exception", stored.exc.clone_ref(py))))
+            }
+            Stage::Cancelled => ("cancelled", None),
+            _ => ("pending", None),
+        };
+        let callbacks = inner.callbacks.len();
+        drop(inner);
+        let mut text = state.to_owned();
+        if let Some((key, value)) = detail {
+            let shown = value
+                .bind(py)
+                .repr()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|_| "?".into());
+            text.push_str(&format!(" {key}={}", reprlib_short(&shown)));
+        }
+        if callbacks > 0 && state == "pending" {
+            text.push_str(&format!(" cb=[{callbacks}]"));
+        }
+        text
+    }
+}
+
+/// asyncio shortens reprs with `reprlib` (to 20 characters of a long string);
+/// this keeps a repr line readable the same way.
+fn reprlib_short(text: &str) -> String {
+    const LIMIT: usize = 60;
+    if text.chars().count() <= LIMIT {
+        return text.to_owned();
+    }
+    let head: String = text.chars().take(LIMIT - 3).collect();
+    format!("{head}...")
+}
+
+#[pymethods]
+impl RustFuture {
+    // --- the asyncio future protocol -------------------------------------------------
+
+    #[getter(_asyncio_future_blocking)]
+    fn get_asyncio_future_blocking(&self) -> bool {
+        self.blocking.load(Ordering::Relaxed)
+    }
+
+    #[setter(_asyncio_future_blocking)]
+    fn set_asyncio_future_blocking(&self, value: bool) {
+        self.blocking.store(value, Ordering::Relaxed);
+    }
+
+    fn get_loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.event_loop.clone_ref(py)
+    }
+
+    #[getter(_loop)]
+    fn loop_attribute(&self, py: Python<'_>) -> Py<PyAny> {
+        self.event_loop.clone_ref(py)
+    }
+
+    #[pyo3(signature = (fn_, *, context=None))]
+    fn add_done_callback(
+        slf: &Bound<'_, Self>,
+        fn_: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let context = match context {
+            Some(context) if !context.is_none(py) => context,
+            _ => copy_context(py)?,
+        };
+        let due = {
+            let mut inner = lock(&this.inner);
+            let done = matches!(inner.stage, Stage::Finished(_) | Stage::Cancelled);
+            if done {
+                let mut one = DoneCallbacks::default();
+                one.push((fn_, context));
+                Some((this.event_loop.clone_ref(py), one))
+            } else {
+                inner.callbacks.push((fn_, context));
+                None
+            }
+        };
+        schedule(slf.as_any(), due);
+        Ok(())
+    }
+
+    /// Removes every callback equal to `fn_`; returns how many. The comparisons run
+    /// outside the lock (an `__eq__` may add or remove callbacks meanwhile: those it
+    /// adds stay, as with asyncio's own futures).
+    fn remove_done_callback(&self, py: Python<'_>, fn_: Bound<'_, PyAny>) -> PyResult<usize> {
+        let snapshot = lock(&self.inner).callbacks.snapshot(py);
+        let mut matched: Vec<Callback> = Vec::new();
+        for (callback, context) in snapshot {
+            if callback.bind(py).eq(&fn_)? {
+                matched.push((callback, context));
+            }
+        }
+        if matched.is_empty() {
+            return Ok(0);
+        }
+        let (count, removed) = lock(&self.inner).callbacks.remove_matched(&matched);
+        drop(removed);
+        Ok(count)
+    }
+
+    fn done(&self) -> bool {
+        self.is_done()
+    }
+
+    fn cancelled(&self) -> bool {
+        matches!(lock(&self.inner).stage, Stage::Cancelled)
+    }
+
+    /// Drops the Rust future (or signals its `CancelHandle`) and marks this
+    /// cancelled; its callbacks are scheduled. False if already done.
+    #[pyo3(signature = (msg=None))]
+    fn cancel(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> bool {
+        let (cancelled, stopped) = slf.get().stop(slf.py(), msg, false);
+        let Stopped { dropped, due } = stopped;
+        drop(dropped);
+        schedule(slf.as_any(), due);
+        cancelled
+    }
+
+    fn result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.outcome(py)
+    }
+
+    fn exception(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let mut inner = lock(&self.inner);
+        match &inner.stage {
+            Stage::Finished(result) => {
+                let exc = result.as_ref().err().map(|stored| stored.exc.clone_ref(py));
+                inner.log_traceback = false;
+                Ok(exc)
+            }
+            Stage::Cancelled => {
+                let message = inner.cancel_message.as_ref().map(|m| m.clone_ref(py));
+                drop(inner);
+                Err(cancelled_error(py, message.as_ref()))
+            }
+            _ => Err(invalid_state(py, "Exception is not set.")),
+        }
+    }
+
+    #[pyo3(signature = (_result))]
+    fn set_result(&self, _result: &Bound<'_, PyAny>) -> PyResult<()> {
+        Err(PyRuntimeError::new_err(
+            "RustFuture does not support set_result operation: its result comes from Rust",
+        ))
+    }
+
+    #[pyo3(signature = (_exception))]
+    fn set_exception(&self, _exception: &Bound<'_, PyAny>) -> PyResult<()> {
+        Err(PyRuntimeError::new_err(
+            "RustFuture does not support set_exception operation: its result comes from Rust",
+        ))
+    }
+
+    fn __await__(slf: Py<Self>) -> FutureIter {
+        FutureIter {
+            future: Mutex::new(Some(slf)),
+            yielded: AtomicBool::new(false),
+        }
+    }
+
+    fn __iter__(slf: Py<Self>) -> FutureIter {
+        Self::__await__(slf)
+    }
+
+    /// What `asyncio.gather` and `wait_for` call on a cancelled future.
+    fn _make_cancelled_error(&self, py: Python<'_>) -> Py<PyAny> {
+        let message = lock(&self.inner)
+            .cancel_message
+            .as_ref()
+            .map(|m| m.clone_ref(py));
+        cancelled_error(py, message.as_ref())
+            .into_value(py)
+            .into_any()
+    }
+
+    #[getter(_cancel_message)]
+    fn get_cancel_message(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.inner)
+            .cancel_message
+            .as_ref()
+            .map(|m| m.clone_ref(py))
+    }
+
+    #[setter(_cancel_message)]
+    fn set_cancel_message(&self, value: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut lock(&self.inner).cancel_message, value);
+        drop(old);
+    }
+
+    #[getter(_log_traceback)]
+    fn get_log_traceback(&self) -> bool {
+        lock(&self.inner).log_traceback
+    }
+
+    #[setter(_log_traceback)]
+    fn set_log_traceback(&self, value: bool) -> PyResult<()> {
+        if value {
+            return Err(PyValueError::new_err(
+                "_log_traceback can only be set to False",
+            ));
+        }
+        lock(&self.inner).log_traceback = false;
+        Ok(())
+    }
+
+    #[getter]
+    fn _state(&self) -> &'static str {
+        self.state_name()
+    }
+
+    /// The exception without marking it retrieved (asyncio's own stack printing
+    /// reads it).
+    #[getter]
+    fn _exception(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.stored_exception(py)
+    }
+
+    #[getter]
+    fn _callbacks<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let snapshot = lock(&self.inner).callbacks.snapshot(py);
+        if snapshot.is_empty() {
+            return Ok(None);
+        }
+        let items = snapshot
+            .into_iter()
+            .map(|(callback, context)| PyTuple::new(py, [callback, context]))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(Some(PyList::new(py, items)?))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!("<RustFuture {} of {}()>", self.describe(py), self.name)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.event_loop)?;
+        // Never wait for the lock here: the collector may run while this thread
+        // holds it. Visiting less only keeps objects alive longer.
+        let Ok(inner) = self.inner.try_lock() else {
+            return Ok(());
+        };
+        for (callback, context) in inner.callbacks.iter() {
+            visit.call(callback)?;
+            visit.call(context)?;
+        }
+        if let Stage::Finished(result) = &inner.stage {
+            match result {
+                Ok(value) => visit.call(value)?,
+                Err(stored) => {
+                    visit.call(&stored.exc)?;
+                    visit.call(&stored.traceback)?;
+                }
+            }
+        }
+        visit.call(&inner.cancel_message)?;
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let (callbacks, stage, message) = {
+            let Ok(mut inner) = self.inner.try_lock() else {
+                return;
+            };
+            let callbacks = std::mem::take(&mut inner.callbacks);
+            let stage = match &inner.stage {
+                Stage::Finished(_) => Some(std::mem::replace(&mut inner.stage, Stage::Cancelled)),
+                _ => None,
+            };
+            (callbacks, stage, inner.cancel_message.take())
+        };
+        drop((callbacks, stage, message));
+    }
+}
+
+/// What `await fut` iterates: yields the future once while it is pending, then
+/// returns its result (as `asyncio.Future.__await__` does; a future can be awaited
+/// any number of times, each with an iterator of its own).
+#[pyclass(frozen, name = "RustFutureIter", module = "ipy_rustasync")]
+pub struct FutureIter {
+    future: Mutex<Option<Py<RustFuture>>>,
+    yielded: AtomicBool,
+}
+
+impl FutureIter {
+    fn step<'py>(&self, py: Python<'py>) -> PyResult<Sent<'py>> {
+        let Some(future) = lock(&self.future).as_ref().map(|f| f.clone_ref(py)) else {
+            return Err(pyo3::exceptions::PyStopIteration::new_err(()));
+        };
+        let this = future.get();
+        if !this.is_done() {
+            if self.yielded.swap(true, Ordering::SeqCst) {
+                return Err(PyRuntimeError::new_err("await wasn't used with future"));
+            }
+            this.blocking.store(true, Ordering::Relaxed);
+            return Ok(Sent::Yield(future.into_bound(py).into_any()));
+        }
+        let done = lock(&self.future).take();
+        drop(done);
+        this.outcome(py)
+            .map(|value| Sent::Return(value.into_bound(py)))
+    }
+}
+
+impl SendSlot for FutureIter {
+    fn send_slot<'py>(slf: &Bound<'py, Self>) -> PyResult<Sent<'py>> {
+        slf.get().step(slf.py())
+    }
+}
+
+#[pymethods]
+impl FutureIter {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.step(py)? {
+            Sent::Yield(future) => Ok(future),
+            Sent::Return(value) => Err(pyo3::exceptions::PyStopIteration::new_err((
+                value.unbind(),
+            ))),
+        }
+    }
+
+    fn send<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        if !value.is_none() {
+            return Err(PyTypeError::new_err(
+                "can't send non-None value to a FutureIter",
+            ));
+        }
+        self.__next__(py)
+    }
+
+    #[pyo3(signature = (typ, val=None, tb=None))]
+    fn throw(
+        &self,
+        py: Python<'_>,
+        typ: Bound<'_, PyAny>,
+        val: Option<Bound<'_, PyAny>>,
+        tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let done = lock(&self.future).take();
+        drop(done);
+        Err(crate::coroutine::thrown(
+            py,
+            &typ,
+            val.as_ref(),
+            tb.as_ref(),
+        )?)
+    }
+
+    fn close(&self) {
+        let done = lock(&self.future).take();
+        drop(done);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(future) = self.future.try_lock() {
+            visit.call(&*future)?;
+        }
+        Ok(())
+    }
+}
+
+/// Called by the module's initialisation.
+pub(crate) fn init(py: Python<'_>) {
+    crate::capi::install_am_send::<FutureIter>(py);
+}

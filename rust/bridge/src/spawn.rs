@@ -1,0 +1,242 @@
+//! How a started Rust future runs: polled once in place (`#[rust_async(inline)]`),
+//! spawned as its own tokio task (the first start of a loop turn), or spawned with
+//! the rest of a burst by one launcher task on a worker, so that the loop's thread
+//! never pays for a burst of spawns (task allocation, the runtime's task list,
+//! waking workers: about a seventh of a gathered call when the loop thread did it).
+//!
+//! A spawned future ends by handing its outcome to a [`Sink`] (the loop's channel)
+//! together with the Python object to complete and the function that completes it:
+//! the channel only passes them on, so it depends on nothing here but these types.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures::future::{AbortHandle as BatchAbort, Abortable};
+use pyo3::exceptions::PyRuntimeWarning;
+use pyo3::prelude::*;
+use tokio::task::AbortHandle;
+
+use crate::convert::{Outcome, Output};
+use crate::panics::{catching, Guarded};
+use crate::runtime::Active;
+use crate::sync::lock;
+
+/// A cell function's future, ending in its output (converted to Python later).
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Output> + Send>>;
+
+/// Completes `target` with `outcome`, on the loop's thread, holding the GIL. An
+/// error is one the loop must raise (`KeyboardInterrupt`, `SystemExit`).
+pub(crate) type Deliver = fn(Python<'_>, Py<PyAny>, Outcome) -> PyResult<()>;
+
+/// A finished future on its way to the loop.
+pub(crate) struct Finished {
+    pub(crate) target: Py<PyAny>,
+    pub(crate) deliver: Deliver,
+    pub(crate) outcome: Outcome,
+}
+
+/// Where finished futures go: the channel of the loop that awaits them.
+pub(crate) trait Sink: Send + Sync {
+    /// Called from any thread, without the GIL.
+    fn push(&self, finished: Finished);
+    /// One future counted as outstanding on this sink has ended (finished or dropped).
+    fn ended(&self);
+}
+
+/// A spawned future's way back: counts as outstanding on its sink until dropped.
+pub(crate) struct Completion {
+    sink: Arc<dyn Sink>,
+    target: Option<Py<PyAny>>,
+    deliver: Deliver,
+}
+
+impl Completion {
+    /// `sink` must already count this future as outstanding.
+    pub(crate) fn new(sink: Arc<dyn Sink>, target: Py<PyAny>, deliver: Deliver) -> Self {
+        Completion {
+            sink,
+            target: Some(target),
+            deliver,
+        }
+    }
+
+    /// Hands `outcome` on (once).
+    pub(crate) fn finish(mut self, outcome: Outcome) {
+        self.finish_in_place(outcome);
+    }
+
+    fn finish_in_place(&mut self, outcome: Outcome) {
+        if let Some(target) = self.target.take() {
+            self.sink.push(Finished {
+                target,
+                deliver: self.deliver,
+                outcome,
+            });
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.sink.ended();
+    }
+}
+
+/// A started future as its task runs it: the cell's future (panics caught), then
+/// its outcome handed on.
+pub(crate) struct Completing {
+    future: Guarded<dyn Future<Output = Output> + Send>,
+    completion: Completion,
+}
+
+impl Completing {
+    pub(crate) fn new(future: BoxFuture, completion: Completion) -> Self {
+        Completing {
+            future: Guarded::new(future),
+            completion,
+        }
+    }
+}
+
+impl Future for Completing {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let outcome = ready!(Pin::new(&mut self.future).poll(cx));
+        self.completion.finish_in_place(outcome);
+        Poll::Ready(())
+    }
+}
+
+/// What stops a running future (dropping it where it stands).
+pub(crate) enum Abort {
+    /// Spawned at its start: tokio's own handle.
+    Spawned(AbortHandle),
+    /// Spawned with a burst by a launcher: a switch wrapped around the future,
+    /// since the tokio handle does not exist yet when the loop needs one.
+    Batched(BatchAbort),
+}
+
+impl Abort {
+    pub(crate) fn abort(&self) {
+        match self {
+            Abort::Spawned(handle) => handle.abort(),
+            Abort::Batched(handle) => handle.abort(),
+        }
+    }
+}
+
+/// Spawns it now, from the calling thread.
+pub(crate) fn spawn(active: Active, task: Completing) -> Abort {
+    Abort::Spawned(active.spawn(task).abort_handle())
+}
+
+/// A started future ready to be spawned with a burst.
+pub(crate) struct Launch {
+    active: Active,
+    task: Abortable<Completing>,
+}
+
+impl Launch {
+    /// The launch and the switch that stops the future whenever it runs.
+    pub(crate) fn new(active: Active, task: Completing) -> (Launch, Abort) {
+        let (abort, registration) = BatchAbort::new_pair();
+        let launch = Launch {
+            active,
+            task: Abortable::new(task, registration),
+        };
+        (launch, Abort::Batched(abort))
+    }
+
+    fn spawn(self) {
+        let task = self.task;
+        // Aborted: `Err(Aborted)`, and the future was dropped where it stood.
+        self.active.spawn(async move {
+            let _ = task.await;
+        });
+    }
+}
+
+/// Spawns a burst: one launcher task on a worker spawns the rest there (onto
+/// that worker's own queue, where idle workers steal from), so the loop's thread
+/// makes one spawn however long the burst. A burst of one is spawned directly.
+pub(crate) fn spawn_all(mut burst: Vec<Launch>) {
+    if burst.len() <= 1 {
+        if let Some(launch) = burst.pop() {
+            launch.spawn();
+        }
+        return;
+    }
+    let runtime = burst[0].active.runtime().handle().clone();
+    runtime.spawn(async move {
+        for launch in burst {
+            launch.spawn();
+        }
+    });
+}
+
+/// An inline poll longer than this warns: it held the event loop that long.
+pub const SLOW_INLINE_POLL: Duration = Duration::from_millis(10);
+
+/// The `#[rust_async(inline)]` first poll: on the calling (loop) thread, holding
+/// the GIL, inside the runtime's context (so tokio timers and `tokio::spawn`
+/// work). A future left pending is spawned next, and the runtime polls it again at
+/// once with its own waker, so any waker does here.
+pub(crate) fn poll_inline(
+    py: Python<'_>,
+    name: &'static str,
+    active: &Active,
+    future: &mut BoxFuture,
+) -> Poll<Outcome> {
+    let _context = active.runtime().enter();
+    let mut cx = Context::from_waker(Waker::noop());
+    let started = Instant::now();
+    let polled = catching(|| future.as_mut().poll(&mut cx));
+    let held = started.elapsed();
+    if held > SLOW_INLINE_POLL {
+        warn_slow_inline(py, name, held);
+    }
+    match polled {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+        Err(report) => Poll::Ready(Err(report)),
+    }
+}
+
+/// Functions that have already been warned about.
+static WARNED_SLOW: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+fn warn_slow_inline(py: Python<'_>, name: &'static str, held: Duration) {
+    {
+        let mut warned = lock(&WARNED_SLOW);
+        if warned.contains(&name) {
+            return;
+        }
+        warned.push(name);
+    }
+    let msg = format!(
+        "{name}() is #[rust_async(inline)] but one poll held the event loop for {} ms; \
+         remove #[rust_async(inline)] so it runs on the runtime's threads (the default)",
+        held.as_millis()
+    );
+    runtime_warning(py, &msg);
+}
+
+/// Issues a `RuntimeWarning`, leaving any exception already set untouched (a
+/// warning may come while one propagates, as Python's own "never awaited" does).
+/// One that a warnings filter turns into an error is reported as unraisable: it
+/// cannot propagate from a drop or a poll.
+pub(crate) fn runtime_warning(py: Python<'_>, msg: &str) {
+    let pending = PyErr::take(py);
+    let category = py.get_type::<PyRuntimeWarning>();
+    let msg = std::ffi::CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    if let Err(err) = PyErr::warn(py, &category, &msg, 1) {
+        err.write_unraisable(py, None);
+    }
+    if let Some(pending) = pending {
+        pending.restore(py);
+    }
+}
