@@ -85,23 +85,38 @@ unsafe extern "C" fn am_send<T: SendSlot>(
     result: *mut *mut ffi::PyObject,
 ) -> ffi::PySendResult {
     use ffi::PySendResult::{PYGEN_ERROR, PYGEN_NEXT, PYGEN_RETURN};
-    // SAFETY: CPython calls a type's `am_send` with the GIL held, `slf` a borrowed
-    // reference to an instance of the type the slot was installed on (or of a
-    // subclass, which has the same layout), and `result` a valid place for one new
-    // reference.
-    let py = unsafe { Python::assume_attached() };
-    let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<T>() };
-    let (status, value) = match T::send_slot(&slf) {
-        Ok(Sent::Yield(value)) => (PYGEN_NEXT, value.into_ptr()),
-        Ok(Sent::Return(value)) => (PYGEN_RETURN, value.into_ptr()),
-        Err(err) => {
-            err.restore(py);
-            (PYGEN_ERROR, std::ptr::null_mut())
-        }
-    };
-    // SAFETY: see above; the caller owns the reference written here.
-    unsafe { *result = value };
-    status
+    // SAFETY: CPython calls a type's `am_send` with the GIL held (so attaching
+    // succeeds), `slf` a borrowed reference to an instance of the type the slot was
+    // installed on (or of a subclass, which has the same layout), and `result` a
+    // valid place for one new reference.
+    unsafe {
+        attached(|py| {
+            let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<T>();
+            let (status, value) = match T::send_slot(&slf) {
+                Ok(Sent::Yield(value)) => (PYGEN_NEXT, value.into_ptr()),
+                Ok(Sent::Return(value)) => (PYGEN_RETURN, value.into_ptr()),
+                Err(err) => {
+                    err.restore(py);
+                    (PYGEN_ERROR, std::ptr::null_mut())
+                }
+            };
+            *result = value;
+            status
+        })
+    }
+}
+
+/// Runs `f` attached to the interpreter the way PyO3's own slot wrappers are: a raw
+/// slot called by CPython holds the GIL, but PyO3 does not know it until told, and
+/// would otherwise defer every reference dropped inside to its global pool (whose
+/// existence then costs a lock at every later call into PyO3).
+///
+/// # Safety
+/// The calling thread must hold the GIL (as CPython guarantees for slot calls).
+unsafe fn attached<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
+    // SAFETY: the caller holds the GIL, so `Python::attach` would succeed, which is
+    // `attach_unchecked`'s whole contract.
+    unsafe { Python::attach_unchecked(f) }
 }
 
 /// Writes [`am_send`] into `T`'s type; called once, from the module's
@@ -138,14 +153,17 @@ unsafe extern "C" fn tp_finalize<T: Finalize>(obj: *mut ffi::PyObject) {
     // SAFETY: CPython calls `tp_finalize` with the GIL held and `obj` a live
     // instance of the type it was installed on (temporarily resurrected when called
     // from `tp_dealloc`, so a borrowed reference is valid for the call).
-    let py = unsafe { Python::assume_attached() };
-    let slf = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<T>() };
-    // A finalizer must leave the exception state as it found it (an exception may
-    // be propagating while this object is dropped).
-    let pending = PyErr::take(py);
-    T::finalize(&slf);
-    if let Some(pending) = pending {
-        pending.restore(py);
+    unsafe {
+        attached(|py| {
+            let slf = Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<T>();
+            // A finalizer must leave the exception state as it found it (an
+            // exception may be propagating while this object is dropped).
+            let pending = PyErr::take(py);
+            T::finalize(&slf);
+            if let Some(pending) = pending {
+                pending.restore(py);
+            }
+        })
     }
 }
 
@@ -183,6 +201,116 @@ pub(crate) fn install_finalizer<T: Finalize>(py: Python<'_>) {
         if T::pyo3_dealloc().set(original).is_ok() {
             (*tp).tp_finalize = Some(tp_finalize::<T>);
             (*tp).tp_dealloc = Some(dealloc_finalizing::<T>);
+        }
+    }
+}
+
+/// A pyclass whose instances forward every call to another callable: given the
+/// vectorcall protocol, so a call costs one C-level forward (PyO3's `__call__` would
+/// build an argument tuple and parse it first).
+pub(crate) trait Forward:
+    PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + PyTypeInfo + Sync
+{
+    /// What a call is forwarded to.
+    fn target(&self) -> &Py<PyAny>;
+    /// The instance's vectorcall slot (a field holding [`forward_call::<Self>`]).
+    fn slot(&self) -> &ffi::vectorcallfunc;
+}
+
+/// The vectorcall function of a [`Forward`] type.
+pub(crate) unsafe extern "C" fn forward_call<T: Forward>(
+    callable: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls an instance's vectorcall function with the GIL held,
+    // `callable` a borrowed reference to that instance (of type `T`, the only type
+    // `install_vectorcall::<T>` gave this function), and `args`/`nargsf`/`kwnames`
+    // as the vectorcall protocol defines, which are passed on unchanged to
+    // `PyObject_Vectorcall` on the target (kept alive by the instance). No
+    // reference is created or dropped here.
+    unsafe {
+        let py = Python::assume_attached();
+        let this = Borrowed::from_ptr(py, callable).cast_unchecked::<T>();
+        ffi::PyObject_Vectorcall(this.get().target().as_ptr(), args, nargsf, kwnames)
+    }
+}
+
+/// Turns on the vectorcall protocol for `T`, given an instance (every instance of a
+/// pyclass has the same layout, so the slot's offset found in one holds for all).
+/// Called when the first instance is made, before it is returned to Python.
+pub(crate) fn install_vectorcall<T: Forward>(instance: &Bound<'_, T>) {
+    let tp = T::type_object(instance.py()).as_type_ptr();
+    let offset = (instance.get().slot() as *const ffi::vectorcallfunc as isize)
+        - (instance.as_ptr() as isize);
+    // SAFETY: `tp` is the live heap type of `T` (PyO3's, immutable from Python, so
+    // no `__call__` assignment can make it inconsistent) and the GIL is held.
+    // CPython reads `tp_vectorcall_offset` and the flag at every call
+    // (`_PyVectorcall_Function`), so setting them takes effect at once; every
+    // instance holds `forward_call::<T>` at that offset from its start (the field
+    // `slot()` returns, set by its constructor). `tp_call` stays PyO3's `__call__`,
+    // the same call without the protocol.
+    unsafe {
+        if (*tp).tp_vectorcall_offset == 0 && offset > 0 {
+            (*tp).tp_vectorcall_offset = offset;
+            (*tp).tp_flags |= ffi::Py_TPFLAGS_HAVE_VECTORCALL;
+        }
+    }
+}
+
+/// Registers `task` with asyncio, as `asyncio.tasks._register_task(task)` does (so
+/// `asyncio.all_tasks()` includes it and `asyncio.run` cancels it at shutdown), but
+/// without the two Python-level calls: that function adds the task to a
+/// `weakref.WeakSet` (`_all_tasks` on 3.11, `_scheduled_tasks` on 3.12 and later),
+/// which `WeakSet.add` does by putting `weakref.ref(task, the_set._remove)` into
+/// `the_set.data`; so does this. (`WeakSet.add` first commits removals deferred while
+/// the set was being iterated; skipping that only delays them to its next `add`.)
+/// Where the set is not found as expected, it calls `_register_task`.
+pub(crate) fn register_task(task: &Bound<'_, PyAny>) -> PyResult<()> {
+    static WEAK_SET: pyo3::sync::PyOnceLock<Option<(Py<PyAny>, Py<PyAny>)>> =
+        pyo3::sync::PyOnceLock::new();
+    static REGISTER: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let py = task.py();
+    let parts = WEAK_SET.get_or_init(py, || {
+        let found = || -> PyResult<Option<(Py<PyAny>, Py<PyAny>)>> {
+            let tasks = py.import("asyncio.tasks")?;
+            let weak_set_type = py.import("weakref")?.getattr("WeakSet")?;
+            for name in ["_scheduled_tasks", "_all_tasks"] {
+                let Ok(set) = tasks.getattr(name) else {
+                    continue;
+                };
+                if !set.get_type().is(&weak_set_type) {
+                    continue;
+                }
+                let data = set.getattr("data")?;
+                if data.is_exact_instance_of::<pyo3::types::PySet>() {
+                    return Ok(Some((data.unbind(), set.getattr("_remove")?.unbind())));
+                }
+            }
+            Ok(None)
+        };
+        found().ok().flatten()
+    });
+    match parts {
+        Some((data, remove)) => {
+            // SAFETY: the GIL is held; `task` and `remove` are live objects.
+            // `PyWeakref_NewRef` returns a new reference or NULL with an exception
+            // set (TypeError if `task` cannot be weakly referenced), which
+            // `from_owned_ptr_or_err` takes exactly.
+            let weak = unsafe {
+                Bound::from_owned_ptr_or_err(
+                    py,
+                    ffi::PyWeakref_NewRef(task.as_ptr(), remove.as_ptr()),
+                )?
+            };
+            data.bind(py).cast::<pyo3::types::PySet>()?.add(weak)
+        }
+        None => {
+            REGISTER
+                .import(py, "asyncio.tasks", "_register_task")?
+                .call1((task,))?;
+            Ok(())
         }
     }
 }

@@ -179,7 +179,11 @@ impl Channel {
                 self.spin.get_or_init(|| spin)
             }
         };
-        *lock(&spin.get().until) = Instant::now() + SPIN_WINDOW;
+        if matches!(started, Started::Now) {
+            // A spawn now: poll for its completion for a moment from now (a queued
+            // one gets its window when the spin launches it).
+            *lock(&spin.get().until) = Instant::now() + SPIN_WINDOW;
+        }
         if !self.spinning.swap(true, Ordering::SeqCst) {
             if let Err(err) =
                 event_loop.call_method1(pyo3::intern!(py, "call_soon"), (spin.bind(py),))

@@ -25,7 +25,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyDeprecationWarning, PyRuntimeError, PyTypeError, PyValueError};
-use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyTraceback, PyTuple, PyType};
 
@@ -54,6 +53,10 @@ enum State {
 }
 
 /// A Rust future as a Python coroutine.
+///
+/// Not tracked by the garbage collector: the only object it refers to is the future
+/// it waits on, which its loop's channel holds while it runs, and which refers
+/// back to nothing that could lead here once it is done.
 #[pyclass(frozen, weakref, name = "RustCoroutine", module = "ipy_rustasync")]
 pub struct RustCoroutine {
     name: &'static str,
@@ -334,7 +337,7 @@ impl SendSlot for RustCoroutine {
 /// Runs a step, turning a panic in the bridge's own code into `RustPanic` (the
 /// cell's own code is caught where it runs).
 fn guarded<'py>(py: Python<'py>, f: impl FnOnce() -> PyResult<Sent<'py>>) -> PyResult<Sent<'py>> {
-    crate::panics::catching(f).unwrap_or_else(|report| Err(report.into_pyerr(py)))
+    crate::panics::guard(py, f)
 }
 
 fn raising(sent: Sent<'_>) -> PyResult<Bound<'_, PyAny>> {
@@ -348,6 +351,14 @@ fn raising(sent: Sent<'_>) -> PyResult<Bound<'_, PyAny>> {
 
 #[pymethods]
 impl RustCoroutine {
+    /// Not a future: what `asyncio.isfuture` reads. Declared (as `None`, which
+    /// asyncio reads as "not a future") so that asking does not build an
+    /// `AttributeError` at every `gather`, `ensure_future` and `wait_for`.
+    #[classattr]
+    fn _asyncio_future_blocking() -> Option<bool> {
+        None
+    }
+
     fn send<'py>(slf: &Bound<'py, Self>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         raising(guarded(slf.py(), || RustCoroutine::step(slf, Some(value)))?)
     }
@@ -471,15 +482,6 @@ impl RustCoroutine {
             slf.as_ptr() as usize
         )
     }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(state) = self.state.try_lock() {
-            if let State::Awaiting(future) = &*state {
-                visit.call(future)?;
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Drop for RustCoroutine {
@@ -547,10 +549,6 @@ impl CoroutineWrapper {
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         RustCoroutine::close_now(self.coroutine.bind(py))
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.coroutine)
     }
 }
 

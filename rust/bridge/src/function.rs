@@ -11,6 +11,8 @@
 //! `_is_coroutine_marker` (3.12 and later).
 
 use pyo3::exceptions::PyAttributeError;
+
+use crate::capi::{forward_call, install_vectorcall, Forward};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyModule, PyTuple};
@@ -18,8 +20,20 @@ use pyo3::types::{PyDict, PyModule, PyTuple};
 /// A cell's `async fn` as a Python coroutine function.
 #[pyclass(frozen, dict, name = "RustAsyncFunction", module = "ipy_rustasync")]
 pub struct RustAsyncFunction {
+    /// Calls go straight to `function` (see `capi::Forward`).
+    vectorcall: pyo3::ffi::vectorcallfunc,
     function: Py<PyAny>,
     code: Py<PyAny>,
+}
+
+impl Forward for RustAsyncFunction {
+    fn target(&self) -> &Py<PyAny> {
+        &self.function
+    }
+
+    fn slot(&self) -> &pyo3::ffi::vectorcallfunc {
+        &self.vectorcall
+    }
 }
 
 #[pymethods]
@@ -61,6 +75,12 @@ impl RustAsyncFunction {
             .bind(py)
             .getattr("__text_signature__")?
             .unbind())
+    }
+
+    /// The builtin PyO3 made, which this wraps.
+    #[getter]
+    fn __func__(&self, py: Python<'_>) -> Py<PyAny> {
+        self.function.clone_ref(py)
     }
 
     #[getter]
@@ -135,9 +155,14 @@ pub fn add_async_function(
     let code = py
         .import("ipy_rustasync._glue")?
         .call_method1("coroutine_code", (&name, params.to_vec(), m.name()?))?;
-    let wrapped = RustAsyncFunction {
-        function: function.unbind(),
-        code: code.unbind(),
-    };
+    let wrapped = Bound::new(
+        py,
+        RustAsyncFunction {
+            vectorcall: forward_call::<RustAsyncFunction>,
+            function: function.unbind(),
+            code: code.unbind(),
+        },
+    )?;
+    install_vectorcall(&wrapped);
     m.add(name.cast_into::<pyo3::types::PyString>()?, wrapped)
 }

@@ -134,6 +134,8 @@ pub struct RustFuture {
     /// `_asyncio_future_blocking`, which `Future.__await__` sets and the Task resets.
     blocking: AtomicBool,
     cancel_token: Option<CancelToken>,
+    /// A task's `contextvars` context (`None` for what a coroutine waits on).
+    context: Option<Py<PyAny>>,
 }
 
 static CANCELLED_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -188,7 +190,20 @@ impl RustFuture {
             }),
             blocking: AtomicBool::new(false),
             cancel_token,
+            context: None,
         }
+    }
+
+    /// The same, as a task's base: with the task's context.
+    pub(crate) fn with_context(self, context: Py<PyAny>) -> Self {
+        RustFuture {
+            context: Some(context),
+            ..self
+        }
+    }
+
+    pub(crate) fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.context.as_ref().map(|c| c.clone_ref(py))
     }
 
     pub(crate) fn event_loop(&self) -> &Py<PyAny> {
@@ -796,6 +811,7 @@ impl RustFuture {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.event_loop)?;
+        visit.call(&self.context)?;
         // Never wait for the lock here: the collector may run while this thread
         // holds it. Visiting less only keeps objects alive longer.
         let Ok(inner) = self.inner.try_lock() else {
@@ -914,13 +930,6 @@ impl FutureIter {
     fn close(&self) {
         let done = lock(&self.future).take();
         drop(done);
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(future) = self.future.try_lock() {
-            visit.call(&*future)?;
-        }
-        Ok(())
     }
 }
 

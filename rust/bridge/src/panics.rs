@@ -122,6 +122,14 @@ pub(crate) fn catching<R>(f: impl FnOnce() -> R) -> Result<R, PanicReport> {
     })
 }
 
+/// Runs the bridge's own code called from Python: a panic (a bug of ours) raises
+/// `RustPanic` rather than unwinding into CPython. Unlike [`catching`] it lets the
+/// hook print the panic, which is what a bug report needs.
+pub(crate) fn guard<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|payload| Err(PanicReport::from_payload(payload.as_ref()).into_pyerr(py)))
+}
+
 /// A future whose polls run inside [`catching`]; it ends with the panic's report
 /// instead of unwinding through the runtime.
 pub(crate) struct Guarded<F: ?Sized> {

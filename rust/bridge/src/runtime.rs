@@ -8,61 +8,103 @@
 //! task alive, including tasks the cell spawned itself); the next call starts a new
 //! one, which takes well under a millisecond.
 //!
-//! Work reaches the runtime only through an [`Active`] guard, taken under the lock
-//! the idle check takes, so a runtime is never shut down between being handed out
-//! and being given work.
+//! Work reaches the runtime only through an [`Active`] guard, and a runtime is only
+//! shut down when none exists. Taking one is two atomic operations and a
+//! thread-local lookup (an `await` takes one, so it must be cheap): the guard counts
+//! itself in `ACTIVE` first, then checks that the runtime handle this thread cached
+//! belongs to the current `GENERATION`. The watcher that shuts an idle runtime down
+//! bumps `GENERATION` first and then checks `ACTIVE` is zero; with sequentially
+//! consistent atomics, either it sees the new guard (and keeps the runtime) or the
+//! guard sees the new generation (and takes the slow path, under the lock, which
+//! starts a new runtime if needed).
 
+use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::PyResult;
-use tokio::runtime::{Builder, Runtime};
+use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::task::JoinHandle;
 
 use crate::sync::lock;
 
-struct Shared {
-    runtime: Option<Arc<Runtime>>,
-    /// When the last piece of work ended (None: never, or work is in flight).
-    idle_since: Option<Instant>,
-}
-
-static SHARED: Mutex<Shared> = Mutex::new(Shared {
-    runtime: None,
-    idle_since: None,
-});
-/// Bridge calls in flight: spawned futures, inline polls, blocking runs.
+static SHARED: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
+/// Bridge calls in flight: started futures, inline polls, blocking runs.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+/// Bumped (under the lock) whenever the runtime may be about to be shut down, which
+/// invalidates every thread's cached handle.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Bumped whenever a piece of work ends, so the watcher can tell a quiet period
+/// from a busy one without a clock read per call.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
 /// Whether an idle watcher thread is running.
 static WATCHING: AtomicBool = AtomicBool::new(false);
 
+thread_local! {
+    /// This thread's handle to the runtime, and the generation it was taken in.
+    static CACHED: RefCell<Option<(u64, Handle)>> = const { RefCell::new(None) };
+}
+
 /// A piece of work on the runtime; while any exists the runtime stays up.
 pub struct Active {
-    runtime: Arc<Runtime>,
+    handle: Handle,
 }
 
 impl Active {
     /// Starts the runtime if needed and counts one piece of work on it.
     pub fn new() -> PyResult<Self> {
+        ACTIVE.fetch_add(1, Ordering::SeqCst);
+        let generation = GENERATION.load(Ordering::SeqCst);
+        let cached = CACHED.with(|cached| {
+            let cached = cached.try_borrow().ok()?;
+            cached
+                .as_ref()
+                .filter(|(seen, _)| *seen == generation)
+                .map(|(_, handle)| handle.clone())
+        });
+        if let Some(handle) = cached {
+            return Ok(Active { handle });
+        }
+        match Self::slow() {
+            Ok(handle) => Ok(Active { handle }),
+            Err(err) => {
+                ACTIVE.fetch_sub(1, Ordering::SeqCst);
+                Err(err)
+            }
+        }
+    }
+
+    /// Under the lock: the runtime's handle, starting it if there is none, cached
+    /// for this thread.
+    fn slow() -> PyResult<Handle> {
         let mut shared = lock(&SHARED);
-        let runtime = match &shared.runtime {
+        let runtime = match &*shared {
             Some(runtime) => runtime.clone(),
             None => {
                 let runtime = Arc::new(build()?);
-                shared.runtime = Some(runtime.clone());
+                *shared = Some(runtime.clone());
                 runtime
             }
         };
-        ACTIVE.fetch_add(1, Ordering::SeqCst);
-        shared.idle_since = None;
-        Ok(Active { runtime })
+        let handle = runtime.handle().clone();
+        let generation = GENERATION.load(Ordering::SeqCst);
+        let entry = Some((generation, handle.clone()));
+        drop(shared);
+        let previous = CACHED.with(|cached| {
+            cached
+                .try_borrow_mut()
+                .ok()
+                .map(|mut c| std::mem::replace(&mut *c, entry))
+        });
+        drop(previous);
+        Ok(handle)
     }
 
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
+    pub fn handle(&self) -> &Handle {
+        &self.handle
     }
 
     /// Spawns `future`; the runtime counts as busy until it ends or is aborted.
@@ -71,7 +113,7 @@ impl Active {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let handle = self.runtime.handle().clone();
+        let handle = self.handle.clone();
         handle.spawn(async move {
             let _busy = self;
             future.await
@@ -81,8 +123,8 @@ impl Active {
 
 impl Drop for Active {
     fn drop(&mut self) {
-        if ACTIVE.fetch_sub(1, Ordering::SeqCst) == 1 {
-            lock(&SHARED).idle_since = Some(Instant::now());
+        EPOCH.fetch_add(1, Ordering::Relaxed);
+        if ACTIVE.fetch_sub(1, Ordering::SeqCst) == 1 && !WATCHING.load(Ordering::Relaxed) {
             watch_idle();
         }
     }
@@ -98,9 +140,13 @@ fn build() -> PyResult<Runtime> {
         .map_err(|err| PyRuntimeError::new_err(format!("could not start the tokio runtime: {err}")))
 }
 
+/// How many quiet looks in a row make an idle period (the watcher looks every
+/// period / `LOOKS`, so a runtime goes within 1.25 periods of its last work).
+const LOOKS: u32 = 4;
+
 /// Starts the watcher thread that shuts the runtime down once it has been idle for
 /// the idle period, unless one is already watching. The watcher exits when it has
-/// shut the runtime down or when work resumes.
+/// shut the runtime down.
 fn watch_idle() {
     let Some(period) = idle_period() else {
         return;
@@ -111,43 +157,45 @@ fn watch_idle() {
     let spawned = std::thread::Builder::new()
         .name("ipy-rustasync-idle".into())
         .spawn(move || {
-            let mut wait = period;
+            let step = period / LOOKS;
+            let mut seen = EPOCH.load(Ordering::SeqCst);
+            let mut quiet = 0;
             loop {
-                std::thread::sleep(wait);
+                std::thread::sleep(step);
                 let mut shared = lock(&SHARED);
-                let Some(since) = shared.idle_since else {
-                    // Work resumed; its end starts a new watcher.
-                    WATCHING.store(false, Ordering::SeqCst);
-                    return;
-                };
-                // Work came and went since this watcher started: wake when the
-                // period since its end is up, not a whole period from now.
-                let idle_for = since.elapsed();
-                if idle_for < period {
-                    wait = period - idle_for;
+                let epoch = EPOCH.load(Ordering::SeqCst);
+                if epoch != seen || ACTIVE.load(Ordering::SeqCst) > 0 {
+                    seen = epoch;
+                    quiet = 0;
                     continue;
                 }
+                quiet += 1;
+                if quiet < LOOKS {
+                    continue;
+                }
+                // Invalidate every cached handle before the final check (see the
+                // module docs for why this order makes the check safe).
+                GENERATION.fetch_add(1, Ordering::SeqCst);
                 let idle = ACTIVE.load(Ordering::SeqCst) == 0
-                    && shared.runtime.as_ref().is_none_or(|rt| {
-                        // Only our own reference (a guard being dropped or a caller of
-                        // `runtime()` may still hold one) and no task alive, including
-                        // tasks the cell spawned itself.
+                    && shared.as_ref().is_none_or(|rt| {
+                        // Only our own reference (a caller of `runtime()` may still
+                        // hold one) and no task alive, including tasks the cell
+                        // spawned itself.
                         Arc::strong_count(rt) == 1 && rt.metrics().num_alive_tasks() == 0
                     });
-                if idle {
-                    if let Some(runtime) = shared.runtime.take().and_then(Arc::into_inner) {
-                        runtime.shutdown_background();
-                    }
-                    WATCHING.store(false, Ordering::SeqCst);
-                    drop(shared);
-                    // The loops' wake-up sockets go with the runtime: an edited
-                    // cell's library is never used again, and would keep them open.
-                    crate::channel::retire_all();
-                    return;
+                if !idle {
+                    quiet = 0;
+                    continue;
                 }
-                // Still in use: look again a period later.
-                shared.idle_since = Some(Instant::now());
-                wait = period;
+                if let Some(runtime) = shared.take().and_then(Arc::into_inner) {
+                    runtime.shutdown_background();
+                }
+                WATCHING.store(false, Ordering::SeqCst);
+                drop(shared);
+                // The loops' wake-up sockets go with the runtime: an edited
+                // cell's library is never used again, and would keep them open.
+                crate::channel::retire_all();
+                return;
             }
         });
     if spawned.is_err() {
@@ -159,7 +207,10 @@ fn watch_idle() {
 /// (`ipy_rustasync::runtime()?.spawn(...)`); started if needed. While the returned
 /// `Arc` is held, the runtime is not shut down when idle.
 pub fn runtime() -> PyResult<Arc<Runtime>> {
-    Ok(Active::new()?.runtime.clone())
+    let active = Active::new()?;
+    let runtime = lock(&SHARED).clone();
+    drop(active);
+    runtime.ok_or_else(|| PyRuntimeError::new_err("the tokio runtime stopped"))
 }
 
 /// Stack size for the runtime's threads (workers and `spawn_blocking`'s): the

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use pyo3::exceptions::PyRuntimeError;
-use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -34,10 +33,13 @@ use crate::future::RustFuture;
 use crate::sync::lock;
 
 /// A Rust coroutine run as an asyncio task.
+///
+/// Its own fields need no garbage-collector support (its coroutine is not tracked
+/// once handed over, its name is a string); its context is kept in the base, which
+/// the collector does see.
 #[pyclass(frozen, extends = RustFuture, name = "RustTask", module = "ipy_rustasync")]
 pub struct RustTask {
     coroutine: Py<RustCoroutine>,
-    context: Py<PyAny>,
     name: Mutex<Option<Py<PyAny>>>,
     number: u64,
     cancels_requested: AtomicUsize,
@@ -45,7 +47,6 @@ pub struct RustTask {
 }
 
 static TASK_NUMBERS: AtomicU64 = AtomicU64::new(1);
-static REGISTER_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The task factory's work for a Rust coroutine: `loop.create_task(coroutine,
 /// **kwargs)`. A coroutine that was already started cannot be run by a task of ours,
@@ -78,21 +79,19 @@ pub(crate) fn create(
         .unwrap_or(false);
     let inline = call.inline;
     let with_caller = call.with_caller;
-    let future = RustFuture::new(call.name, event_loop.clone().unbind(), call.cancel_token);
+    let future = RustFuture::new(call.name, event_loop.clone().unbind(), call.cancel_token)
+        .with_context(context.clone_ref(py));
     let task = Bound::new(
         py,
         pyo3::PyClassInitializer::from(future).add_subclass(RustTask {
             coroutine: coroutine.clone().unbind(),
-            context: context.clone_ref(py),
             name: Mutex::new(name),
             number: TASK_NUMBERS.fetch_add(1, Ordering::Relaxed),
             cancels_requested: AtomicUsize::new(0),
             log_destroy_pending: AtomicBool::new(true),
         }),
     )?;
-    REGISTER_TASK
-        .import(py, "asyncio.tasks", "_register_task")?
-        .call1((&task,))?;
+    crate::capi::register_task(task.as_any())?;
     let base = task.as_super();
     RustFuture::start(base, call.future, inline, with_caller, Some(context), eager)?;
     Ok(task.into_any().unbind())
@@ -177,8 +176,8 @@ impl RustTask {
         self.coroutine.clone_ref(py)
     }
 
-    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+    fn get_context(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
+        slf.as_super().get().context(slf.py())
     }
 
     fn get_name<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -281,15 +280,6 @@ impl RustTask {
             this.display_name(py),
             this.coroutine.get().name()
         )
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.coroutine)?;
-        visit.call(&self.context)?;
-        if let Ok(name) = self.name.try_lock() {
-            visit.call(&*name)?;
-        }
-        Ok(())
     }
 }
 
