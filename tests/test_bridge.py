@@ -387,9 +387,12 @@ def test_binds_to_whichever_loop_runs_now_on_this_thread(rs: ModuleType) -> None
     try:
 
         async def bound() -> object:
-            aw = rs.ready()
-            loop = aw.get_loop()
-            assert await aw == 1
+            coro = rs.sleep_ms(1)
+            waiter = coro.send(None)  # started: it yields the future it waits on
+            loop = waiter.get_loop()
+            await waiter
+            with pytest.raises(StopIteration):
+                coro.send(None)
             return loop
 
         assert first.run_until_complete(bound()) is first
@@ -401,8 +404,7 @@ def test_binds_to_whichever_loop_runs_now_on_this_thread(rs: ModuleType) -> None
         second.close()
     stray = rs.ready()
     with pytest.raises(RuntimeError, match="must be awaited inside a running asyncio event loop"):
-        stray.get_loop()  # no loop runs now, whatever ran before
-    stray.close()
+        stray.send(None)  # no loop runs now, whatever ran before
 
 
 def test_uvloop(rs: ModuleType) -> None:
@@ -414,14 +416,15 @@ def test_uvloop(rs: ModuleType) -> None:
     assert uvloop.run(main()) == [5, 1, 2, "slept 1 ms"]
 
 
-def test_asyncio_apis_take_it_as_a_future(rs: ModuleType) -> None:
-    """gather, wait_for, wait, shield and as_completed take the awaitable as a
-    future (no Task around it); results, errors and cancellation behave as they
-    do for asyncio's own futures, on both paths."""
+def test_asyncio_apis_wrap_it_in_a_rust_task(rs: ModuleType) -> None:
+    """A Rust call is a coroutine, not a future: gather, wait_for, shield,
+    as_completed, ensure_future and create_task wrap it in a task, which on a loop
+    the bridge has run on is a RustTask (no Python-level stepping), behaving as a
+    Task: results, errors and cancellation as for asyncio's own."""
 
     async def main() -> None:
         probe = rs.ready()
-        assert asyncio.isfuture(probe) and asyncio.iscoroutine(probe)
+        assert asyncio.iscoroutine(probe) and not asyncio.isfuture(probe)
         probe.close()
         assert await asyncio.gather(rs.ready(), rs.ready_inline(), rs.sleep_ms(2), rs.sleepy_inline(1)) == [
             1,
@@ -429,14 +432,18 @@ def test_asyncio_apis_take_it_as_a_future(rs: ModuleType) -> None:
             2,
             "slept 1 ms",
         ]
+        task = asyncio.ensure_future(rs.sleep_ms(1))
+        assert type(task).__name__ == "RustTask" and asyncio.isfuture(task) and not asyncio.iscoroutine(task)
+        assert await task == 1 and await task == 1  # a task may be awaited again
         assert await asyncio.wait_for(rs.ready_inline(), 1) == 2
         assert await asyncio.wait_for(rs.sleep_ms(1), 1) == 1
         assert await asyncio.shield(rs.sleep_ms(1)) == 1
-        # asyncio.wait refuses coroutines (this is one); tasks of it work.
-        done, pending = await asyncio.wait(
-            [asyncio.create_task(rs.sleep_ms(1)), asyncio.create_task(rs.ready_inline())]
-        )
-        assert not pending and sorted(f.result() for f in done) == [1, 2]
+        done, pending = await asyncio.wait([asyncio.ensure_future(rs.sleep_ms(1)), asyncio.create_task(rs.ready())])
+        assert not pending and sorted(f.result() for f in done) == [1, 1]
+        coro = rs.ready()
+        with pytest.raises(TypeError, match="Passing coroutines is forbidden"):
+            await asyncio.wait([coro])
+        coro.close()
         assert sorted([await f for f in asyncio.as_completed([rs.sleep_ms(3), rs.ready()])]) == [1, 3]
         results = await asyncio.gather(rs.fails("nope"), rs.ready(), return_exceptions=True)
         assert isinstance(results[0], ipy_rustasync.RustError) and str(results[0]) == "nope"
@@ -452,20 +459,20 @@ def test_asyncio_apis_take_it_as_a_future(rs: ModuleType) -> None:
         with pytest.raises(asyncio.CancelledError):
             await outer
         assert await asyncio.wait_for(rs.take_gate(), 0.5)
-        # A done future: result() again is fine, awaiting again is not.
-        fut = rs.ready()
-        assert await fut == 1
-        assert fut.done() and fut.result() == 1
+        # A coroutine is awaited once.
+        coro = rs.ready()
+        assert await coro == 1
         with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
-            await fut
+            await coro
 
     asyncio.run(main())
 
 
-def test_ensure_future_starts_it_and_run_until_complete_takes_it(rs: ModuleType) -> None:
+def test_a_task_starts_on_the_next_loop_turn_and_run_until_complete_takes_it(rs: ModuleType) -> None:
     async def main() -> None:
         started = rs.started()
-        fut = asyncio.ensure_future(rs.hold_gate(1))  # runs now, like a Task would
+        fut = asyncio.ensure_future(rs.hold_gate(1))
+        assert rs.started() == started  # a task starts on the loop's next turn, as asyncio's do
         for _ in range(500):
             if rs.started() > started:
                 break
@@ -561,46 +568,74 @@ def test_garbage_collected_running_awaitable_drops_the_future(rs: ModuleType) ->
     assert rs.dropped() == before + 1
 
 
+def _started_in_one_turn(coroutines: list) -> list:
+    """Sends into each coroutine (as a Task stepping it would): all are started in
+    this one loop turn; returns the futures they wait on."""
+    return [coro.send(None) for coro in coroutines]
+
+
+async def _finish(coroutines: list, waiters: list) -> list:
+    await asyncio.gather(*waiters)
+    results = []
+    for coro in coroutines:
+        with pytest.raises(StopIteration) as stop:
+            coro.send(None)
+        results.append(stop.value.value)
+    return results
+
+
 def test_a_long_burst_starts_running_before_the_loop_turn_ends(rs: ModuleType) -> None:
-    """Starts within one loop turn are spawned together, but a long burst goes out
-    in chunks as it builds up: its futures run while the loop is still busy
-    starting the rest, not only once the turn is over."""
+    """Coroutines started within one loop turn are spawned together, but a long
+    burst goes out in chunks as it builds up: its futures run while the loop is still
+    busy starting the rest, not only once the turn is over."""
 
     async def main() -> int:
         before = rs.marked()
         burst = [rs.mark() for _ in range(1000)]
-        for aw in burst:
-            aw.get_loop()  # started, all in this one turn of the loop
+        waiters = _started_in_one_turn(burst)
         deadline = time.monotonic() + 5
         while rs.marked() - before < 500 and time.monotonic() < deadline:
             time.sleep(0.001)  # blocks the loop: it cannot turn meanwhile
         ran = rs.marked() - before
-        await asyncio.gather(*burst)
+        await _finish(burst, waiters)
         return ran
 
     assert asyncio.run(main()) >= 500
 
 
 def test_cancelled_before_its_spawn_it_never_runs(rs: ModuleType) -> None:
-    """Started futures are spawned together on the loop's next turn (one wake-up of
-    the runtime for a burst); one cancelled before that turn is dropped unspawned,
-    and one taking a CancelHandle still runs, to see the cancellation."""
+    """A task cancelled in the loop turn that made it never runs (its start waits
+    for the next turn, as an asyncio Task's first step does), whatever it takes. A
+    coroutine started but still queued with its burst when cancelled is dropped
+    unspawned, unless it takes a CancelHandle: then it runs, to see the
+    cancellation."""
 
     async def main() -> None:
         started, cleaned = rs.started(), rs.cleaned()
-        aw = rs.hold_gate(1)
-        aw.get_loop()  # started: bound to this loop, queued for its next turn
-        assert repr(aw) == "<Rust coroutine hold_gate() running>"
-        assert aw.cancel() and aw.cancelled()
-        polite = rs.polite()
-        polite.get_loop()
-        assert polite.cancel()
+        task = asyncio.ensure_future(rs.hold_gate(1))
+        assert task.cancel()
+        polite_task = asyncio.ensure_future(rs.polite())
+        assert polite_task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(asyncio.CancelledError):
+            await polite_task
+        # Started coroutines: the first of the turn is spawned at once, the rest wait
+        # for the channel's next callback; cancel those.
+        first, gated, polite = rs.ready(), rs.hold_gate(1), rs.polite()
+        waiters = _started_in_one_turn([first, gated, polite])
+        assert "pending" in repr(waiters[1])
+        assert waiters[1].cancel() and waiters[1].cancelled()
+        assert waiters[2].cancel()
         for _ in range(500):
             if rs.cleaned() > cleaned:
                 break
             await asyncio.sleep(0.002)
-        assert rs.cleaned() == cleaned + 1, "the CancelHandle function never saw its cancellation"
+        assert rs.cleaned() == cleaned + 1, "the started CancelHandle function never saw its cancellation"
         assert rs.started() == started, "a future cancelled before its spawn ran anyway"
+        await waiters[0]
+        for coro in (first, gated, polite):
+            coro.close()
 
     asyncio.run(main())
     assert _gate_free_within(rs, 0.05)
@@ -831,13 +866,18 @@ def test_run_refuses_what_needs_the_blocked_loop() -> None:
     asyncio.run(cell())
 
 
-def test_run_leaves_the_outcome_on_the_awaitable(rs: ModuleType) -> None:
-    aw = rs.fails("kept")
+def test_run_consumes_the_coroutine(rs: ModuleType) -> None:
+    coro = rs.fails("kept")
     with pytest.raises(ipy_rustasync.RustError, match="kept"):
-        ipy_rustasync.run(aw)
-    assert aw.done() and str(aw.exception()) == "kept"
-    ok = rs.sleep_ms(1)
-    assert ipy_rustasync.run(ok) == 1 and ok.result() == 1
+        ipy_rustasync.run(coro)
+    with pytest.raises(RuntimeError, match="already being awaited"):
+        ipy_rustasync.run(coro)
+
+    async def again() -> None:
+        await coro
+
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        asyncio.run(again())
 
 
 def test_run_rejects_a_started_awaitable_and_non_awaitables(rs: ModuleType) -> None:

@@ -10,12 +10,17 @@
 //! thread, which holds the GIL anyway).
 //!
 //! The other direction is batched too. The first coroutine started in a loop turn is
-//! spawned at once (a lone `await` loses no time); later starts, and every task
-//! (which asyncio starts on the loop's next turn), wait in the channel's launch list
-//! for [`Spin`], a loop callback that hands them to the runtime together (see
-//! `spawn.rs`) and then polls for completions for a moment, so a quick future needs
-//! no socket wake-up either. A long burst goes out in chunks of [`LAUNCH_CHUNK`] as it
-//! builds up, so its first futures run while the loop is still starting the rest.
+//! spawned at once (a lone `await` loses no time); later starts wait in the
+//! channel's launch list for [`Spin`], a loop callback that hands them to the
+//! runtime together (see `spawn.rs`) and then polls for completions for a moment, so
+//! a quick future needs no socket wake-up either. A long burst of started coroutines
+//! goes out in chunks of [`LAUNCH_CHUNK`] as it builds up, so its first futures run
+//! while the loop is still starting the rest. Tasks wait too, and exactly as long as
+//! asyncio's: a task starts in a loop callback scheduled after it was created (an
+//! `asyncio.Task` runs its first step from a `call_soon` made in its constructor), so
+//! one cancelled in the callback that created it never runs. Each spin scheduled
+//! gets a number; a task remembers the number current when it was queued and waits
+//! for a later spin.
 //!
 //! The channel knows nothing of the objects it completes or launches: each entry
 //! carries the function that does it (see [`Finished`] and [`Queued`]).
@@ -30,7 +35,7 @@ use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -73,9 +78,14 @@ pub(crate) enum Started {
 
 pub(crate) struct Channel {
     queue: Mutex<Vec<Item>>,
-    /// Started objects not yet handed to the runtime (strongly held: asyncio keeps a
-    /// scheduled task alive the same way). Only the loop's thread touches it.
+    /// Started coroutines not yet handed to the runtime (strongly held: asyncio keeps
+    /// what is scheduled alive the same way). Only the loop's thread touches it.
     launch: Mutex<Vec<Queued>>,
+    /// Tasks not yet handed to the runtime, each with the number of the last spin
+    /// scheduled before it was queued: only a later spin launches it.
+    tasks: Mutex<Vec<(Queued, u64)>>,
+    /// How many spins have been scheduled (the number of the current one).
+    spins: AtomicU64,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
     /// Whether a [`Spin`] is polling the queue from the loop (then workers skip
@@ -124,6 +134,8 @@ impl Channel {
         Ok(Channel {
             queue: Mutex::new(Vec::new()),
             launch: Mutex::new(Vec::new()),
+            tasks: Mutex::new(Vec::new()),
+            spins: AtomicU64::new(0),
             wake_tx,
             wake_rx,
             spinning: AtomicBool::new(false),
@@ -142,10 +154,10 @@ impl Channel {
     }
 
     /// Called on the loop thread as something starts on this channel's loop. A
-    /// coroutine (`eager`) started first in its loop turn is spawned at once
-    /// ([`Started::Now`]); anything else is queued for the next [`Spin`], which a
-    /// task needs anyway (asyncio starts a task on the loop's next turn, so one
-    /// cancelled before then never runs). Makes sure a spin is scheduled.
+    /// started coroutine (`eager`) first in its loop turn is spawned at once
+    /// ([`Started::Now`]); a later one is queued for the next [`Spin`]; a task is
+    /// queued for a spin scheduled after now (see the module docs). Makes sure a spin
+    /// is scheduled.
     pub(crate) fn start(
         self: &Arc<Self>,
         py: Python<'_>,
@@ -153,7 +165,11 @@ impl Channel {
         queued: Queued,
         eager: bool,
     ) -> PyResult<Started> {
-        let started = if eager && !self.spawned_this_turn.swap(true, Ordering::SeqCst) {
+        let started = if !eager {
+            let spin = self.spins.load(Ordering::SeqCst);
+            lock(&self.tasks).push((queued, spin));
+            Started::Queued
+        } else if !self.spawned_this_turn.swap(true, Ordering::SeqCst) {
             drop(queued);
             Started::Now
         } else {
@@ -161,7 +177,7 @@ impl Channel {
             // start running (a timer, say) while the loop is still busy starting
             // the rest, rather than all of them once the burst is over.
             if lock(&self.launch).len() >= LAUNCH_CHUNK {
-                self.launch_queued(py);
+                self.launch_queued(py, None);
             }
             lock(&self.launch).push(queued);
             Started::Queued
@@ -185,6 +201,7 @@ impl Channel {
             *lock(&spin.get().until) = Instant::now() + SPIN_WINDOW;
         }
         if !self.spinning.swap(true, Ordering::SeqCst) {
+            self.spins.fetch_add(1, Ordering::SeqCst);
             if let Err(err) =
                 event_loop.call_method1(pyo3::intern!(py, "call_soon"), (spin.bind(py),))
             {
@@ -233,10 +250,22 @@ impl Channel {
         }
     }
 
-    /// Spawns the objects queued since the last call, together; true if there
+    /// Spawns the coroutines queued since the last call and, in a spin (`spin`: its
+    /// number), the tasks queued before it was scheduled, together; true if there
     /// were any.
-    fn launch_queued(&self, py: Python<'_>) -> bool {
-        let queued = std::mem::take(&mut *lock(&self.launch));
+    fn launch_queued(&self, py: Python<'_>, spin: Option<u64>) -> bool {
+        let mut queued = std::mem::take(&mut *lock(&self.launch));
+        if let Some(spin) = spin {
+            let mut tasks = lock(&self.tasks);
+            if !tasks.is_empty() {
+                let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut *tasks)
+                    .into_iter()
+                    .partition(|(_, seen)| *seen < spin);
+                *tasks = later;
+                drop(tasks);
+                queued.extend(due.into_iter().map(|(entry, _)| entry));
+            }
+        }
         let launched = !queued.is_empty();
         let mut burst = Vec::with_capacity(queued.len());
         for Queued { target, launch } in queued {
@@ -287,6 +316,7 @@ impl Channel {
         self.outstanding.load(Ordering::SeqCst) == 0
             && lock(&self.queue).is_empty()
             && lock(&self.launch).is_empty()
+            && lock(&self.tasks).is_empty()
     }
 }
 
@@ -324,7 +354,8 @@ impl Spin {
             return Ok(());
         };
         channel.spawned_this_turn.store(false, Ordering::SeqCst);
-        if channel.launch_queued(py) {
+        let this_spin = channel.spins.load(Ordering::SeqCst);
+        if channel.launch_queued(py, Some(this_spin)) {
             // The window counts from the spawn, not from the start (a long burst of
             // starts may have outlasted it).
             *lock(&slf.get().until) = Instant::now() + SPIN_WINDOW;
@@ -337,6 +368,7 @@ impl Spin {
         // futures (their `start` saw this spin still on): those must launch on the
         // next turn whatever the window says.
         let go_on = !lock(&channel.launch).is_empty()
+            || !lock(&channel.tasks).is_empty()
             || (channel.outstanding.load(Ordering::SeqCst) > 0
                 && Instant::now() < *lock(&slf.get().until));
         if go_on {
@@ -347,6 +379,7 @@ impl Spin {
                 }),
             }
             .and_then(|event_loop| {
+                channel.spins.fetch_add(1, Ordering::SeqCst);
                 event_loop.call_method1(pyo3::intern!(py, "call_soon"), (slf, &event_loop))
             });
             match again {
