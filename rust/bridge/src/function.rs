@@ -48,35 +48,6 @@ impl RustAsyncFunction {
         Ok(self.function.bind(py).call(args, kwargs)?.unbind())
     }
 
-    #[getter]
-    fn __name__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(self.function.bind(py).getattr("__name__")?.unbind())
-    }
-
-    #[getter]
-    fn __qualname__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(self.function.bind(py).getattr("__qualname__")?.unbind())
-    }
-
-    #[getter]
-    fn __doc__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(self.function.bind(py).getattr("__doc__")?.unbind())
-    }
-
-    #[getter]
-    fn __module__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(self.function.bind(py).getattr("__module__")?.unbind())
-    }
-
-    #[getter]
-    fn __text_signature__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(self
-            .function
-            .bind(py)
-            .getattr("__text_signature__")?
-            .unbind())
-    }
-
     /// The builtin PyO3 made, which this wraps.
     #[getter]
     fn __func__(&self, py: Python<'_>) -> Py<PyAny> {
@@ -116,8 +87,8 @@ impl RustAsyncFunction {
     }
 
     /// Pickled by reference, as the builtin would be.
-    fn __reduce__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.__qualname__(py)
+    fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Ok(slf.getattr("__qualname__")?.unbind())
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -164,5 +135,19 @@ pub fn add_async_function(
         },
     )?;
     install_vectorcall(&wrapped);
+    // Writable attributes, as a function's are (`functools.wraps` copies and sets
+    // them), kept in the instance's `__dict__`.
+    for attribute in [
+        "__name__",
+        "__qualname__",
+        "__doc__",
+        "__module__",
+        "__text_signature__",
+    ] {
+        wrapped.setattr(
+            attribute,
+            wrapped.get().function.bind(py).getattr(attribute)?,
+        )?;
+    }
     m.add(name.cast_into::<pyo3::types::PyString>()?, wrapped)
 }
