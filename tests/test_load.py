@@ -297,8 +297,8 @@ async def storm(rs: ModuleType, seed: int) -> dict[str, int]:
     """1,000 tasks, each awaiting a Rust future that either queues for and holds a
     shared tokio mutex (across yields, a third of them also across a 1 ms sleep, so a
     queue forms) or sleeps 0-5 ms, and cancelled 0-2 ms after it starts (seeded),
-    in one of three ways: ``task.cancel()``, ``cancel()`` on the awaitable itself (taken
-    as a future), or a ``wait_for`` timeout. The tasks start in batches of 1-20 with a
+    in one of three ways: ``task.cancel()``, ``cancel()`` on the task ``ensure_future`` made of
+    it, or a ``wait_for`` timeout. The tasks start in batches of 1-20 with a
     loop iteration between, so starts, cancellations and completions interleave.
     Returns how the tasks ended."""
     rng = random.Random(seed)
@@ -309,8 +309,8 @@ async def storm(rs: ModuleType, seed: int) -> dict[str, int]:
             loop.call_later(delay, asyncio.current_task().cancel)  # type: ignore[union-attr]
             return await aw
         if way == "future":
-            future = asyncio.ensure_future(aw)  # the awaitable is a future already: no Task
-            assert future is aw
+            future = asyncio.ensure_future(aw)  # a RustTask: the Rust future runs with no Task stepping it
+            assert asyncio.isfuture(future) and future is not aw
             loop.call_later(delay, future.cancel)
             return await future
         return await asyncio.wait_for(aw, delay)

@@ -224,7 +224,7 @@ def check_streams(ex: Executed, config: Path) -> None:
 def check_event_loops(ex: Executed, config: Path) -> None:
     assert "nap (async)" in ex.text("pub async fn nap")
     lines_in_order(ex.text("loop = asyncio.get_running_loop()"), "this cell runs in a loop: True", "napped 10 ms")
-    assert ex.text("pending = nap(20)").strip() == "RustAwaitable | a coroutine: True"
+    assert ex.text("pending = nap(20)").strip() == "RustCoroutine | a coroutine: True"
     assert ex.text("await pending").strip() == "'napped 20 ms'"
     assert ex.text("def report").splitlines() == [
         "napped 30 ms",

@@ -114,6 +114,44 @@ fn marker(
     }
 }
 
+/// A code object flagged `CO_COROUTINE` whose positional parameters are `params`:
+/// what `inspect` reads from a function-like object's `__code__` to decide it is a
+/// coroutine function and to build its signature. It is never run. Made by
+/// compiling `async def _f(_0, _1, ...): pass` and renaming (parameter names may be
+/// Python keywords, which a `def` could not spell); built here rather than in the
+/// Python package so an exported module works without it.
+fn coroutine_code<'py>(
+    name: &Bound<'py, PyAny>,
+    params: &[&str],
+    module: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = name.py();
+    let placeholders: Vec<String> = (0..params.len()).map(|i| format!("_{i}")).collect();
+    let source = format!("async def _f({}): pass\n", placeholders.join(", "));
+    let compiled =
+        py.import("builtins")?
+            .getattr("compile")?
+            .call1((source, "<rust cell>", "exec"))?;
+    let code_type = compiled.get_type();
+    let function_code = compiled
+        .getattr("co_consts")?
+        .try_iter()?
+        .find(|constant| {
+            constant
+                .as_ref()
+                .is_ok_and(|c| c.is_instance(&code_type).unwrap_or(false))
+        })
+        .ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err("compile() made no function code")
+        })??;
+    let changes = PyDict::new(py);
+    changes.set_item("co_name", name)?;
+    changes.set_item("co_qualname", name)?;
+    changes.set_item("co_varnames", PyTuple::new(py, params)?)?;
+    changes.set_item("co_filename", format!("<rust cell {module}>"))?;
+    function_code.call_method("replace", (), Some(&changes))
+}
+
 /// Adds `function` (the PyO3 builtin of an exported `async fn` whose Python
 /// parameters are `params`) to the module `m`, wrapped.
 pub fn add_async_function(
@@ -123,9 +161,7 @@ pub fn add_async_function(
 ) -> PyResult<()> {
     let py = m.py();
     let name = function.getattr("__name__")?;
-    let code = py
-        .import("ipy_rustasync._glue")?
-        .call_method1("coroutine_code", (&name, params.to_vec(), m.name()?))?;
+    let code = coroutine_code(&name, params, &m.name()?.to_string())?;
     let wrapped = Bound::new(
         py,
         RustAsyncFunction {
