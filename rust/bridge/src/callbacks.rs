@@ -13,7 +13,7 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyDict};
 
-use crate::capi::run_in_context;
+use crate::capi::{run_in_context, RanIn};
 
 /// A callback and the `contextvars` context to run it in.
 pub(crate) type Callback = (Py<PyAny>, Py<PyAny>);
@@ -131,8 +131,18 @@ pub(crate) fn run_now(future: &Bound<'_, PyAny>, due: Due) -> PyResult<()> {
     let event_loop = event_loop.bind(py);
     let mut callbacks = callbacks.into_iter();
     while let Some((callback, context)) = callbacks.next() {
-        let Err(err) = run_in_context(context.bind(py), callback.bind(py), future) else {
-            continue;
+        let err = match run_in_context(context.bind(py), callback.bind(py), future) {
+            RanIn::Ran(Ok(_)) => continue,
+            RanIn::Ran(Err(err)) => err,
+            // Its context is in use up the stack (a loop run nested inside a
+            // callback of the same context): left to the loop, as a handle of its
+            // own, which is what asyncio would have made of it anyway.
+            RanIn::NotEntered => {
+                let mut one = DoneCallbacks::default();
+                one.push((callback, context));
+                schedule_each(future, event_loop, one.into_iter());
+                continue;
+            }
         };
         if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) {
             schedule_each(future, event_loop, callbacks);

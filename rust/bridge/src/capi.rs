@@ -38,12 +38,22 @@ pub(crate) fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }.map(Bound::unbind)
 }
 
+/// What [`run_in_context`] did.
+pub(crate) enum RanIn<'py> {
+    /// The callback ran, with this outcome.
+    Ran(PyResult<Bound<'py, PyAny>>),
+    /// The context could not be entered (it is entered further up this thread's
+    /// stack, which happens when a loop is run nested, or it is not a context): the
+    /// callback did not run.
+    NotEntered,
+}
+
 /// `context.run(callback, arg)`, through the C API.
 pub(crate) fn run_in_context<'py>(
     context: &Bound<'py, PyAny>,
     callback: &Bound<'py, PyAny>,
     arg: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> RanIn<'py> {
     let py = context.py();
     // SAFETY: the GIL is held (`py`) and `context` is a live object for the whole
     // call. `PyContext_Enter` checks the object is a `Context` (TypeError if not)
@@ -51,14 +61,15 @@ pub(crate) fn run_in_context<'py>(
     // exception set; on 0 the context is entered and is exited below on every path
     // before returning, as `Context.run` does.
     if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
-        return Err(PyErr::fetch(py));
+        drop(PyErr::fetch(py));
+        return RanIn::NotEntered;
     }
     let result = callback.call1((arg,));
     // SAFETY: as above; exiting the context entered just before, on this thread.
     if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
-        return Err(PyErr::fetch(py));
+        return RanIn::Ran(Err(PyErr::fetch(py)));
     }
-    result
+    RanIn::Ran(result)
 }
 
 /// What one C-level send step gives: a value to yield (the coroutine is suspended)

@@ -88,9 +88,11 @@ pub(crate) struct Channel {
     spins: AtomicU64,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
-    /// Whether a [`Spin`] is polling the queue from the loop (then workers skip
-    /// the socket write).
-    spinning: AtomicBool,
+    /// Whether a [`Spin`] is scheduled (in the loop's ready queue, so it will look at
+    /// the queue soon): then workers skip the socket write. Not while one runs: a
+    /// spin's callbacks may run a nested loop (`nest_asyncio`, a blocking
+    /// `run_until_complete`), which must be woken and get spins of its own.
+    scheduled: AtomicBool,
     /// Whether a coroutine was spawned at its start since one of this channel's
     /// loop callbacks last ran: only the first of a turn is (see [`Channel::start`]).
     spawned_this_turn: AtomicBool,
@@ -138,7 +140,7 @@ impl Channel {
             spins: AtomicU64::new(0),
             wake_tx,
             wake_rx,
-            spinning: AtomicBool::new(false),
+            scheduled: AtomicBool::new(false),
             spawned_this_turn: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             retired: AtomicBool::new(false),
@@ -182,34 +184,55 @@ impl Channel {
             lock(&self.launch).push(queued);
             Started::Queued
         };
-        let spin = match self.spin.get() {
-            Some(spin) => spin,
-            None => {
-                let spin = Py::new(
-                    py,
-                    Spin {
-                        channel: Arc::downgrade(self),
-                        until: Mutex::new(Instant::now()),
-                    },
-                )?;
-                self.spin.get_or_init(|| spin)
-            }
-        };
+        let spin = self.spin(py)?;
         if matches!(started, Started::Now) {
             // A spawn now: poll for its completion for a moment from now (a queued
             // one gets its window when the spin launches it).
             *lock(&spin.get().until) = Instant::now() + SPIN_WINDOW;
         }
-        if !self.spinning.swap(true, Ordering::SeqCst) {
+        if !self.scheduled.swap(true, Ordering::SeqCst) {
             self.spins.fetch_add(1, Ordering::SeqCst);
             if let Err(err) =
                 event_loop.call_method1(pyo3::intern!(py, "call_soon"), (spin.bind(py),))
             {
-                self.spinning.store(false, Ordering::SeqCst);
+                self.scheduled.store(false, Ordering::SeqCst);
                 return Err(err);
             }
         }
         Ok(started)
+    }
+
+    /// Schedules a [`Spin`] unless one is scheduled already.
+    fn schedule_spin(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
+        if self.scheduled.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let scheduled = self.spin(py).and_then(|spin| {
+            let event_loop =
+                running_loop(py)?.ok_or_else(|| PyRuntimeError::new_err("the loop stopped"))?;
+            self.spins.fetch_add(1, Ordering::SeqCst);
+            event_loop.call_method1(pyo3::intern!(py, "call_soon"), (spin.bind(py),))
+        });
+        if let Err(err) = scheduled {
+            self.scheduled.store(false, Ordering::SeqCst);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// The channel's spin callback, made on first use.
+    fn spin(self: &Arc<Self>, py: Python<'_>) -> PyResult<&Py<Spin>> {
+        if let Some(spin) = self.spin.get() {
+            return Ok(spin);
+        }
+        let spin = Py::new(
+            py,
+            Spin {
+                channel: Arc::downgrade(self),
+                until: Mutex::new(Instant::now()),
+            },
+        )?;
+        Ok(self.spin.get_or_init(|| spin))
     }
 
     /// Runs `job` on the loop's thread soon. Callable from any thread, without
@@ -225,10 +248,10 @@ impl Channel {
             queue.push(item);
             was_empty
         };
-        // A spinning loop finds the item itself. Otherwise: a full socket buffer
+        // A scheduled spin finds the item itself. Otherwise: a full socket buffer
         // (WouldBlock) means a wake-up is already pending; a closed one means the
         // loop is gone and nobody is waiting.
-        if was_empty && !self.spinning.load(Ordering::SeqCst) {
+        if was_empty && !self.scheduled.load(Ordering::SeqCst) {
             self.wake();
         }
     }
@@ -353,6 +376,10 @@ impl Spin {
         let Some(channel) = slf.get().channel.upgrade() else {
             return Ok(());
         };
+        // Running, no longer scheduled: from here workers write wake-up bytes again
+        // (an item pushed before this line is taken below; one pushed after it
+        // wakes the loop), and a start meanwhile schedules a new spin.
+        channel.scheduled.store(false, Ordering::SeqCst);
         channel.spawned_this_turn.store(false, Ordering::SeqCst);
         let this_spin = channel.spins.load(Ordering::SeqCst);
         if channel.launch_queued(py, Some(this_spin)) {
@@ -360,18 +387,14 @@ impl Spin {
             // starts may have outlasted it).
             *lock(&slf.get().until) = Instant::now() + SPIN_WINDOW;
         }
-        if let Err(err) = channel.deliver_queued(py) {
-            channel.spinning.store(false, Ordering::SeqCst);
-            return Err(err);
-        }
+        channel.deliver_queued(py)?;
         // Delivering runs done callbacks, which can step tasks that start more
-        // futures (their `start` saw this spin still on): those must launch on the
-        // next turn whatever the window says.
+        // futures: those must launch on a later turn whatever the window says.
         let go_on = !lock(&channel.launch).is_empty()
             || !lock(&channel.tasks).is_empty()
             || (channel.outstanding.load(Ordering::SeqCst) > 0
                 && Instant::now() < *lock(&slf.get().until));
-        if go_on {
+        if go_on && !channel.scheduled.swap(true, Ordering::SeqCst) {
             let again = match event_loop {
                 Some(event_loop) => Ok(event_loop),
                 None => running_loop(py).and_then(|found| {
@@ -382,18 +405,13 @@ impl Spin {
                 channel.spins.fetch_add(1, Ordering::SeqCst);
                 event_loop.call_method1(pyo3::intern!(py, "call_soon"), (slf, &event_loop))
             });
-            match again {
-                Ok(_) => return Ok(()),
-                // Could not reschedule (a closing loop): stop spinning, so workers
-                // go back to waking the loop through the socket.
-                Err(err) => err.write_unraisable(py, Some(slf.as_any())),
+            if let Err(err) = again {
+                // Could not reschedule (a closing loop): workers go back to waking
+                // the loop through the socket.
+                channel.scheduled.store(false, Ordering::SeqCst);
+                err.write_unraisable(py, Some(slf.as_any()));
             }
         }
-        channel.spinning.store(false, Ordering::SeqCst);
-        // A worker that saw `spinning` still set skipped its wake-up byte: look once
-        // more now that it is clear, so no item is left behind. (Nothing can have
-        // been started meanwhile: starting happens on this thread.)
-        channel.deliver_queued(py)?;
         close_if_retired(py, &channel)
     }
 }
@@ -406,12 +424,20 @@ pub(crate) struct Drain {
 
 #[pymethods]
 impl Drain {
+    /// Consumes the wake-up bytes and schedules a spin to deliver what is queued.
+    /// Delivering here instead would run done callbacks inside this reader
+    /// callback, whose handle (and `contextvars` context) the loop reuses for every
+    /// wake-up: a callback that runs a loop nested (`nest_asyncio`, a blocking
+    /// `run_until_complete`) would then find it already entered when the socket is
+    /// readable again. A spin is a new handle each time.
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
         let channel = &self.channel;
         // A loop turn of its own: the next start may spawn at once again.
         channel.spawned_this_turn.store(false, Ordering::SeqCst);
         channel.consume_wake_ups();
-        channel.deliver_queued(py)?;
+        if !lock(&channel.queue).is_empty() {
+            channel.schedule_spin(py)?;
+        }
         close_if_retired(py, channel)
     }
 }
