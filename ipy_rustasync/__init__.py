@@ -7,6 +7,7 @@ the notebook's namespace.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 # Before the imports below: crate.py reads it while the package is initialising.
@@ -45,7 +46,12 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
         ipython.events.register("post_run_cell", loops.asyncio_run_hint)
     settings = config.Settings.load()
     if settings.nest:
-        loops.nest()
+        from ipy_rustasync.errors import RustAsyncUsageError
+
+        try:
+            loops.nest()
+        except RustAsyncUsageError as err:
+            print(f"rust_async: the nest setting is on, but {err}", file=sys.stderr)
     if settings.warm_on_load:
         from ipy_rustasync.cells import BackgroundWarm
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import inspect
 import signal
 import socket
@@ -149,20 +150,56 @@ def asyncio_run_hint(result: Any) -> None:
         print(HINT, file=sys.stderr)
 
 
+_nested = False
+
+
 def nest() -> None:
-    """Lets ``asyncio.run`` and ``run_until_complete`` nest inside a running loop
-    (opt-in: ``%rust_async --nest``). Uses nest-asyncio2, the maintained fork that
-    ipykernel 7 itself depends on; the original nest_asyncio is archived and breaks
-    ``asyncio.current_task()`` on Python 3.14."""
+    """Lets ``asyncio.run`` and ``run_until_complete`` nest inside this process's
+    running loop (opt-in: ``%rust_async --nest``). Uses nest-asyncio2, the maintained
+    fork that ipykernel 7 itself depends on; the original nest_asyncio is archived and
+    breaks ``asyncio.current_task()`` on Python 3.14.
+
+    nest-asyncio2 patches asyncio for the whole process; two things keep that from
+    breaking what does not nest: a loop it cannot patch (uvloop's, any loop not built
+    on ``asyncio.BaseEventLoop``) is refused here with a sentence, and ``asyncio.run``
+    goes through nest-asyncio2 only when a loop is already running, so
+    ``asyncio.run(..., loop_factory=uvloop.new_event_loop)`` and ``uvloop.run`` keep
+    working as they do without it."""
+    global _nested
+    from ipy_rustasync.errors import RustAsyncUsageError
+
     try:
         import nest_asyncio2
     except ImportError:
-        from ipy_rustasync.errors import RustAsyncUsageError
-
         raise RustAsyncUsageError(
             f"--nest needs nest-asyncio2; run `{sys.executable} -m pip install nest-asyncio2`"
         ) from None
-    nest_asyncio2.apply()
+    loop = asyncio.events._get_running_loop()
+    if loop is not None and not isinstance(loop, asyncio.BaseEventLoop):
+        kind = f"{type(loop).__module__}.{type(loop).__qualname__}"
+        raise RustAsyncUsageError(
+            f"--nest works on asyncio's own event loops, and this one is a {kind}, which nest-asyncio2 cannot patch; "
+            "use top-level `await` or ipy_rustasync.run(...) instead"
+        )
+    if _nested:
+        return
+    original = asyncio.run
+    nest_asyncio2.apply(loop)
+    nested_run = asyncio.run
+
+    @functools.wraps(original)
+    def run(main: Coroutine[Any, Any, T], **kwargs: Any) -> T:
+        if asyncio.events._get_running_loop() is None:
+            return original(main, **kwargs)
+        return nested_run(main, **kwargs)
+
+    asyncio.run = run  # type: ignore[assignment]
+    _nested = True
+
+
+def nested() -> bool:
+    """Whether :func:`nest` has been applied in this process."""
+    return _nested
 
 
 # --- kernel interrupts of awaited cells -------------------------------------------------

@@ -76,9 +76,9 @@ class RustAsyncMagics(Magics):
     @argument(
         "--nest",
         action="store_true",
-        help="line: let asyncio.run() nest inside the kernel's running loop (nest-asyncio2; remembered)",
+        help="line: let asyncio.run() nest inside this kernel's running loop (nest-asyncio2; this kernel only)",
     )
-    @argument("--no-nest", action="store_true", help="line: stop nesting in future kernels (remembered)")
+    @argument("--no-nest", action="store_true", help="line: turn off the saved `nest` default for future kernels")
     @argument("--warm", action="store_true", help="line: build the shared dependencies now (quick if already built)")
     @argument(
         "--clear-cache",
@@ -195,18 +195,21 @@ class RustAsyncMagics(Magics):
             print(f"rust_async: crates now come from crates.io (saved in {config.config_path()})")
         elif args.nest:
             loops.nest()
-            config.write_setting("nest", "true")
             print(
-                "rust_async: asyncio.run() now nests inside the running loop, here and in future kernels "
-                f"(saved in {config.config_path()}; `%rust_async --no-nest` turns it off)"
+                "rust_async: asyncio.run() now nests inside this kernel's running loop (this kernel only; "
+                "`ipy-rustasync config nest true` makes it the default for every kernel)"
             )
         elif args.no_nest:
-            config.write_setting("nest", "false")
-            print(
-                "rust_async: future kernels will not nest asyncio.run() "
-                f"(saved in {config.config_path()}); this one stays nested until it restarts, "
-                "because nest-asyncio2 cannot be undone on a running loop"
-            )
+            if config.Settings.load().nest:
+                config.write_setting("nest", "false")
+                print(f"rust_async: future kernels will not nest asyncio.run() (saved in {config.config_path()})")
+            if loops.nested():
+                print(
+                    "rust_async: this kernel stays nested until it restarts, "
+                    "because nest-asyncio2 cannot be undone on a running loop"
+                )
+            else:
+                print("rust_async: asyncio.run() does not nest in this kernel")
         elif args.warm:
             progress = Progress(in_kernel=self._in_kernel())
             try:

@@ -186,34 +186,112 @@ def test_asyncio_run_in_a_cell_gets_a_hint(kernel: Kernel) -> None:
     assert "2" in kernel.ok("1 + 1")
 
 
-def test_nest_opt_in_makes_asyncio_run_work_and_is_remembered(tmp_path: Path) -> None:
-    env = {**os.environ, "IPY_RUSTASYNC_CONFIG": str(tmp_path / "config.toml")}
-    for round_ in ("first kernel", "after a restart"):
-        km, kc = start_new_kernel(kernel_name="python3", env=env)
-        try:
-            k = Kernel.__new__(Kernel)
-            k.km, k.kc = km, kc
-            k.ok("%load_ext ipy_rustasync")
-            if round_ == "first kernel":
-                assert "asyncio.run() now nests" in k.ok("%rust_async --nest")
-            k.ok(GATE)
-            out = k.ok("import asyncio\nprint(asyncio.run(hold_gate(3)), asyncio.run(asyncio.sleep(0, 'py')))")
-            assert "3 py" in out, round_
-            assert "nest = true" in (tmp_path / "config.toml").read_text()
-            if round_ == "after a restart":
-                assert "this one stays nested until it restarts" in k.ok("%rust_async --no-nest")
-        finally:
-            km.shutdown_kernel(now=True)
-    assert "nest = false" in (tmp_path / "config.toml").read_text()
+def _new_kernel(env: dict[str, str]) -> Kernel:
     km, kc = start_new_kernel(kernel_name="python3", env=env)
+    k = Kernel.__new__(Kernel)
+    k.km, k.kc = km, kc
+    k.ok("%load_ext ipy_rustasync")
+    return k
+
+
+def test_nest_opt_in_applies_to_this_kernel_only(tmp_path: Path) -> None:
+    """`%rust_async --nest` lets asyncio.run nest in this kernel, together with top-level
+    awaits in the same cell (it once spun the kernel at full CPU forever); a later
+    kernel is not affected unless the user saves the default on purpose."""
+    env = {**os.environ, "IPY_RUSTASYNC_CONFIG": str(tmp_path / "config.toml")}
+    k = _new_kernel(env)
     try:
-        k = Kernel.__new__(Kernel)
-        k.km, k.kc = km, kc
-        k.ok("%load_ext ipy_rustasync")
+        assert "this kernel only" in k.ok("%rust_async --nest")
+        k.ok(GATE)
+        out = k.ok(
+            "import asyncio, time\n"
+            "start = time.monotonic()\n"
+            "x = await hold_gate(3)\n"
+            "print(x, asyncio.run(hold_gate(4)), asyncio.run(asyncio.sleep(0, 'py')), await hold_gate(5))\n"
+            "print(asyncio.get_event_loop().run_until_complete(hold_gate(6)))\n"
+            "print('seconds', round(time.monotonic() - start))"
+        )
+        assert "3 4 py 5\n6\nseconds 0" in out, out
+        assert "stays nested until it restarts" in k.ok("%rust_async --no-nest")
+    finally:
+        k.km.shutdown_kernel(now=True)
+    assert not (tmp_path / "config.toml").exists()
+    k = _new_kernel(env)
+    try:
         reply, _ = k.execute("import asyncio\nasyncio.run(asyncio.sleep(0))")
         assert reply["status"] == "error" and "cannot be called from a running event loop" in reply["evalue"]
     finally:
-        km.shutdown_kernel(now=True)
+        k.km.shutdown_kernel(now=True)
+    subprocess.run(
+        [sys.executable, "-m", "ipy_rustasync.cli", "config", "nest", "true"], env=env, check=True, capture_output=True
+    )
+    k = _new_kernel(env)
+    try:
+        assert "py" in k.ok("import asyncio\nprint(asyncio.run(asyncio.sleep(0, 'py')))")  # the saved default
+    finally:
+        k.km.shutdown_kernel(now=True)
+
+
+def test_nest_with_the_archived_nest_asyncio_runs_each_way_once(tmp_path: Path) -> None:
+    """With the original nest_asyncio 1.6 applied by the user, asyncio.run, a top-level
+    await and run_until_complete in turn each run once and print nothing else (the
+    loop's reader callback once found its context entered by a nested loop and
+    failed on every later turn, hundreds of megabytes of output)."""
+    wheel_dir = tmp_path / "wheels"
+    got = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "nest_asyncio==1.6.0", "-d", str(wheel_dir)],
+        capture_output=True,
+        text=True,
+    )
+    if got.returncode != 0:
+        import pytest
+
+        pytest.skip(f"nest_asyncio 1.6.0 could not be downloaded: {got.stderr.strip()[-200:]}")
+    (wheel,) = wheel_dir.glob("*.whl")
+    k = Kernel()
+    try:
+        k.ok("%load_ext ipy_rustasync")
+        k.ok(GATE)
+        k.ok(f"import sys; sys.path.insert(0, {str(wheel)!r}); import nest_asyncio; nest_asyncio.apply()")
+        out = k.ok(
+            "import asyncio\n"
+            "a = asyncio.run(hold_gate(3))\n"
+            "b = await hold_gate(4)\n"
+            "c = asyncio.get_event_loop().run_until_complete(hold_gate(5))\n"
+            "print(a, b, c)"
+        )
+        assert out.strip() == "3 4 5", out[:2000]
+        assert k.ok("print('after')").strip() == "after"
+    finally:
+        k.km.shutdown_kernel(now=True)
+
+
+def test_nest_refuses_a_loop_it_cannot_patch_and_leaves_others_working(tmp_path: Path) -> None:
+    """In a process running uvloop, --nest says in a sentence that it cannot apply;
+    once applied in a process, uvloop.run still works where nothing nests (on 3.12
+    every uvloop run failed after it)."""
+    code = """
+import asyncio, sys, uvloop
+from ipy_rustasync import loops
+from ipy_rustasync.errors import RustAsyncUsageError
+
+async def refuse():
+    try:
+        loops.nest()
+    except RustAsyncUsageError as err:
+        return str(err)
+print(uvloop.run(refuse()))
+loops.nest()
+async def plain():
+    return "uvloop still runs"
+print(uvloop.run(plain()))
+print(asyncio.run(plain(), **({"loop_factory": uvloop.new_event_loop} if sys.version_info >= (3, 12) else {})))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "which nest-asyncio2 cannot patch" in lines[0] and "uvloop" in lines[0]
+    assert lines[1:] == ["uvloop still runs", "uvloop still runs"]
 
 
 def test_warnings_are_folded_in_the_notebook(kernel: Kernel) -> None:
