@@ -920,6 +920,47 @@ def test_run_is_interruptible() -> None:
     assert lines[1] == "gate free: True"
 
 
+def test_run_timeout_and_interrupt_fire_on_time_while_every_worker_is_blocked() -> None:
+    """The timeout and the Ctrl-C check of ipy_rustasync.run do not depend on the
+    runtime: with every worker stuck in std::thread::sleep, both still fire on time
+    (the timeout was a tokio timer, which no free worker drove: 0.5 s took 5.8 s)."""
+    code = textwrap.dedent(
+        f"""
+        import asyncio, os, signal, threading, time
+        import ipy_rustasync
+        from ipy_rustasync import rust_module
+        rs = rust_module({BRIDGE!r})
+        workers = os.cpu_count()
+
+        async def block_every_worker():
+            return await asyncio.gather(*(rs.blocks_worker(3_000) for _ in range(workers * 2)))
+
+        blockers = threading.Thread(target=lambda: print("blocked", len(asyncio.run(block_every_worker()))))
+        blockers.start()
+        time.sleep(0.5)
+        start = time.perf_counter()
+        try:
+            ipy_rustasync.run(rs.sleep_ms(60_000), timeout=0.5)
+        except TimeoutError:
+            print("timed out after", round(time.perf_counter() - start, 2))
+        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        start = time.perf_counter()
+        try:
+            ipy_rustasync.run(rs.sleep_ms(60_000))
+        except KeyboardInterrupt:
+            print("interrupted after", round(time.perf_counter() - start, 2))
+        blockers.join()
+        """
+    )
+    env = {**os.environ, "IPY_RUSTASYNC_WORKER_THREADS": str(os.cpu_count() or 2)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr
+    timed_out, interrupted, blocked = out.stdout.splitlines()
+    assert blocked == f"blocked {2 * (os.cpu_count() or 2)}"  # the workers really were busy meanwhile
+    assert timed_out.startswith("timed out after") and float(timed_out.split()[-1]) < 2.5, out.stdout
+    assert interrupted.startswith("interrupted after") and float(interrupted.split()[-1]) < 2.5, out.stdout
+
+
 # --- threads -----------------------------------------------------------------------------
 
 

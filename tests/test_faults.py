@@ -338,3 +338,35 @@ def test_a_panic_while_converting_a_result_is_rust_panic() -> None:
     with pytest.raises(RustPanic, match="converting boom"):
         mod.boom_sync()
     assert asyncio.run(mod.fine()) == 1  # the runtime and the loop's channel carry on
+
+
+DEEP = r"""
+#[inline(never)]
+fn dive(depth: u32) -> u64 {
+    let frame = std::hint::black_box([depth as u8; 8192]);
+    if depth == 0 { return frame[100] as u64; }
+    dive(depth - 1) + std::hint::black_box(frame[depth as usize % 8192]) as u64
+}
+/// Recursion `depth` deep, 8 KB a frame.
+pub fn deep(depth: u32) -> u64 { dive(depth) }
+pub async fn deep_async(depth: u32) -> u64 { dive(depth) }
+pub async fn deep_blocking(depth: u32) -> u64 {
+    tokio::task::spawn_blocking(move || dive(depth)).await.unwrap_or(0)
+}
+"""
+
+
+def test_deep_recursion_fits_in_a_future_as_in_a_plain_fn() -> None:
+    """The runtime's threads get the main thread's stack size (8 MiB here, tokio's
+    default is 2): recursion 400 deep with 8 KB frames, which a plain fn survives on
+    the main thread, no longer kills the process in a future or in spawn_blocking."""
+    out = run_python(
+        f"""
+        import asyncio
+        from ipy_rustasync import rust_module
+        rs = rust_module({DEEP!r})
+        print(rs.deep(400), asyncio.run(rs.deep_async(400)), asyncio.run(rs.deep_blocking(400)))
+        """
+    )
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    assert out.stdout.split() == ["43080"] * 3

@@ -387,6 +387,39 @@ def test_cancellation_storm_leaves_nothing_behind(rs: ModuleType, loop_kind: str
 # --- a new loop per run -------------------------------------------------------------------
 
 
+def test_edited_cells_give_their_sockets_back_once_idle() -> None:
+    """Each edited cell is a library of its own with a wake-up socket pair on the loop
+    that awaits it; once its runtime is idle, the loop stops watching it and closes
+    it (20 edits in a kernel used to keep 40 descriptors open for good)."""
+    code = textwrap.dedent(
+        """
+        import asyncio, os
+        from ipy_rustasync import rust_module
+
+        def fds():
+            return len(os.listdir("/proc/self/fd"))
+
+        loop = asyncio.new_event_loop()  # one long-lived loop, like a kernel's
+        async def settle(seconds):
+            await asyncio.sleep(seconds)
+        loop.run_until_complete(settle(0))
+        edits = [rust_module(f"pub async fn edited() -> u32 {{ {i} }}") for i in range(8)]
+        before = fds()
+        for i, mod in enumerate(edits):
+            assert loop.run_until_complete(mod.edited()) == i
+        during = fds()
+        loop.run_until_complete(settle(2.0))  # past the idle period: every runtime stops
+        print(before, during, fds())
+        """
+    )
+    env = {**os.environ, "IPY_RUSTASYNC_IDLE_SECONDS": "0.5"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr
+    before, during, after = map(int, out.stdout.split())
+    assert during >= before + 16, (before, during, after)  # a socket pair per cell library while in use
+    assert after <= before + 2, (before, during, after)
+
+
 @pytest.mark.parametrize("loop_kind", LOOPS)
 def test_a_loop_per_run_leaks_no_sockets(rs: ModuleType, loop_kind: str) -> None:
     """Each loop gets a channel with a socket pair for wake-ups; it must close with the
