@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyRuntimeError, PyTimeoutError};
 use pyo3::prelude::*;
 
+use crate::call::Call;
 use crate::convert::settle;
-use crate::future::Call;
 use crate::panics::Guarded;
 use crate::runtime::Active;
 
@@ -41,7 +41,7 @@ pub(crate) fn run(py: Python<'_>, call: Call, timeout: Option<Duration>) -> PyRe
     let deadline = timeout.map(|t| Instant::now() + t);
     let (tx, rx) = sync_channel(1);
     let active = Active::new()?;
-    let guarded = Guarded::new(future.into_inner());
+    let guarded = Guarded::new(future);
     let handle = active.spawn(async move {
         let _ = tx.send(guarded.await);
     });

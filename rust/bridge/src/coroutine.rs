@@ -24,18 +24,19 @@ use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyDeprecationWarning, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyTraceback, PyTuple, PyType};
 
+use crate::call::Call;
 use crate::cancel::CancelToken;
-use crate::capi::{version_at_least, SendSlot, Sent};
+use crate::capi::{SendSlot, Sent};
 use crate::convert::{settle, Output};
-use crate::future::{Call, RustFuture};
+use crate::exceptions::thrown;
+use crate::future::RustFuture;
 use crate::running_loop::running_loop;
 use crate::runtime::Active;
 use crate::spawn::{poll_inline, runtime_warning};
-use crate::sync::{lock, Exclusive};
+use crate::sync::lock;
 
 const REUSED: &str = "cannot reuse already awaited coroutine";
 
@@ -85,7 +86,7 @@ where
             name,
             state: Mutex::new(State::Fresh(Call {
                 name,
-                future: Exclusive::new(Box::pin(future)),
+                future: Box::pin(future),
                 inline,
                 cancel_token: token,
                 with_caller,
@@ -112,10 +113,6 @@ impl RustCoroutine {
             State::Fresh(call) => Some(call),
             _ => None,
         }
-    }
-
-    pub(crate) fn name(&self) -> &'static str {
-        self.name
     }
 
     /// Sets the state, dropping the old one after the lock is released.
@@ -202,7 +199,7 @@ impl RustCoroutine {
         if inline && !with_caller {
             // A future that is ready at once needs no loop at all.
             let active = Active::new()?;
-            if let Poll::Ready(outcome) = poll_inline(py, name, &active, future.get_mut()) {
+            if let Poll::Ready(outcome) = poll_inline(py, name, &active, &mut future) {
                 return Ok(Begun::Done(settle(py, outcome)));
             }
         }
@@ -258,74 +255,23 @@ impl RustCoroutine {
     }
 }
 
+/// `loop.create_task(coroutine, **kwargs)` by the bridge's task factory: a
+/// [`RustTask`](crate::task::RustTask) running the call, or, for a coroutine already
+/// started, an `asyncio.Task` (which reports that as asyncio does).
+pub(crate) fn make_task(
+    event_loop: &Bound<'_, PyAny>,
+    coroutine: &Bound<'_, RustCoroutine>,
+    kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+) -> PyResult<Py<PyAny>> {
+    match coroutine.get().hand_over() {
+        Some(call) => crate::task::create(event_loop, coroutine.as_any(), call, kwargs),
+        None => crate::task::asyncio_task(event_loop, coroutine.as_any(), kwargs),
+    }
+}
+
 enum Begun {
     Suspended(Py<RustFuture>),
     Done(PyResult<Py<PyAny>>),
-}
-
-/// The exception `throw(typ, val, tb)` raises, built by the rules generators and
-/// coroutines follow (and with their messages).
-pub(crate) fn thrown(
-    py: Python<'_>,
-    typ: &Bound<'_, PyAny>,
-    val: Option<&Bound<'_, PyAny>>,
-    tb: Option<&Bound<'_, PyAny>>,
-) -> PyResult<PyErr> {
-    let val = val.filter(|v| !v.is_none());
-    let tb = tb.filter(|t| !t.is_none());
-    if (val.is_some() || tb.is_some()) && version_at_least(3, 12) {
-        PyErr::warn(
-            py,
-            &py.get_type::<PyDeprecationWarning>(),
-            c"the (type, exc, tb) signature of throw() is deprecated, use the single-arg signature instead.",
-            1,
-        )?;
-    }
-    if let Some(tb) = tb {
-        if !tb.is_instance_of::<PyTraceback>() {
-            return Err(PyTypeError::new_err(
-                "throw() third argument must be a traceback object",
-            ));
-        }
-    }
-    let base = py.get_type::<pyo3::exceptions::PyBaseException>();
-    let exc = if let Ok(class) = typ.cast::<PyType>() {
-        if !class.is_subclass(&base)? {
-            return Err(not_an_exception(typ));
-        }
-        match val {
-            Some(val) if val.is_instance(class)? => val.clone(),
-            Some(val) => match val.cast::<PyTuple>() {
-                Ok(args) => class.call1(args)?,
-                Err(_) => class.call1((val,))?,
-            },
-            None => class.call0()?,
-        }
-    } else if typ.is_instance(&base)? {
-        if val.is_some() {
-            return Err(PyTypeError::new_err(
-                "instance exception may not have a separate value",
-            ));
-        }
-        typ.clone()
-    } else {
-        return Err(not_an_exception(typ));
-    };
-    if let Some(tb) = tb {
-        exc.setattr("__traceback__", tb)?;
-    }
-    Ok(PyErr::from_value(exc))
-}
-
-fn not_an_exception(typ: &Bound<'_, PyAny>) -> PyErr {
-    let name = typ
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into());
-    PyTypeError::new_err(format!(
-        "exceptions must be classes or instances deriving from BaseException, not {name}"
-    ))
 }
 
 impl SendSlot for RustCoroutine {
@@ -450,15 +396,16 @@ impl RustCoroutine {
         };
         let call = {
             let mut state = lock(&self.state);
-            if !matches!(*state, State::Fresh(_)) {
-                return Err(PyRuntimeError::new_err(format!(
-                    "{}() is already being awaited (or has finished); ipy_rustasync.run needs a fresh call",
-                    self.name
-                )));
-            }
             match std::mem::replace(&mut *state, State::Closed) {
                 State::Fresh(call) => call,
-                _ => unreachable!("checked just above"),
+                other => {
+                    // Put back as it was (the placeholder `Closed` holds nothing).
+                    *state = other;
+                    return Err(PyRuntimeError::new_err(format!(
+                        "{}() is already being awaited (or has finished); ipy_rustasync.run needs a fresh call",
+                        self.name
+                    )));
+                }
             }
         };
         crate::blocking::run(py, call, timeout)
@@ -472,7 +419,7 @@ impl RustCoroutine {
         event_loop: &Bound<'_, PyAny>,
         kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        crate::task::create(event_loop, slf, kwargs)
+        make_task(event_loop, slf, kwargs)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {

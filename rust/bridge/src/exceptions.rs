@@ -4,10 +4,12 @@
 //! each cell is its own extension module, and a class created per cell would make
 //! `except ipy_rustasync.RustPanic` miss every cell but one.
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyDeprecationWarning, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
+use pyo3::types::{PyTraceback, PyTuple, PyType};
+
+use crate::capi::version_at_least;
 
 static RUST_PANIC: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static RUST_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -78,4 +80,69 @@ pub(crate) fn rust_error(py: Python<'_>, message: String, rust_type: &str) -> Py
         message,
         &[("rust_type", rust_type)],
     )
+}
+
+/// The exception `throw(typ, val, tb)` raises, built by the rules generators and
+/// coroutines follow (and with their messages).
+pub(crate) fn thrown(
+    py: Python<'_>,
+    typ: &Bound<'_, PyAny>,
+    val: Option<&Bound<'_, PyAny>>,
+    tb: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyErr> {
+    let val = val.filter(|v| !v.is_none());
+    let tb = tb.filter(|t| !t.is_none());
+    if (val.is_some() || tb.is_some()) && version_at_least(3, 12) {
+        PyErr::warn(
+            py,
+            &py.get_type::<PyDeprecationWarning>(),
+            c"the (type, exc, tb) signature of throw() is deprecated, use the single-arg signature instead.",
+            1,
+        )?;
+    }
+    if let Some(tb) = tb {
+        if !tb.is_instance_of::<PyTraceback>() {
+            return Err(PyTypeError::new_err(
+                "throw() third argument must be a traceback object",
+            ));
+        }
+    }
+    let base = py.get_type::<pyo3::exceptions::PyBaseException>();
+    let exc = if let Ok(class) = typ.cast::<PyType>() {
+        if !class.is_subclass(&base)? {
+            return Err(not_an_exception(typ));
+        }
+        match val {
+            Some(val) if val.is_instance(class)? => val.clone(),
+            Some(val) => match val.cast::<PyTuple>() {
+                Ok(args) => class.call1(args)?,
+                Err(_) => class.call1((val,))?,
+            },
+            None => class.call0()?,
+        }
+    } else if typ.is_instance(&base)? {
+        if val.is_some() {
+            return Err(PyTypeError::new_err(
+                "instance exception may not have a separate value",
+            ));
+        }
+        typ.clone()
+    } else {
+        return Err(not_an_exception(typ));
+    };
+    if let Some(tb) = tb {
+        exc.setattr("__traceback__", tb)?;
+    }
+    Ok(PyErr::from_value(exc))
+}
+
+fn not_an_exception(typ: &Bound<'_, PyAny>) -> PyErr {
+    let name = typ
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    PyTypeError::new_err(format!(
+        "exceptions must be classes or instances deriving from BaseException, not {name}"
+    ))
 }

@@ -13,8 +13,8 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::coroutine::RustCoroutine;
-use crate::task::{asyncio_task, create};
+use crate::coroutine::{make_task, RustCoroutine};
+use crate::task::asyncio_task;
 
 /// `loop.set_task_factory(...)`'s callable: `factory(loop, coro, **kwargs)`.
 #[pyclass(frozen, name = "TaskFactory", module = "ipy_rustasync")]
@@ -31,7 +31,7 @@ impl TaskFactory {
     ) -> PyResult<Py<PyAny>> {
         let py = coro.py();
         if let Ok(coroutine) = coro.cast::<RustCoroutine>() {
-            return create(event_loop, coroutine, kwargs);
+            return make_task(event_loop, coroutine, kwargs);
         }
         // A Rust coroutine of another cell library (each has its own type).
         let hook = pyo3::intern!(py, "__ira_task__");

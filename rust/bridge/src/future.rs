@@ -36,22 +36,7 @@ use crate::channel::{channel_for, Queued, Started};
 use crate::convert::{settle, Outcome};
 use crate::runtime::Active;
 use crate::spawn::{poll_inline, spawn, BoxFuture, Completing, Completion, Launch, Sink};
-use crate::sync::{lock, Exclusive};
-
-/// A cell function's call, not started yet: what its coroutine holds until something
-/// awaits it.
-pub struct Call {
-    pub(crate) name: &'static str,
-    pub(crate) future: Exclusive<BoxFuture>,
-    /// `#[rust_async(inline)]`: the first poll happens on the starting thread.
-    pub(crate) inline: bool,
-    /// For a function taking a `CancelHandle`: cancelling signals it instead of
-    /// dropping the future.
-    pub(crate) cancel_token: Option<CancelToken>,
-    /// For a function taking an `AsyncCallable` or `PyAwaitable`: the future runs
-    /// knowing its caller's loop and context (see `callback.rs`).
-    pub(crate) with_caller: bool,
-}
+use crate::sync::lock;
 
 /// Where a future is in its life.
 enum Stage {
@@ -71,7 +56,7 @@ enum Stage {
 
 /// A queued future and what it holds on to until it runs.
 struct Pending {
-    future: Exclusive<BoxFuture>,
+    future: BoxFuture,
     inline: bool,
     /// Whether Python sees it as started (a coroutine was sent into). A task
     /// cancelled before it starts never runs, as a Task's coroutine never does; a
@@ -136,6 +121,8 @@ pub struct RustFuture {
     cancel_token: Option<CancelToken>,
     /// A task's `contextvars` context (`None` for what a coroutine waits on).
     context: Option<Py<PyAny>>,
+    /// Whether it is a [`RustTask`](crate::task::RustTask)'s base.
+    task: bool,
 }
 
 static CANCELLED_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -191,15 +178,22 @@ impl RustFuture {
             blocking: AtomicBool::new(false),
             cancel_token,
             context: None,
+            task: false,
         }
     }
 
     /// The same, as a task's base: with the task's context.
-    pub(crate) fn with_context(self, context: Py<PyAny>) -> Self {
+    pub(crate) fn for_task(self, context: Py<PyAny>) -> Self {
         RustFuture {
             context: Some(context),
+            task: true,
             ..self
         }
+    }
+
+    /// The cell function's name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
     }
 
     pub(crate) fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
@@ -218,7 +212,7 @@ impl RustFuture {
     /// `contextvars` context, for functions that call back into Python.
     pub(crate) fn start(
         slf: &Bound<'_, Self>,
-        future: Exclusive<BoxFuture>,
+        future: BoxFuture,
         inline: bool,
         with_caller: bool,
         context: Option<Py<PyAny>>,
@@ -238,8 +232,8 @@ impl RustFuture {
                 }),
                 event_loop: Arc::new(event_loop.clone().unbind()),
             };
-            let inner = future.into_inner();
-            future = Exclusive::new(Box::pin(CALLER.scope(caller, inner)));
+            let inner = future;
+            future = Box::pin(CALLER.scope(caller, inner));
         }
         let pending = Pending {
             future,
@@ -260,7 +254,7 @@ impl RustFuture {
                     let target = slf.clone().into_any().unbind();
                     if pending.inline {
                         if let Poll::Ready(outcome) =
-                            poll_inline(py, this.name, &pending.active, pending.future.get_mut())
+                            poll_inline(py, this.name, &pending.active, &mut pending.future)
                         {
                             Completion::new(pending.sink, target, deliver).finish(outcome);
                             return Ok(());
@@ -269,7 +263,7 @@ impl RustFuture {
                     let abort = spawn(
                         pending.active,
                         Completing::new(
-                            pending.future.into_inner(),
+                            pending.future,
                             Completion::new(pending.sink, target, deliver),
                         ),
                     );
@@ -373,7 +367,7 @@ impl RustFuture {
                     let _ = spawn(
                         pending.active,
                         Completing::new(
-                            pending.future.into_inner(),
+                            pending.future,
                             Completion::new(pending.sink, target, ignore),
                         ),
                     );
@@ -456,7 +450,7 @@ impl RustFuture {
         // A task's `KeyboardInterrupt` or `SystemExit` also stops the loop, as
         // asyncio's Task re-raises it after setting it.
         match fatal {
-            Some(err) if slf.is_instance_of::<crate::task::RustTask>() => Err(err),
+            Some(err) if this.task => Err(err),
             _ => Ok(()),
         }
     }
@@ -514,7 +508,7 @@ fn launch_queued(target: &Bound<'_, PyAny>) -> Option<Launch> {
     let mut pending = take_queued(this)?;
     if pending.inline {
         if let Poll::Ready(outcome) =
-            poll_inline(py, this.name, &pending.active, pending.future.get_mut())
+            poll_inline(py, this.name, &pending.active, &mut pending.future)
         {
             // Delivered by the channel right after this launch, like any result.
             let target = slf.clone().into_any().unbind();
@@ -524,7 +518,7 @@ fn launch_queued(target: &Bound<'_, PyAny>) -> Option<Launch> {
     }
     let target = slf.clone().into_any().unbind();
     let completing = Completing::new(
-        pending.future.into_inner(),
+        pending.future,
         Completion::new(pending.sink, target, deliver),
     );
     let (launch, abort) = Launch::new(pending.active, completing);
@@ -919,7 +913,7 @@ impl FutureIter {
     ) -> PyResult<Py<PyAny>> {
         let done = lock(&self.future).take();
         drop(done);
-        Err(crate::coroutine::thrown(
+        Err(crate::exceptions::thrown(
             py,
             &typ,
             val.as_ref(),

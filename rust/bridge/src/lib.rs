@@ -11,6 +11,7 @@
 //!   that makes one;
 //! * `future`: a started Rust future as an asyncio future (what a coroutine waits on,
 //!   and a task's base);
+//! * `call`: a call of a cell function before anything awaits it;
 //! * `blocking`: running a coroutine from synchronous code;
 //! * `channel`: how started futures reach the runtime and finished ones the loop;
 //! * `spawn`: how a started future runs (inline poll, spawned alone or in a burst);
@@ -22,7 +23,8 @@
 //! * `callback`: Python async code awaited from Rust ([`AsyncCallable`],
 //!   [`PyAwaitable`]); [`CancelHandle`]: an opt-in way to notice cancellation;
 //! * `stream`: a `Stream` returned by a cell function, as a Python async iterator;
-//! * `capi`: every `unsafe` call into CPython, and every reliance on its internals.
+//! * `capi`: every `unsafe` call into CPython, and every reliance on its internals;
+//! * `platform`: the calls into the operating system (stack size, a cheap clock).
 //!
 //! The crate also re-exports the versions of `pyo3`, `tokio` and `futures` the cells
 //! are built against.
@@ -33,6 +35,7 @@ pub use pyo3;
 pub use tokio;
 
 mod blocking;
+mod call;
 mod callback;
 mod callbacks;
 mod cancel;
@@ -45,6 +48,7 @@ mod factory;
 mod function;
 mod future;
 mod panics;
+mod platform;
 mod running_loop;
 mod runtime;
 mod spawn;
@@ -74,6 +78,7 @@ pub fn init_module(m: &Bound<'_, PyModule>, cell_line_offset: u32) -> PyResult<(
     future::init(py);
     task::init(py);
     channel::on_new_loop(factory::install);
+    runtime::on_idle_shutdown(channel::retire_all);
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 //! instead of Rust's default message and backtrace.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, PanicHookInfo};
 use std::pin::Pin;
@@ -27,7 +27,7 @@ thread_local! {
     /// How many `catching` scopes are active on this thread.
     static CATCHING: Cell<u32> = const { Cell::new(0) };
     /// What the hook saw of the last panic on this thread, for `catching` to pick up.
-    static LAST_PANIC: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
+    static LAST_PANIC: Cell<Option<PanicReport>> = const { Cell::new(None) };
 }
 
 /// A panic, reduced to what the user needs: the message and the cell line.
@@ -97,7 +97,7 @@ fn install_hook() {
         std::panic::set_hook(Box::new(|info| {
             let report = PanicReport::from_hook(info);
             if CATCHING.with(Cell::get) > 0 {
-                LAST_PANIC.with(|last| *last.borrow_mut() = Some(report));
+                LAST_PANIC.with(|last| last.replace(Some(report)));
             } else {
                 let thread = std::thread::current();
                 let name = thread.name().unwrap_or("unnamed");
@@ -117,7 +117,7 @@ pub(crate) fn catching<R>(f: impl FnOnce() -> R) -> Result<R, PanicReport> {
     CATCHING.with(|c| c.set(c.get() - 1));
     result.map_err(|payload| {
         LAST_PANIC
-            .with(|last| last.borrow_mut().take())
+            .with(|last| last.take())
             .unwrap_or_else(|| PanicReport::from_payload(payload.as_ref()))
     })
 }

@@ -140,6 +140,15 @@ fn build() -> PyResult<Runtime> {
         .map_err(|err| PyRuntimeError::new_err(format!("could not start the tokio runtime: {err}")))
 }
 
+/// What to do once the runtime has shut down for idleness (set by the module's
+/// initialisation: retiring the loops' channels).
+static ON_SHUTDOWN: OnceLock<fn()> = OnceLock::new();
+
+/// Sets [`ON_SHUTDOWN`].
+pub(crate) fn on_idle_shutdown(hook: fn()) {
+    let _ = ON_SHUTDOWN.set(hook);
+}
+
 /// How many quiet looks in a row make an idle period (the watcher looks every
 /// period / `LOOKS`, so a runtime goes within 1.25 periods of its last work).
 const LOOKS: u32 = 4;
@@ -194,7 +203,9 @@ fn watch_idle() {
                 drop(shared);
                 // The loops' wake-up sockets go with the runtime: an edited
                 // cell's library is never used again, and would keep them open.
-                crate::channel::retire_all();
+                if let Some(hook) = ON_SHUTDOWN.get() {
+                    hook();
+                }
                 return;
             }
         });
@@ -222,32 +233,9 @@ fn stack_size() -> usize {
     if let Some(mb) = env_number("IPY_RUSTASYNC_STACK_MB").filter(|&n| n >= 1.0) {
         return (mb as usize).saturating_mul(MIB);
     }
-    main_thread_stack()
+    crate::platform::main_thread_stack()
         .unwrap_or(8 * MIB)
         .clamp(2 * MIB, 256 * MIB)
-}
-
-/// The main thread's stack size: the soft `RLIMIT_STACK` (unlimited or unknown:
-/// `None`). The one platform-specific lookup of the runtime.
-#[cfg(unix)]
-fn main_thread_stack() -> Option<usize> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `getrlimit` writes one `rlimit` into the valid, exclusively borrowed
-    // `limit` and has no other effect.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut limit) } == 0;
-    (ok && limit.rlim_cur != libc::RLIM_INFINITY)
-        .then(|| usize::try_from(limit.rlim_cur).ok())
-        .flatten()
-}
-
-/// Windows gives the main thread 1 MiB unless the executable says otherwise; 8 MiB
-/// is what the runtime's threads get there.
-#[cfg(not(unix))]
-fn main_thread_stack() -> Option<usize> {
-    None
 }
 
 /// Worker count: `IPY_RUSTASYNC_WORKER_THREADS` if set to a positive number, else one

@@ -193,9 +193,9 @@ pub(crate) fn poll_inline(
 ) -> Poll<Outcome> {
     let _context = active.handle().enter();
     let mut cx = Context::from_waker(Waker::noop());
-    let started = coarse_now();
+    let started = crate::platform::coarse_now();
     let polled = catching(|| future.as_mut().poll(&mut cx));
-    let held = coarse_now().saturating_sub(started);
+    let held = crate::platform::coarse_now().saturating_sub(started);
     if held > SLOW_INLINE_POLL {
         warn_slow_inline(py, name, held);
     }
@@ -204,30 +204,6 @@ pub(crate) fn poll_inline(
         Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
         Err(report) => Poll::Ready(Err(report)),
     }
-}
-
-/// A monotonic clock for thresholds of milliseconds, read at every inline poll:
-/// `CLOCK_MONOTONIC_COARSE` on Linux (a memory read in the vDSO, where the precise
-/// clock can cost a system call on a virtual machine), elsewhere `Instant`.
-#[cfg(target_os = "linux")]
-fn coarse_now() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `clock_gettime` writes one `timespec` into the valid, exclusively
-    // borrowed `now`; CLOCK_MONOTONIC_COARSE exists on every Linux since 2.6.32.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
-    Duration::new(
-        now.tv_sec.max(0) as u64,
-        now.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
-}
-
-#[cfg(not(target_os = "linux"))]
-fn coarse_now() -> Duration {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed()
 }
 
 /// Functions that have already been warned about.

@@ -27,8 +27,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString};
 
+use crate::call::Call;
 use crate::capi::{copy_context, Finalize};
-use crate::coroutine::RustCoroutine;
 use crate::future::RustFuture;
 use crate::sync::lock;
 
@@ -39,7 +39,7 @@ use crate::sync::lock;
 /// the collector does see.
 #[pyclass(frozen, extends = RustFuture, name = "RustTask", module = "ipy_rustasync")]
 pub struct RustTask {
-    coroutine: Py<RustCoroutine>,
+    coroutine: Py<PyAny>,
     name: Mutex<Option<Py<PyAny>>>,
     number: u64,
     cancels_requested: AtomicUsize,
@@ -49,11 +49,13 @@ pub struct RustTask {
 static TASK_NUMBERS: AtomicU64 = AtomicU64::new(1);
 
 /// The task factory's work for a Rust coroutine: `loop.create_task(coroutine,
-/// **kwargs)`. A coroutine that was already started cannot be run by a task of ours,
-/// so it gets an `asyncio.Task`, which reports that as asyncio does.
+/// **kwargs)`, given the coroutine's unstarted `call` (one that was already started
+/// cannot be run by a task of ours: it gets an [`asyncio_task`], which reports that
+/// as asyncio does).
 pub(crate) fn create(
     event_loop: &Bound<'_, PyAny>,
-    coroutine: &Bound<'_, RustCoroutine>,
+    coroutine: &Bound<'_, PyAny>,
+    call: Call,
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Py<PyAny>> {
     let py = event_loop.py();
@@ -62,9 +64,6 @@ pub(crate) fn create(
             Some(kwargs) => kwargs.get_item(key)?.filter(|v| !v.is_none()),
             None => None,
         })
-    };
-    let Some(call) = coroutine.get().hand_over() else {
-        return asyncio_task(event_loop, coroutine.as_any(), kwargs);
     };
     let context = match option("context")? {
         Some(context) => context.unbind(),
@@ -80,7 +79,7 @@ pub(crate) fn create(
     let inline = call.inline;
     let with_caller = call.with_caller;
     let future = RustFuture::new(call.name, event_loop.clone().unbind(), call.cancel_token)
-        .with_context(context.clone_ref(py));
+        .for_task(context.clone_ref(py));
     let task = Bound::new(
         py,
         pyo3::PyClassInitializer::from(future).add_subclass(RustTask {
@@ -172,7 +171,7 @@ impl RustTask {
         decremented.map_or(0, |n| n - 1)
     }
 
-    fn get_coro(&self, py: Python<'_>) -> Py<RustCoroutine> {
+    fn get_coro(&self, py: Python<'_>) -> Py<PyAny> {
         self.coroutine.clone_ref(py)
     }
 
@@ -256,7 +255,7 @@ impl RustTask {
     }
 
     #[getter]
-    fn _coro(&self, py: Python<'_>) -> Py<RustCoroutine> {
+    fn _coro(&self, py: Python<'_>) -> Py<PyAny> {
         self.coroutine.clone_ref(py)
     }
 
@@ -278,7 +277,7 @@ impl RustTask {
             "<RustTask {} name='{}' coro=<{}()>>",
             base.describe(py),
             this.display_name(py),
-            this.coroutine.get().name()
+            base.name()
         )
     }
 }

@@ -1,0 +1,96 @@
+"""Properties of the bridge's source (``rust/bridge/src``) that keep it safe to
+change: its modules depend on each other without a circle, every ``unsafe`` lives in
+the two modules that exist for it, each with the comment that proves it sound, and
+no code path can panic on a re-entrant borrow or an unwrap."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "rust" / "bridge" / "src"
+#: The modules allowed to hold `unsafe` code: CPython's C API, and the OS.
+UNSAFE_HOMES = {"capi", "platform"}
+
+
+def modules() -> dict[str, str]:
+    return {path.stem: path.read_text(encoding="utf-8") for path in sorted(SRC.glob("*.rs"))}
+
+
+def code_only(text: str) -> str:
+    """The source without comments (doc comments mention `unsafe` and paths)."""
+    return re.sub(r"//[^\n]*", "", text)
+
+
+def dependencies() -> dict[str, set[str]]:
+    found = modules()
+    graph: dict[str, set[str]] = {}
+    for name, text in found.items():
+        if name == "lib":
+            continue  # declares and re-exports every module
+        used = set(re.findall(r"\bcrate::(\w+)", code_only(text)))
+        graph[name] = {other for other in used if other in found and other != name}
+    return graph
+
+
+def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (circle := visit(nxt)):
+                return circle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (circle := visit(node)):
+            return circle
+    return None
+
+
+def test_the_bridge_modules_form_no_import_circle() -> None:
+    circle = find_circle(dependencies())
+    assert circle is None, " -> ".join(circle or [])
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    assert find_circle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_circle({"a": {"b"}, "b": set()}) is None
+
+
+def test_unsafe_code_lives_in_capi_and_platform_with_a_safety_comment() -> None:
+    for name, text in modules().items():
+        lines = text.splitlines()
+        for number, line in enumerate(lines):
+            code = line.split("//")[0]
+            if not re.search(r"\bunsafe\b", code):
+                continue
+            assert name in UNSAFE_HOMES, f"{name}.rs:{number + 1} has unsafe code: {line.strip()}"
+            if "unsafe fn" in code or "unsafe extern" in code:
+                continue  # a declaration; its body's blocks carry the comments
+            window = "\n".join(lines[max(0, number - 12) : number + 1])
+            assert "SAFETY:" in window or "# Safety" in window, f"{name}.rs:{number + 1} lacks a SAFETY comment"
+
+
+def test_no_path_panics_on_a_borrow_or_an_unwrap() -> None:
+    """Python code can re-enter the bridge from anywhere (a callback, an `__eq__`, a
+    `__del__`): a `RefCell` borrow or an unwrap that fails then would be a panic."""
+    for name, text in modules().items():
+        code = code_only(text)
+        for pattern in (
+            r"\.borrow_mut\(\)",
+            r"\.borrow\(\)",
+            r"\.unwrap\(\)",
+            r"\.expect\(",
+            r"unreachable!",
+            r"panic!\(",
+        ):
+            assert not re.search(pattern, code), f"{name}.rs uses {pattern}"
