@@ -82,6 +82,13 @@ impl Stored {
         }
     }
 
+    fn clone_ref(&self, py: Python<'_>) -> Self {
+        Stored {
+            exc: self.exc.clone_ref(py),
+            traceback: self.traceback.as_ref().map(|tb| tb.clone_ref(py)),
+        }
+    }
+
     fn raise(&self, py: Python<'_>) -> PyErr {
         let exc = self.exc.bind(py);
         let traceback = self
@@ -301,17 +308,31 @@ impl RustFuture {
 
     /// The result as `await` gives it (raising the exception), marking it retrieved.
     pub(crate) fn outcome(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut inner = lock(&self.inner);
-        inner.log_traceback = false;
-        match &inner.stage {
-            Stage::Finished(Ok(value)) => Ok(value.clone_ref(py)),
-            Stage::Finished(Err(stored)) => Err(stored.raise(py)),
-            Stage::Cancelled => {
-                let message = inner.cancel_message.as_ref().map(|m| m.clone_ref(py));
-                drop(inner);
-                Err(cancelled_error(py, message.as_ref()))
+        enum Seen {
+            Value(Py<PyAny>),
+            Raised(Stored),
+            Cancelled(Option<Py<PyAny>>),
+            Pending,
+        }
+        let seen = {
+            let mut inner = lock(&self.inner);
+            inner.log_traceback = false;
+            match &inner.stage {
+                Stage::Finished(Ok(value)) => Seen::Value(value.clone_ref(py)),
+                Stage::Finished(Err(stored)) => Seen::Raised(stored.clone_ref(py)),
+                Stage::Cancelled => {
+                    Seen::Cancelled(inner.cancel_message.as_ref().map(|m| m.clone_ref(py)))
+                }
+                _ => Seen::Pending,
             }
-            _ => Err(invalid_state(py, "Result is not set.")),
+        };
+        // Raising runs Python code (a `__traceback__` set, an exception's
+        // constructor): only once the lock is released.
+        match seen {
+            Seen::Value(value) => Ok(value),
+            Seen::Raised(stored) => Err(stored.raise(py)),
+            Seen::Cancelled(message) => Err(cancelled_error(py, message.as_ref())),
+            Seen::Pending => Err(invalid_state(py, "Result is not set.")),
         }
     }
 
@@ -402,13 +423,15 @@ impl RustFuture {
                 },
             );
         }
-        inner.cancel_message = message;
+        let old_message = std::mem::replace(&mut inner.cancel_message, message);
         let due = if task {
             inner.stage = Stage::Cancelling;
             None
         } else {
             take_due(&mut inner, &self.event_loop, py)
         };
+        drop(inner);
+        drop(old_message);
         (true, Stopped { dropped, due })
     }
 
@@ -437,12 +460,14 @@ impl RustFuture {
             Err(err) if is_fatal(py, err) => Some(err.clone_ref(py)),
             _ => None,
         };
+        // Made before the lock is taken: normalizing an exception can run Python code.
+        let result = result.map_err(|err| Stored::new(py, err));
         let due = {
             let mut inner = lock(&this.inner);
             if !matches!(inner.stage, Stage::Running(_) | Stage::Polling) {
                 return Ok(());
             }
-            inner.stage = Stage::Finished(result.map_err(|err| Stored::new(py, err)));
+            inner.stage = Stage::Finished(result);
             inner.log_traceback = matches!(inner.stage, Stage::Finished(Err(_)));
             take_due(&mut inner, &this.event_loop, py)
         };
