@@ -35,7 +35,7 @@ use crate::capi::{copy_context, SendSlot, Sent};
 use crate::channel::{channel_for, Queued, Started};
 use crate::convert::{settle, Outcome};
 use crate::runtime::Active;
-use crate::spawn::{poll_inline, spawn, BoxFuture, Completing, Completion, Launch, Sink};
+use crate::spawn::{poll_inline, spawn, BoxFuture, Completing, Completion, Launch};
 use crate::sync::lock;
 
 /// Where a future is in its life.
@@ -63,7 +63,8 @@ struct Pending {
     /// started one taking a `CancelHandle` still runs, to see its cancellation.
     started: bool,
     active: Active,
-    sink: Arc<dyn Sink>,
+    /// Its way back to the loop (its object held by the loop's channel meanwhile).
+    completion: Completion,
 }
 
 /// An exception as a finished future keeps it: raising it again must not grow its
@@ -109,6 +110,10 @@ struct Inner {
     /// finalizer, which reports it as asyncio does).
     log_traceback: bool,
     cancel_message: Option<Py<PyAny>>,
+    /// A task whose Rust side raised `CancelledError` ends cancelled, as a Task whose
+    /// coroutine did; its first `result()` raises that very exception, as asyncio's
+    /// `_make_cancelled_error` does.
+    cancelled_exc: Option<Py<PyAny>>,
 }
 
 /// A started Rust future as an asyncio future.
@@ -181,6 +186,7 @@ impl RustFuture {
                 callbacks: DoneCallbacks::default(),
                 log_traceback: false,
                 cancel_message: None,
+                cancelled_exc: None,
             }),
             blocking: AtomicBool::new(false),
             cancel_token,
@@ -228,51 +234,46 @@ impl RustFuture {
         let py = slf.py();
         let this = slf.get();
         let event_loop = this.event_loop.bind(py);
-        let (channel, _) = channel_for(py, event_loop)?;
+        let port = channel_for(py, event_loop)?;
         let mut future = future;
         if with_caller {
             let caller = Caller {
-                channel: channel.clone(),
+                channel: port.channel.clone(),
                 context: Arc::new(match context {
                     Some(context) => context,
                     None => copy_context(py)?,
                 }),
                 event_loop: Arc::new(event_loop.clone().unbind()),
             };
-            let inner = future;
-            future = Box::pin(CALLER.scope(caller, inner));
+            future = Box::pin(CALLER.scope(caller, future));
         }
+        let (sink, slot) = port.hold(slf.clone().into_any().unbind(), abandoned);
         let pending = Pending {
             future,
             inline,
             started: eager,
             active: Active::new()?,
-            sink: channel.sink(),
+            completion: Completion::new(sink, slot, deliver),
         };
         lock(&this.inner).stage = Stage::Queued(pending);
         let queued = Queued {
-            target: slf.clone().into_any().unbind(),
+            slot,
             launch: launch_queued,
         };
-        match channel.start(py, event_loop, queued, eager) {
+        match port.start(py, event_loop, queued, eager) {
             Ok(Started::Now) => {
-                let stage = take_queued(this);
-                if let Some(mut pending) = stage {
-                    let target = slf.clone().into_any().unbind();
+                if let Some(mut pending) = take_queued(this) {
                     if pending.inline {
                         if let Poll::Ready(outcome) =
                             poll_inline(py, this.name, &pending.active, &mut pending.future)
                         {
-                            Completion::new(pending.sink, target, deliver).finish(outcome);
+                            pending.completion.finish(outcome);
                             return Ok(());
                         }
                     }
                     let abort = spawn(
                         pending.active,
-                        Completing::new(
-                            pending.future,
-                            Completion::new(pending.sink, target, deliver),
-                        ),
+                        Completing::new(pending.future, pending.completion),
                     );
                     set_running(this, abort);
                 }
@@ -311,7 +312,7 @@ impl RustFuture {
         enum Seen {
             Value(Py<PyAny>),
             Raised(Stored),
-            Cancelled(Option<Py<PyAny>>),
+            Cancelled,
             Pending,
         }
         let seen = {
@@ -320,9 +321,7 @@ impl RustFuture {
             match &inner.stage {
                 Stage::Finished(Ok(value)) => Seen::Value(value.clone_ref(py)),
                 Stage::Finished(Err(stored)) => Seen::Raised(stored.clone_ref(py)),
-                Stage::Cancelled => {
-                    Seen::Cancelled(inner.cancel_message.as_ref().map(|m| m.clone_ref(py)))
-                }
+                Stage::Cancelled => Seen::Cancelled,
                 _ => Seen::Pending,
             }
         };
@@ -331,8 +330,22 @@ impl RustFuture {
         match seen {
             Seen::Value(value) => Ok(value),
             Seen::Raised(stored) => Err(stored.raise(py)),
-            Seen::Cancelled(message) => Err(cancelled_error(py, message.as_ref())),
+            Seen::Cancelled => Err(self.make_cancelled_error(py)),
             Seen::Pending => Err(invalid_state(py, "Result is not set.")),
+        }
+    }
+
+    /// The `CancelledError` to raise for a cancelled future: the one its Rust side
+    /// raised (once), else a new one with the cancel message.
+    fn make_cancelled_error(&self, py: Python<'_>) -> PyErr {
+        let (saved, message) = {
+            let mut inner = lock(&self.inner);
+            let message = inner.cancel_message.as_ref().map(|m| m.clone_ref(py));
+            (inner.cancelled_exc.take(), message)
+        };
+        match saved {
+            Some(exc) => PyErr::from_value(exc.into_bound(py)),
+            None => cancelled_error(py, message.as_ref()),
         }
     }
 
@@ -384,14 +397,8 @@ impl RustFuture {
                 // cancelled, to clean up; its outcome is ignored.
                 Some(token) if pending.started => {
                     token.cancel();
-                    let target = py.None();
-                    let _ = spawn(
-                        pending.active,
-                        Completing::new(
-                            pending.future,
-                            Completion::new(pending.sink, target, ignore),
-                        ),
-                    );
+                    let completion = pending.completion.redirected(ignore);
+                    let _ = spawn(pending.active, Completing::new(pending.future, completion));
                     (true, None)
                 }
                 _ => (true, Some(pending)),
@@ -460,12 +467,28 @@ impl RustFuture {
             Err(err) if is_fatal(py, err) => Some(err.clone_ref(py)),
             _ => None,
         };
+        // A task whose Rust side raised CancelledError is cancelled, as asyncio's
+        // Task is when its coroutine raises it.
+        let cancelled = match &result {
+            Err(err) if this.task && is_cancelled_error(py, err) => {
+                Some(err.clone_ref(py).into_value(py).into_any())
+            }
+            _ => None,
+        };
         // Made before the lock is taken: normalizing an exception can run Python code.
         let result = result.map_err(|err| Stored::new(py, err));
         let due = {
             let mut inner = lock(&this.inner);
             if !matches!(inner.stage, Stage::Running(_) | Stage::Polling) {
                 return Ok(());
+            }
+            if let Some(exc) = cancelled {
+                inner.stage = Stage::Cancelled;
+                inner.cancelled_exc = Some(exc);
+                let due = take_due(&mut inner, &this.event_loop, py);
+                drop(inner);
+                drop(result);
+                return crate::callbacks::run_now(slf.as_any(), due);
             }
             inner.stage = Stage::Finished(result);
             inner.log_traceback = matches!(inner.stage, Stage::Finished(Err(_)));
@@ -479,6 +502,12 @@ impl RustFuture {
             _ => Ok(()),
         }
     }
+}
+
+fn is_cancelled_error(py: Python<'_>, err: &PyErr) -> bool {
+    CANCELLED_ERROR
+        .import(py, "asyncio", "CancelledError")
+        .is_ok_and(|class| err.is_instance(py, class))
 }
 
 fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
@@ -536,17 +565,14 @@ fn launch_queued(target: &Bound<'_, PyAny>) -> Option<Launch> {
             poll_inline(py, this.name, &pending.active, &mut pending.future)
         {
             // Delivered by the channel right after this launch, like any result.
-            let target = slf.clone().into_any().unbind();
-            Completion::new(pending.sink, target, deliver).finish(outcome);
+            pending.completion.finish(outcome);
             return None;
         }
     }
-    let target = slf.clone().into_any().unbind();
-    let completing = Completing::new(
-        pending.future,
-        Completion::new(pending.sink, target, deliver),
+    let (launch, abort) = Launch::new(
+        pending.active,
+        Completing::new(pending.future, pending.completion),
     );
-    let (launch, abort) = Launch::new(pending.active, completing);
     set_running(this, abort);
     Some(launch)
 }
@@ -566,6 +592,29 @@ fn deliver(py: Python<'_>, target: Py<PyAny>, outcome: Outcome) -> PyResult<()> 
     }
     let result = settle(py, outcome);
     RustFuture::complete(slf, result)
+}
+
+/// What becomes of a started future whose loop let go of it (closed, or collected)
+/// before its outcome came: as with an asyncio future on a closed loop, it stays
+/// pending and its callbacks never run. They are dropped (so a task waiting on it can
+/// be collected, reported "destroyed but pending" as asyncio's is), and the Rust
+/// future is stopped, since nothing can ever take its result.
+fn abandoned(py: Python<'_>, target: Py<PyAny>) {
+    let Ok(slf) = target.bind(py).cast::<RustFuture>() else {
+        return;
+    };
+    let this = slf.get();
+    let callbacks = {
+        let mut inner = lock(&this.inner);
+        if let Stage::Running(abort) = &inner.stage {
+            match &this.cancel_token {
+                Some(token) => token.cancel(),
+                None => abort.abort(),
+            }
+        }
+        std::mem::take(&mut inner.callbacks)
+    };
+    drop(callbacks);
 }
 
 /// Where the outcome of a cancelled `CancelHandle` function goes: nowhere.
@@ -725,9 +774,8 @@ impl RustFuture {
                 Ok(exc)
             }
             Stage::Cancelled => {
-                let message = inner.cancel_message.as_ref().map(|m| m.clone_ref(py));
                 drop(inner);
-                Err(cancelled_error(py, message.as_ref()))
+                Err(self.make_cancelled_error(py))
             }
             _ => Err(invalid_state(py, "Exception is not set.")),
         }
@@ -760,13 +808,7 @@ impl RustFuture {
 
     /// What `asyncio.gather` and `wait_for` call on a cancelled future.
     fn _make_cancelled_error(&self, py: Python<'_>) -> Py<PyAny> {
-        let message = lock(&self.inner)
-            .cancel_message
-            .as_ref()
-            .map(|m| m.clone_ref(py));
-        cancelled_error(py, message.as_ref())
-            .into_value(py)
-            .into_any()
+        self.make_cancelled_error(py).into_value(py).into_any()
     }
 
     #[getter(_cancel_message)]
@@ -850,6 +892,7 @@ impl RustFuture {
             }
         }
         visit.call(&inner.cancel_message)?;
+        visit.call(&inner.cancelled_exc)?;
         Ok(())
     }
 
@@ -863,7 +906,11 @@ impl RustFuture {
                 Stage::Finished(_) => Some(std::mem::replace(&mut inner.stage, Stage::Cancelled)),
                 _ => None,
             };
-            (callbacks, stage, inner.cancel_message.take())
+            (
+                callbacks,
+                stage,
+                (inner.cancel_message.take(), inner.cancelled_exc.take()),
+            )
         };
         drop((callbacks, stage, message));
     }

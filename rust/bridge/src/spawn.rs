@@ -31,36 +31,50 @@ pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Output> + Send>>;
 /// error is one the loop must raise (`KeyboardInterrupt`, `SystemExit`).
 pub(crate) type Deliver = fn(Python<'_>, Py<PyAny>, Outcome) -> PyResult<()>;
 
+/// Where a started future's Python object is kept while it runs (its loop's
+/// channel holds it; the future itself holds only this number).
+pub(crate) type Slot = usize;
+
 /// A finished future on its way to the loop.
 pub(crate) struct Finished {
-    pub(crate) target: Py<PyAny>,
+    pub(crate) slot: Slot,
     pub(crate) deliver: Deliver,
     pub(crate) outcome: Outcome,
 }
 
-/// Where finished futures go: the channel of the loop that awaits them.
+/// Where finished futures go: the channel of the loop that awaits them. Called from
+/// any thread, without the GIL.
 pub(crate) trait Sink: Send + Sync {
-    /// Called from any thread, without the GIL.
     fn push(&self, finished: Finished);
+    /// A future was dropped before finishing: its object may go.
+    fn release(&self, slot: Slot);
     /// One future counted as outstanding on this sink has ended (finished or dropped).
     fn ended(&self);
 }
 
-/// A spawned future's way back: counts as outstanding on its sink until dropped.
+/// A started future's way back: counts as outstanding on its sink until dropped,
+/// and releases its object's slot if it never finishes.
 pub(crate) struct Completion {
     sink: Arc<dyn Sink>,
-    target: Option<Py<PyAny>>,
+    slot: Option<Slot>,
     deliver: Deliver,
 }
 
 impl Completion {
-    /// `sink` must already count this future as outstanding.
-    pub(crate) fn new(sink: Arc<dyn Sink>, target: Py<PyAny>, deliver: Deliver) -> Self {
+    /// `sink` must already count this future as outstanding and hold its object in
+    /// `slot` (see `channel::Port::hold`).
+    pub(crate) fn new(sink: Arc<dyn Sink>, slot: Slot, deliver: Deliver) -> Self {
         Completion {
             sink,
-            target: Some(target),
+            slot: Some(slot),
             deliver,
         }
+    }
+
+    /// The same, delivering to `deliver` instead.
+    pub(crate) fn redirected(mut self, deliver: Deliver) -> Self {
+        self.deliver = deliver;
+        self
     }
 
     /// Hands `outcome` on (once).
@@ -69,9 +83,9 @@ impl Completion {
     }
 
     fn finish_in_place(&mut self, outcome: Outcome) {
-        if let Some(target) = self.target.take() {
+        if let Some(slot) = self.slot.take() {
             self.sink.push(Finished {
-                target,
+                slot,
                 deliver: self.deliver,
                 outcome,
             });
@@ -81,6 +95,9 @@ impl Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.sink.release(slot);
+        }
         self.sink.ended();
     }
 }
