@@ -19,7 +19,7 @@ def test_iterating_a_coroutine_is_a_type_error(twins: Pair) -> None:
     async def scenario(t: Twin) -> list[Any]:
         coro = t.value(1)
         seen = [raised(lambda: list(coro)), raised(lambda: next(iter(coro)))]  # type: ignore[call-overload]
-        seen.append(raised(lambda: [x for x in coro]))  # type: ignore[attr-defined]  # noqa: C416
+        seen.append(raised(lambda: [x for x in coro]))  # type: ignore[attr-defined]
         coro.close()
         return [s.type if isinstance(s, Raised) else s for s in seen]
 
