@@ -76,15 +76,6 @@ from .twins import Gate, Pair, Raised, Twin, araised, raised
 
 KINDS = pytest.mark.parametrize("kind", ["task", "future"])
 
-UNRETRIEVED_FUTURE = pytest.mark.xfail(
-    strict=True, reason="BRIDGE: a RustFuture whose exception nobody retrieved is not reported when collected"
-)
-TASK_CANCEL_MESSAGE = pytest.mark.xfail(
-    strict=True,
-    reason="BRIDGE: a cancelled RustTask keeps its cancel message; asyncio's Task forgets it once cancelled",
-)
-
-
 @dataclass
 class Subject:
     """The future under test, the gate that completes it, and (``future`` kind) the
@@ -222,7 +213,7 @@ def test_constructor_use_running_loop(twins: Pair, kind: str) -> None:
     assert twins.same(scenario) == [True, True]
 
 
-@pytest.mark.parametrize("kind", [pytest.param("task", marks=TASK_CANCEL_MESSAGE), "future"])
+@KINDS
 def test_future_cancel_message_getter(twins: Pair, kind: str) -> None:
     """Also what awaiting it twice, ``gather(return_exceptions=True)`` and
     ``_make_cancelled_error`` give: an asyncio Task, once cancelled, has forgotten the
@@ -246,7 +237,7 @@ def test_future_cancel_message_getter(twins: Pair, kind: str) -> None:
         assert twins.same(scenario) == [True, None, True, cancelled, None, forgotten, [forgotten], forgotten]
 
 
-@pytest.mark.parametrize("kind", [pytest.param("task", marks=TASK_CANCEL_MESSAGE), "future"])
+@KINDS
 def test_future_cancel_message_setter(twins: Pair, kind: str) -> None:
     async def scenario(t: Twin) -> list[Any]:
         async with made(t, kind) as s:
@@ -483,9 +474,6 @@ def test_future_repr(twins: Pair, kind: str) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BRIDGE: a RustTask being cancelled shows 'pending' in its repr, a Task 'cancelling'"
-)
 def test_future_repr__cancelling(twins: Pair) -> None:
     """A task whose cancellation was requested, before it takes effect."""
 
@@ -636,7 +624,7 @@ def test_tb_logger_result_retrieved(twins: Pair, kind: str) -> None:
     assert tb_logger(twins, kind, lambda s: s.fut.result(), fail=None) == []
 
 
-@pytest.mark.parametrize("kind", ["task", pytest.param("future", marks=UNRETRIEVED_FUTURE)])
+@KINDS
 def test_tb_logger_exception_unretrieved(twins: Pair, kind: str) -> None:
     name = "Task" if kind == "task" else "Future"
     assert tb_logger(twins, kind, lambda s: None, fail=RuntimeError("boom")) == [
@@ -663,7 +651,6 @@ def test_wrap_future_future(twins: Pair, kind: str) -> None:
     assert twins.same(scenario) is True
 
 
-@pytest.mark.xfail(strict=True, reason="BRIDGE: a RustTask made in debug mode has no _source_traceback")
 def test_future_source_traceback(twins: Pair) -> None:
     """In debug mode a task records where it was made (shown when it is reported
     destroyed while pending, or with an unretrieved exception)."""
@@ -713,12 +700,12 @@ def check_future_exception_never_retrieved(twins: Pair, kind: str, debug: bool) 
     assert seen["rust"] == seen["asyncio"] == [(f"{name} exception was never retrieved", True)], seen
 
 
-@pytest.mark.parametrize("kind", ["task", pytest.param("future", marks=UNRETRIEVED_FUTURE)])
+@KINDS
 def test_future_exception_never_retrieved(twins: Pair, kind: str) -> None:
     check_future_exception_never_retrieved(twins, kind, False)
 
 
-@pytest.mark.parametrize("kind", ["task", pytest.param("future", marks=UNRETRIEVED_FUTURE)])
+@KINDS
 def test_future_exception_never_retrieved_debug(twins: Pair, kind: str) -> None:
     check_future_exception_never_retrieved(twins, kind, True)
 
@@ -771,11 +758,6 @@ def test_future_iter_throw(twins: Pair, kind: str) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    sys.version_info >= (3, 12),
-    strict=True,
-    reason="BRIDGE: throw(type, None, None) into a Rust future's iterator does not warn (3.12+ warns for >1 argument)",
-)
 @KINDS
 def test_future_iter_throw__explicit_none(twins: Pair, kind: str) -> None:
     """``fi.throw(ValueError, None, None)``: 3.12+ warns about the three-argument

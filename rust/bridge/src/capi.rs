@@ -20,14 +20,34 @@ use pyo3::PyClass;
 /// Whether the running interpreter is at least `major.minor` (asked once: PyO3's
 /// `version_info` formats the version string at every call).
 pub(crate) fn version_at_least(major: u8, minor: u8) -> bool {
-    static VERSION: OnceLock<(u8, u8)> = OnceLock::new();
-    let (have_major, have_minor) = *VERSION.get_or_init(|| {
+    let (have_major, have_minor, _) = version();
+    (have_major, have_minor) >= (major, minor)
+}
+
+/// The running interpreter's (major, minor, patch), asked once.
+pub(crate) fn version() -> (u8, u8, u8) {
+    static VERSION: OnceLock<(u8, u8, u8)> = OnceLock::new();
+    *VERSION.get_or_init(|| {
         Python::attach(|py| {
             let info = py.version_info();
-            (info.major, info.minor)
+            (info.major, info.minor, info.patch)
         })
-    });
-    (have_major, have_minor) >= (major, minor)
+    })
+}
+
+/// `err`, raised the way the interpreter raises an exception (`PyErr_SetObject`):
+/// its `__context__` becomes the exception being handled where it is raised, as
+/// for an exception raised in an `async def` awaited inside an `except` block.
+/// PyO3 hands errors back with `PyErr_Restore`, which does not chain.
+pub(crate) fn chained(py: Python<'_>, err: PyErr) -> PyErr {
+    let value = err.into_value(py);
+    // SAFETY: the GIL is held; `value` is a live exception instance, and its type
+    // (a borrowed reference kept alive by the instance) is what `PyErr_SetObject`
+    // takes with it. It sets the error indicator, which `PyErr::fetch` then takes.
+    unsafe {
+        ffi::PyErr_SetObject(ffi::Py_TYPE(value.as_ptr()).cast(), value.as_ptr());
+    }
+    PyErr::fetch(py)
 }
 
 /// `contextvars.copy_context()`, through the C API (no lookup, no call).
@@ -72,6 +92,25 @@ pub(crate) fn run_in_context<'py>(
     RanIn::Ran(result)
 }
 
+/// A step as `send` and `__next__` give it: the return value as `StopIteration`
+/// (`StopIteration()` for `None`, as the interpreter raises it), an exception
+/// chained to the one being handled where it is raised.
+pub(crate) fn next_result<'py>(
+    py: Python<'py>,
+    sent: PyResult<Sent<'py>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    match sent {
+        Ok(Sent::Yield(value)) => Ok(value),
+        Ok(Sent::Return(value)) if value.is_none() => {
+            Err(pyo3::exceptions::PyStopIteration::new_err(()))
+        }
+        Ok(Sent::Return(value)) => Err(pyo3::exceptions::PyStopIteration::new_err((
+            value.unbind(),
+        ))),
+        Err(err) => Err(chained(py, err)),
+    }
+}
+
 /// What one C-level send step gives: a value to yield (the coroutine is suspended)
 /// or the value it returns.
 pub(crate) enum Sent<'py> {
@@ -107,7 +146,7 @@ unsafe extern "C" fn am_send<T: SendSlot>(
                 Ok(Sent::Yield(value)) => (PYGEN_NEXT, value.into_ptr()),
                 Ok(Sent::Return(value)) => (PYGEN_RETURN, value.into_ptr()),
                 Err(err) => {
-                    err.restore(py);
+                    chained(py, err).restore(py);
                     (PYGEN_ERROR, std::ptr::null_mut())
                 }
             };
@@ -151,6 +190,11 @@ pub(crate) fn install_am_send<T: SendSlot>(py: Python<'_>) {
 /// A pyclass with a finalizer: Python code run as an instance is destroyed, with
 /// the instance still whole, the way `__del__` runs (PyO3 has no `__del__`).
 pub(crate) trait Finalize: PyClass + PyTypeInfo {
+    /// Whether there is anything to do (most instances go without: the check is
+    /// made before anything else, so they cost nothing more to free). Must not call
+    /// Python code or drop Python references.
+    fn wants_finalizing(slf: &Bound<'_, Self>) -> bool;
+
     /// The finalizer. Runs with the GIL held; may call Python code and pass `slf`
     /// to it (a reference kept beyond the call resurrects the object, which is
     /// allowed). Must not panic.
@@ -165,6 +209,9 @@ unsafe extern "C" fn tp_finalize<T: Finalize>(obj: *mut ffi::PyObject) {
     // instance of the type it was installed on (temporarily resurrected when called
     // from `tp_dealloc`, so a borrowed reference is valid for the call).
     unsafe {
+        if !wants_finalizing::<T>(obj) {
+            return;
+        }
         attached(|py| {
             let slf = Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<T>();
             // A finalizer must leave the exception state as it found it (an
@@ -178,6 +225,21 @@ unsafe extern "C" fn tp_finalize<T: Finalize>(obj: *mut ffi::PyObject) {
     }
 }
 
+/// [`Finalize::wants_finalizing`] of `obj`, asked without attaching to PyO3
+/// (nothing is created or dropped).
+///
+/// # Safety
+/// The GIL is held and `obj` is a live instance of `T` (refcount zero allowed: only
+/// its Rust fields are read).
+unsafe fn wants_finalizing<T: Finalize>(obj: *mut ffi::PyObject) -> bool {
+    // SAFETY: as the function's contract says; a borrowed reference that is never
+    // turned into an owned one creates and drops nothing.
+    unsafe {
+        let py = Python::assume_attached();
+        T::wants_finalizing(&Borrowed::from_ptr(py, obj).cast_unchecked::<T>())
+    }
+}
+
 unsafe extern "C" fn dealloc_finalizing<T: Finalize>(obj: *mut ffi::PyObject) {
     // SAFETY: called by CPython as `tp_dealloc`, with the GIL held and the refcount
     // at zero, which is what `PyObject_CallFinalizerFromDealloc` requires. It runs
@@ -186,7 +248,7 @@ unsafe extern "C" fn dealloc_finalizing<T: Finalize>(obj: *mut ffi::PyObject) {
     // object, in which case it must not be freed. The object is still GC-tracked
     // here (PyO3's deallocator untracks it next), as the finalizer requires.
     unsafe {
-        if ffi::PyObject_CallFinalizerFromDealloc(obj) < 0 {
+        if wants_finalizing::<T>(obj) && ffi::PyObject_CallFinalizerFromDealloc(obj) < 0 {
             return;
         }
         if let Some(dealloc) = T::pyo3_dealloc().get() {

@@ -20,22 +20,22 @@
 //! a [`RustTask`](crate::task::RustTask), which runs the Rust future directly; on
 //! any other loop it is an ordinary `asyncio.Task` driving this coroutine.
 
-use std::sync::Mutex;
-use std::task::Poll;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 use crate::call::Call;
 use crate::cancel::CancelToken;
-use crate::capi::{SendSlot, Sent};
+use crate::capi::{chained, next_result, SendSlot, Sent};
 use crate::convert::{settle, Output};
 use crate::exceptions::thrown;
 use crate::future::RustFuture;
 use crate::running_loop::running_loop;
-use crate::runtime::Active;
-use crate::spawn::{poll_inline, runtime_warning};
+use crate::spawn::{poll_first, runtime_warning};
 use crate::sync::lock;
 
 const REUSED: &str = "cannot reuse already awaited coroutine";
@@ -47,8 +47,9 @@ enum State {
     Running,
     /// Started: suspended until its future is done.
     Awaiting(Py<RustFuture>),
-    /// Handed to a task (`asyncio.create_task`), which runs it from now on.
-    Handed,
+    /// Handed to a task (`asyncio.create_task`), which runs it from now on: it
+    /// counts as suspended in that task until the flag says the task is done.
+    Handed(Arc<AtomicBool>),
     /// Returned, raised, or closed.
     Closed,
 }
@@ -56,12 +57,16 @@ enum State {
 /// A Rust future as a Python coroutine.
 ///
 /// Not tracked by the garbage collector: the only object it refers to is the future
-/// it waits on, which its loop's channel holds while it runs, and which refers
-/// back to nothing that could lead here once it is done.
+/// it waits on, which its loop's channel holds while it runs (and abandons, dropping
+/// its callbacks, if the loop goes away first), and which refers back to nothing
+/// that could lead here once it is done.
 #[pyclass(frozen, weakref, name = "RustCoroutine", module = "ipy_rustasync")]
 pub struct RustCoroutine {
     name: &'static str,
     state: Mutex<State>,
+    /// Whether `state` is still `Fresh`, readable without the lock (the finalizer
+    /// asks at every deallocation).
+    fresh: AtomicBool,
 }
 
 /// Wraps `future` (the cell function's future, ending in its converted output) into
@@ -91,6 +96,7 @@ where
                 cancel_token: token,
                 with_caller,
             })),
+            fresh: AtomicBool::new(true),
         },
     )
 }
@@ -103,22 +109,37 @@ fn no_loop_error(name: &str) -> PyErr {
 }
 
 impl RustCoroutine {
-    /// Takes the unstarted call out, for a task to run (`None` if it was started).
-    pub(crate) fn hand_over(&self) -> Option<Call> {
+    /// Takes the unstarted call out, for a task to run (`None` if it was started);
+    /// `done` is the task's flag, set when it is done.
+    pub(crate) fn hand_over(&self, done: Arc<AtomicBool>) -> Option<Call> {
         let mut state = lock(&self.state);
-        if !matches!(*state, State::Fresh(_)) {
-            return None;
+        match std::mem::replace(&mut *state, State::Handed(done)) {
+            State::Fresh(call) => {
+                self.fresh.store(false, Ordering::Relaxed);
+                Some(call)
+            }
+            other => {
+                *state = other;
+                None
+            }
         }
-        match std::mem::replace(&mut *state, State::Handed) {
-            State::Fresh(call) => Some(call),
-            _ => None,
-        }
+    }
+
+    /// Whether a task it was handed to is still running it.
+    fn in_pending_task(state: &State) -> bool {
+        matches!(state, State::Handed(done) if !done.load(Ordering::SeqCst))
     }
 
     /// Sets the state, dropping the old one after the lock is released.
     fn set(&self, state: State) {
         let old = std::mem::replace(&mut *lock(&self.state), state);
         drop(old);
+    }
+
+    /// Takes the state out (leaving `Closed`), once it leaves `Fresh` for good.
+    fn close_state(&self, state: &mut State) -> State {
+        self.fresh.store(false, Ordering::Relaxed);
+        std::mem::replace(state, State::Closed)
     }
 
     /// One step, as `send(value)` takes it.
@@ -133,6 +154,7 @@ impl RustCoroutine {
         }
         match std::mem::replace(&mut *state, State::Running) {
             State::Fresh(call) => {
+                this.fresh.store(false, Ordering::Relaxed);
                 drop(state);
                 let stepped = this.begin(py, call);
                 match stepped {
@@ -182,7 +204,7 @@ impl RustCoroutine {
                     .outcome(py)
                     .map(|value| Sent::Return(value.into_bound(py)))
             }
-            State::Handed | State::Closed => Err(PyRuntimeError::new_err(REUSED)),
+            State::Handed(_) | State::Closed => Err(PyRuntimeError::new_err(REUSED)),
         }
     }
 
@@ -196,56 +218,79 @@ impl RustCoroutine {
             cancel_token,
             with_caller,
         } = call;
+        let mut active = None;
         if inline && !with_caller {
             // A future that is ready at once needs no loop at all.
-            let active = Active::new()?;
-            if let Poll::Ready(outcome) = poll_inline(py, name, &active, &mut future) {
-                return Ok(Begun::Done(settle(py, outcome)));
+            match poll_first(py, name, &mut future)? {
+                Ok(outcome) => return Ok(Begun::Done(settle(py, outcome))),
+                Err(going_on) => active = Some(going_on),
             }
         }
         let Some(event_loop) = running_loop(py)? else {
             return Err(no_loop_error(name));
         };
-        let waiter = Bound::new(py, RustFuture::new(name, event_loop.unbind(), cancel_token))?;
+        let waiter = Bound::new(
+            py,
+            RustFuture::new(name, event_loop.unbind(), cancel_token).traced(py)?,
+        )?;
         let inline_later = inline && with_caller;
-        RustFuture::start(&waiter, future, inline_later, with_caller, None, true)?;
+        RustFuture::start(
+            &waiter,
+            future,
+            inline_later,
+            with_caller,
+            None,
+            true,
+            active,
+        )?;
         waiter.get().set_blocking();
         Ok(Begun::Suspended(waiter.unbind()))
     }
 
-    /// `throw(typ, val, tb)`: the exception is raised where the coroutine waits,
-    /// which Rust cannot catch, so it ends the coroutine (dropping the Rust future)
-    /// and propagates.
+    /// `throw(...)`: the exception is raised where the coroutine waits, which Rust
+    /// cannot catch, so it ends the coroutine (dropping the Rust future) and
+    /// propagates (a `StopIteration` as PEP 479's `RuntimeError`). A finished
+    /// coroutine refuses whatever is thrown, as an exhausted `async def` does.
     fn throw_in(slf: &Bound<'_, Self>, exc: PyErr) -> PyErr {
         let py = slf.py();
         let this = slf.get();
         let mut state = lock(&this.state);
-        if matches!(*state, State::Running) {
-            return PyValueError::new_err("coroutine already executing");
+        match &*state {
+            State::Running => return PyValueError::new_err("coroutine already executing"),
+            State::Closed => return PyRuntimeError::new_err(REUSED),
+            State::Handed(_) if !Self::in_pending_task(&state) => {
+                return PyRuntimeError::new_err(REUSED)
+            }
+            // Suspended in its task, which goes on (the exception only ends this
+            // coroutine's own view of it).
+            State::Handed(_) => return pep479(py, exc),
+            State::Fresh(_) | State::Awaiting(_) => {}
         }
-        let old = match &*state {
-            State::Handed => State::Handed,
-            _ => std::mem::replace(&mut *state, State::Closed),
-        };
+        let old = this.close_state(&mut state);
         drop(state);
+        // From 3.12, PEP 479's conversion is an exception handler around the body,
+        // which an exception thrown before the first step never reaches.
+        let converted = match &old {
+            State::Fresh(_) if crate::capi::version_at_least(3, 12) => exc,
+            _ => pep479(py, exc),
+        };
         if let State::Awaiting(future) = &old {
             RustFuture::abandon(future.bind(py));
         }
         drop(old);
-        exc
+        converted
     }
 
     fn close_now(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let mut state = lock(&this.state);
-        if matches!(*state, State::Running) {
-            return Err(PyValueError::new_err("coroutine already executing"));
+        match &*state {
+            State::Running => return Err(PyValueError::new_err("coroutine already executing")),
+            State::Handed(_) => return Ok(()),
+            _ => {}
         }
-        if matches!(*state, State::Handed) {
-            return Ok(());
-        }
-        let old = std::mem::replace(&mut *state, State::Closed);
+        let old = this.close_state(&mut state);
         drop(state);
         if let State::Awaiting(future) = &old {
             RustFuture::abandon(future.bind(py));
@@ -263,8 +308,9 @@ pub(crate) fn make_task(
     coroutine: &Bound<'_, RustCoroutine>,
     kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
 ) -> PyResult<Py<PyAny>> {
-    match coroutine.get().hand_over() {
-        Some(call) => crate::task::create(event_loop, coroutine.as_any(), call, kwargs),
+    let done = Arc::new(AtomicBool::new(false));
+    match coroutine.get().hand_over(done.clone()) {
+        Some(call) => crate::task::create(event_loop, coroutine.as_any(), call, done, kwargs),
         None => crate::task::asyncio_task(event_loop, coroutine.as_any(), kwargs),
     }
 }
@@ -286,13 +332,15 @@ fn guarded<'py>(py: Python<'py>, f: impl FnOnce() -> PyResult<Sent<'py>>) -> PyR
     crate::panics::guard(py, f)
 }
 
-fn raising(sent: Sent<'_>) -> PyResult<Bound<'_, PyAny>> {
-    match sent {
-        Sent::Yield(value) => Ok(value),
-        Sent::Return(value) => Err(pyo3::exceptions::PyStopIteration::new_err(
-            (value.unbind(),),
-        )),
+/// PEP 479: a `StopIteration` raised out of a coroutine becomes
+/// `RuntimeError("coroutine raised StopIteration")`.
+fn pep479(py: Python<'_>, exc: PyErr) -> PyErr {
+    if !exc.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) {
+        return exc;
     }
+    let wrapped = PyRuntimeError::new_err("coroutine raised StopIteration");
+    wrapped.set_cause(py, Some(exc));
+    wrapped
 }
 
 #[pymethods]
@@ -306,18 +354,20 @@ impl RustCoroutine {
     }
 
     fn send<'py>(slf: &Bound<'py, Self>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        raising(guarded(slf.py(), || RustCoroutine::step(slf, Some(value)))?)
+        next_result(
+            slf.py(),
+            guarded(slf.py(), || RustCoroutine::step(slf, Some(value))),
+        )
     }
 
-    #[pyo3(signature = (typ, val=None, tb=None))]
+    #[pyo3(signature = (typ, *rest))]
     fn throw(
         slf: &Bound<'_, Self>,
         typ: Bound<'_, PyAny>,
-        val: Option<Bound<'_, PyAny>>,
-        tb: Option<Bound<'_, PyAny>>,
+        rest: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<PyAny>> {
-        let exc = thrown(slf.py(), &typ, val.as_ref(), tb.as_ref())?;
-        Err(RustCoroutine::throw_in(slf, exc))
+        let exc = thrown(slf.py(), &typ, rest)?;
+        Err(chained(slf.py(), RustCoroutine::throw_in(slf, exc)))
     }
 
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -326,11 +376,13 @@ impl RustCoroutine {
 
     /// The iterator `await` drives (a coroutine is not iterable itself).
     fn __await__(slf: &Bound<'_, Self>) -> PyResult<CoroutineWrapper> {
-        if matches!(*lock(&slf.get().state), State::Awaiting(_) | State::Running) {
+        let state = lock(&slf.get().state);
+        if matches!(*state, State::Awaiting(_) | State::Running) || Self::in_pending_task(&state) {
             return Err(PyRuntimeError::new_err(
                 "coroutine is being awaited already",
             ));
         }
+        drop(state);
         Ok(CoroutineWrapper {
             coroutine: slf.clone().unbind(),
         })
@@ -362,7 +414,8 @@ impl RustCoroutine {
 
     #[getter]
     fn cr_suspended(&self) -> bool {
-        matches!(*lock(&self.state), State::Awaiting(_))
+        let state = lock(&self.state);
+        matches!(*state, State::Awaiting(_)) || Self::in_pending_task(&state)
     }
 
     /// A Rust coroutine has no Python frame or code object.
@@ -376,6 +429,8 @@ impl RustCoroutine {
         None
     }
 
+    /// Rust coroutines do not record where they were created
+    /// (`sys.set_coroutine_origin_tracking_depth` is for Python frames).
     #[getter]
     fn cr_origin(&self) -> Option<Py<PyAny>> {
         None
@@ -397,7 +452,10 @@ impl RustCoroutine {
         let call = {
             let mut state = lock(&self.state);
             match std::mem::replace(&mut *state, State::Closed) {
-                State::Fresh(call) => call,
+                State::Fresh(call) => {
+                    self.fresh.store(false, Ordering::Relaxed);
+                    call
+                }
                 other => {
                     // Put back as it was (the placeholder `Closed` holds nothing).
                     *state = other;
@@ -440,17 +498,50 @@ impl Drop for RustCoroutine {
             State::Closed,
         );
         match state {
-            // Like Python's own coroutines: a call nobody awaited is almost always a
-            // forgotten `await`, so say so (leaving any exception in flight alone).
-            State::Fresh(call) => Python::attach(|py| {
-                runtime_warning(py, &format!("coroutine '{}' was never awaited", self.name));
-                drop(call);
-            }),
+            // Warned about by the finalizer, which ran first (`Finalize` below).
+            State::Fresh(call) => drop(call),
             // Abandoned while suspended: closed, as Python closes a collected
             // coroutine, which drops the Rust future.
             State::Awaiting(future) => Python::attach(|py| RustFuture::abandon(future.bind(py))),
-            State::Running | State::Handed | State::Closed => {}
+            State::Running | State::Handed(_) | State::Closed => {}
         }
+    }
+}
+
+impl crate::capi::Finalize for RustCoroutine {
+    fn wants_finalizing(slf: &Bound<'_, Self>) -> bool {
+        slf.get().fresh.load(Ordering::Relaxed)
+    }
+
+    /// Like Python's own coroutines: a call nobody awaited is almost always a
+    /// forgotten `await`, so it warns, through the function CPython uses
+    /// (`warnings._warn_unawaited_coroutine`, which names the coroutine as the
+    /// warning's source); a warning made an error goes to `sys.unraisablehook` with
+    /// the coroutine as its object. An exception in flight is left alone.
+    fn finalize(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        if !matches!(*lock(&slf.get().state), State::Fresh(_)) {
+            return;
+        }
+        static WARN: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+        let warned = match WARN.import(py, "warnings", "_warn_unawaited_coroutine") {
+            Ok(warn) => warn.call1((slf,)).map(drop),
+            Err(_) => {
+                runtime_warning(
+                    py,
+                    &format!("coroutine '{}' was never awaited", slf.get().name),
+                );
+                Ok(())
+            }
+        };
+        if let Err(err) = warned {
+            err.write_unraisable(py, Some(slf.as_any()));
+        }
+    }
+
+    fn pyo3_dealloc() -> &'static std::sync::OnceLock<pyo3::ffi::destructor> {
+        static DEALLOC: std::sync::OnceLock<pyo3::ffi::destructor> = std::sync::OnceLock::new();
+        &DEALLOC
     }
 }
 
@@ -476,22 +567,21 @@ impl CoroutineWrapper {
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let coroutine = self.coroutine.bind(py);
-        raising(guarded(py, || RustCoroutine::step(coroutine, None))?)
+        next_result(py, guarded(py, || RustCoroutine::step(coroutine, None)))
     }
 
     fn send<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         RustCoroutine::send(self.coroutine.bind(py), value)
     }
 
-    #[pyo3(signature = (typ, val=None, tb=None))]
+    #[pyo3(signature = (typ, *rest))]
     fn throw(
         &self,
         py: Python<'_>,
         typ: Bound<'_, PyAny>,
-        val: Option<Bound<'_, PyAny>>,
-        tb: Option<Bound<'_, PyAny>>,
+        rest: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<PyAny>> {
-        RustCoroutine::throw(self.coroutine.bind(py), typ, val, tb)
+        RustCoroutine::throw(self.coroutine.bind(py), typ, rest)
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
@@ -503,4 +593,5 @@ impl CoroutineWrapper {
 pub(crate) fn init(py: Python<'_>) {
     crate::capi::install_am_send::<RustCoroutine>(py);
     crate::capi::install_am_send::<CoroutineWrapper>(py);
+    crate::capi::install_finalizer::<RustCoroutine>(py);
 }

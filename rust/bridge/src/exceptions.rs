@@ -87,12 +87,19 @@ pub(crate) fn rust_error(py: Python<'_>, message: String, rust_type: &str) -> Py
 pub(crate) fn thrown(
     py: Python<'_>,
     typ: &Bound<'_, PyAny>,
-    val: Option<&Bound<'_, PyAny>>,
-    tb: Option<&Bound<'_, PyAny>>,
+    rest: &Bound<'_, PyTuple>,
 ) -> PyResult<PyErr> {
-    let val = val.filter(|v| !v.is_none());
-    let tb = tb.filter(|t| !t.is_none());
-    if (val.is_some() || tb.is_some()) && version_at_least(3, 12) {
+    if rest.len() > 2 {
+        return Err(PyTypeError::new_err(format!(
+            "throw expected at most 3 arguments, got {}",
+            rest.len() + 1
+        )));
+    }
+    let val = rest.get_item(0).ok().filter(|v| !v.is_none());
+    let tb = rest.get_item(1).ok().filter(|t| !t.is_none());
+    let (val, tb) = (val.as_ref(), tb.as_ref());
+    // Whenever more than one argument is passed, even `None`s, as CPython does.
+    if !rest.is_empty() && version_at_least(3, 12) {
         PyErr::warn(
             py,
             &py.get_type::<PyDeprecationWarning>(),

@@ -9,6 +9,12 @@
 //! owner set a factory keeps it (Rust coroutines are then wrapped in whatever it
 //! makes, as any coroutine), and one set later replaces this one. Any other
 //! coroutine gets exactly what `loop.create_task` would have made.
+//!
+//! CPython 3.13.0 to 3.13.2 call a factory without the task's name and then call
+//! `task.set_name(name)` even when no name was given, which would name every task
+//! 'None' (gh-130033, fixed in 3.13.3). On those versions the tasks the factory
+//! makes ignore `set_name(None)` (see `task::names_none_bug`), so tasks keep their
+//! generated names as without a factory.
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;

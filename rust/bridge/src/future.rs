@@ -31,7 +31,7 @@ use pyo3::types::{PyList, PyTuple};
 use crate::callback::{Caller, CALLER};
 use crate::callbacks::{schedule, Callback, DoneCallbacks, Due};
 use crate::cancel::CancelToken;
-use crate::capi::{copy_context, SendSlot, Sent};
+use crate::capi::{copy_context, next_result, Finalize, SendSlot, Sent};
 use crate::channel::{channel_for, Queued, Started};
 use crate::convert::{settle, Outcome};
 use crate::runtime::Active;
@@ -114,6 +114,12 @@ struct Inner {
     /// coroutine did; its first `result()` raises that very exception, as asyncio's
     /// `_make_cancelled_error` does.
     cancelled_exc: Option<Py<PyAny>>,
+    /// A task cancelled before it started (asyncio's `_must_cancel`): it stays
+    /// queued, and is cancelled instead of launched, unless `uncancel()` withdraws
+    /// the request first.
+    must_cancel: bool,
+    /// Whether the task's `_finish_cancelling` is scheduled.
+    finishing: bool,
 }
 
 /// A started Rust future as an asyncio future.
@@ -135,6 +141,11 @@ pub struct RustFuture {
     context: Option<Py<PyAny>>,
     /// Whether it is a [`RustTask`](crate::task::RustTask)'s base.
     task: bool,
+    /// Set once a task is done: what its coroutine object asks to know whether it
+    /// is still suspended in the task.
+    done_flag: Option<Arc<AtomicBool>>,
+    /// Where it was made, in debug mode (asyncio's `_source_traceback`).
+    source_traceback: Option<Py<PyAny>>,
 }
 
 static CANCELLED_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -187,20 +198,58 @@ impl RustFuture {
                 log_traceback: false,
                 cancel_message: None,
                 cancelled_exc: None,
+                must_cancel: false,
+                finishing: false,
             }),
             blocking: AtomicBool::new(false),
             cancel_token,
             context: None,
             task: false,
+            done_flag: None,
+            source_traceback: None,
         }
     }
 
-    /// The same, as a task's base: with the task's context.
-    pub(crate) fn for_task(self, context: Py<PyAny>) -> Self {
+    /// The same, as a task's base: with the task's context, and the flag its
+    /// coroutine object reads.
+    pub(crate) fn for_task(self, context: Py<PyAny>, done_flag: Arc<AtomicBool>) -> Self {
         RustFuture {
             context: Some(context),
             task: true,
+            done_flag: Some(done_flag),
             ..self
+        }
+    }
+
+    /// The same, recording where it is made if its loop is in debug mode, as an
+    /// asyncio future does. The loop's `_debug` is read directly where it has one
+    /// (every `BaseEventLoop`): a `get_debug()` call per future costs a tenth of a
+    /// gathered call.
+    pub(crate) fn traced(self, py: Python<'_>) -> PyResult<Self> {
+        let event_loop = self.event_loop.bind(py);
+        let debug = match event_loop.getattr(pyo3::intern!(py, "_debug")) {
+            Ok(debug) => debug.is_truthy()?,
+            Err(_) => event_loop
+                .call_method0(pyo3::intern!(py, "get_debug"))?
+                .is_truthy()?,
+        };
+        if !debug {
+            return Ok(self);
+        }
+        static EXTRACT_STACK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let stack = EXTRACT_STACK
+            .import(py, "asyncio.format_helpers", "extract_stack")?
+            .call0()?;
+        Ok(RustFuture {
+            source_traceback: Some(stack.unbind()),
+            ..self
+        })
+    }
+
+    /// Marks a task done for its coroutine object (see `done_flag`).
+    fn became_done(&self) {
+        if let Some(flag) = &self.done_flag {
+            flag.store(true, Ordering::SeqCst);
         }
     }
 
@@ -230,6 +279,7 @@ impl RustFuture {
         with_caller: bool,
         context: Option<Py<PyAny>>,
         eager: bool,
+        active: Option<Active>,
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -241,7 +291,7 @@ impl RustFuture {
                 channel: port.channel.clone(),
                 context: Arc::new(match context {
                     Some(context) => context,
-                    None => copy_context(py)?,
+                    None => caller_context(py)?,
                 }),
                 event_loop: Arc::new(event_loop.clone().unbind()),
             };
@@ -252,7 +302,10 @@ impl RustFuture {
             future,
             inline,
             started: eager,
-            active: Active::new()?,
+            active: match active {
+                Some(active) => active,
+                None => Active::new()?,
+            },
             completion: Completion::new(sink, slot, deliver),
         };
         lock(&this.inner).stage = Stage::Queued(pending);
@@ -291,7 +344,10 @@ impl RustFuture {
     /// Cancels it as `cancel()` does: what a coroutine does with the future it waits
     /// on when it is closed, thrown into or collected.
     pub(crate) fn abandon(slf: &Bound<'_, Self>) {
-        RustFuture::cancel(slf, None);
+        // A done future stays as it is (cancelling would mark its exception seen).
+        if !slf.get().is_done() {
+            RustFuture::cancel(slf, None);
+        }
     }
 
     /// Sets `_asyncio_future_blocking`, as `Future.__await__` does before it yields.
@@ -362,6 +418,17 @@ impl RustFuture {
         }
     }
 
+    /// Whether it holds an exception nobody looked at (what its finalizer reports).
+    pub(crate) fn has_unretrieved(&self) -> bool {
+        let inner = lock(&self.inner);
+        inner.log_traceback && matches!(inner.stage, Stage::Finished(Err(_)))
+    }
+
+    /// Where it was made, if its loop was in debug mode.
+    pub(crate) fn source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.source_traceback.as_ref().map(|tb| tb.clone_ref(py))
+    }
+
     /// Whether a finished exception was never looked at, and takes it (for the
     /// task's finalizer).
     pub(crate) fn unretrieved(&self, py: Python<'_>) -> Option<Py<PyAny>> {
@@ -380,82 +447,163 @@ impl RustFuture {
         )
     }
 
-    /// Stops the Rust side. `then`: `Cancelled` (a future: done now) or `Cancelling`
-    /// (a task: done on the loop's next turn). False if it was not pending.
-    pub(crate) fn stop(
-        &self,
-        py: Python<'_>,
-        message: Option<Py<PyAny>>,
-        task: bool,
-    ) -> (bool, Stopped) {
+    /// Stops the Rust side of a future: cancelled now. False if it was not pending.
+    pub(crate) fn stop(&self, py: Python<'_>, message: Option<Py<PyAny>>) -> (bool, Stopped) {
         let mut inner = lock(&self.inner);
         inner.log_traceback = false;
         let before = std::mem::replace(&mut inner.stage, Stage::Cancelled);
-        let (stopped, dropped) = match before {
-            Stage::Queued(pending) => match &self.cancel_token {
-                // A started function with a `CancelHandle` runs, told it is
-                // cancelled, to clean up; its outcome is ignored.
-                Some(token) if pending.started => {
-                    token.cancel();
-                    let completion = pending.completion.redirected(ignore);
-                    let _ = spawn(pending.active, Completing::new(pending.future, completion));
-                    (true, None)
-                }
-                _ => (true, Some(pending)),
-            },
+        let dropped = match before {
+            Stage::Queued(pending) => self.drop_queued(pending),
             Stage::Running(abort) => {
-                match &self.cancel_token {
-                    Some(token) => token.cancel(),
-                    None => abort.abort(),
-                }
-                (true, None)
+                self.stop_running(&abort);
+                None
             }
             Stage::Polling => {
                 if let Some(token) = &self.cancel_token {
                     token.cancel();
                 }
-                (true, None)
+                None
             }
             other => {
                 inner.stage = other;
-                (false, None)
+                return (
+                    false,
+                    Stopped {
+                        dropped: None,
+                        due: None,
+                    },
+                );
             }
         };
-        if !stopped {
-            return (
-                false,
-                Stopped {
-                    dropped: None,
-                    due: None,
-                },
-            );
-        }
         let old_message = std::mem::replace(&mut inner.cancel_message, message);
-        let due = if task {
-            inner.stage = Stage::Cancelling;
-            None
-        } else {
-            take_due(&mut inner, &self.event_loop, py)
-        };
+        let due = take_due(&mut inner, &self.event_loop, py);
         drop(inner);
+        self.became_done();
         drop(old_message);
         (true, Stopped { dropped, due })
     }
 
-    /// Ends a task's cancellation (see [`Stage::Cancelling`]): cancelled now, its
-    /// callbacks scheduled. Nothing if it is not being cancelled.
-    pub(crate) fn finish_cancelling(slf: &Bound<'_, Self>) {
+    /// A queued future being cancelled: a started function with a `CancelHandle`
+    /// runs, told it is cancelled, to clean up (its outcome is ignored); any other
+    /// is returned, to be dropped outside the lock.
+    fn drop_queued(&self, pending: Pending) -> Option<Pending> {
+        match &self.cancel_token {
+            Some(token) if pending.started => {
+                token.cancel();
+                let completion = pending.completion.redirected(ignore);
+                let _ = spawn(pending.active, Completing::new(pending.future, completion));
+                None
+            }
+            _ => Some(pending),
+        }
+    }
+
+    fn stop_running(&self, abort: &crate::spawn::Abort) {
+        match &self.cancel_token {
+            Some(token) => token.cancel(),
+            None => abort.abort(),
+        }
+    }
+
+    /// A task's `cancel(msg)` once it is known not done, as asyncio's Task does it:
+    /// a task not started yet is marked (`must_cancel`, the last message winning,
+    /// as the coroutine has taken none yet); a started one has its Rust side stopped
+    /// now and becomes cancelled on the loop's next turn (a message given again
+    /// meanwhile is ignored, as the coroutine already took the first). True if the
+    /// task's `_finish_cancelling` must now be scheduled.
+    pub(crate) fn request_cancel(&self, message: Option<Py<PyAny>>) -> bool {
+        let mut inner = lock(&self.inner);
+        inner.log_traceback = false;
+        let mut dropped = None;
+        let old_message = match std::mem::replace(&mut inner.stage, Stage::Cancelling) {
+            Stage::Queued(pending) if !(pending.started && self.cancel_token.is_some()) => {
+                inner.stage = Stage::Queued(pending);
+                inner.must_cancel = true;
+                std::mem::replace(&mut inner.cancel_message, message)
+            }
+            Stage::Queued(pending) => {
+                dropped = self.drop_queued(pending);
+                std::mem::replace(&mut inner.cancel_message, message)
+            }
+            Stage::Running(abort) => {
+                self.stop_running(&abort);
+                std::mem::replace(&mut inner.cancel_message, message)
+            }
+            Stage::Polling => {
+                if let Some(token) = &self.cancel_token {
+                    token.cancel();
+                }
+                std::mem::replace(&mut inner.cancel_message, message)
+            }
+            Stage::Cancelling => message,
+            done @ (Stage::Finished(_) | Stage::Cancelled) => {
+                inner.stage = done;
+                message
+            }
+        };
+        let schedule = !std::mem::replace(&mut inner.finishing, true);
+        drop(inner);
+        drop((old_message, dropped));
+        schedule
+    }
+
+    /// `uncancel()` brought the count of requests back to zero (3.13+): a task not
+    /// started yet is not cancelled after all.
+    pub(crate) fn cancel_withdrawn(&self) {
+        lock(&self.inner).must_cancel = false;
+    }
+
+    /// asyncio's `_must_cancel`: cancelled before it started, not yet done.
+    pub(crate) fn must_cancel(&self) -> bool {
+        let inner = lock(&self.inner);
+        inner.must_cancel && matches!(inner.stage, Stage::Queued(_))
+    }
+
+    /// Ends a task's cancellation: a task being cancelled, or marked before it
+    /// started, is cancelled now (a queued one dropped unstarted), its callbacks
+    /// scheduled. As a Task's coroutine raises the `CancelledError` made from the
+    /// message and the Task keeps that exception, the message becomes the exception
+    /// the first `result()` raises, and `_cancel_message` is cleared. Nothing if the
+    /// task is in neither state (finished meanwhile, or the request withdrawn).
+    pub(crate) fn finish_cancelling(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let due = {
-            let mut inner = lock(&this.inner);
-            if !matches!(inner.stage, Stage::Cancelling) {
-                return;
-            }
-            inner.stage = Stage::Cancelled;
-            take_due(&mut inner, &this.event_loop, py)
+        let ready = |inner: &Inner| {
+            matches!(inner.stage, Stage::Cancelling)
+                || (inner.must_cancel && matches!(inner.stage, Stage::Queued(_)))
         };
+        let message = {
+            let mut inner = lock(&this.inner);
+            inner.finishing = false;
+            if !ready(&inner) {
+                return Ok(());
+            }
+            inner.cancel_message.as_ref().map(|m| m.clone_ref(py))
+        };
+        // Made outside the lock (a constructor is Python code), then checked again.
+        let exc = cancelled_error(py, message.as_ref())
+            .into_value(py)
+            .into_any();
+        let (due, dropped, old) = {
+            let mut inner = lock(&this.inner);
+            if !ready(&inner) {
+                return Ok(());
+            }
+            inner.must_cancel = false;
+            let dropped = match std::mem::replace(&mut inner.stage, Stage::Cancelled) {
+                Stage::Queued(pending) => this.drop_queued(pending),
+                _ => None,
+            };
+            let old = (
+                inner.cancel_message.take(),
+                inner.cancelled_exc.replace(exc),
+            );
+            (take_due(&mut inner, &this.event_loop, py), dropped, old)
+        };
+        this.became_done();
+        drop((dropped, old, message));
         schedule(slf.as_any(), due);
+        Ok(())
     }
 
     /// Records a delivered result unless it stopped meanwhile (a completion
@@ -487,6 +635,7 @@ impl RustFuture {
                 inner.cancelled_exc = Some(exc);
                 let due = take_due(&mut inner, &this.event_loop, py);
                 drop(inner);
+                this.became_done();
                 drop(result);
                 return crate::callbacks::run_now(slf.as_any(), due);
             }
@@ -494,6 +643,7 @@ impl RustFuture {
             inner.log_traceback = matches!(inner.stage, Stage::Finished(Err(_)));
             take_due(&mut inner, &this.event_loop, py)
         };
+        this.became_done();
         crate::callbacks::run_now(slf.as_any(), due)?;
         // A task's `KeyboardInterrupt` or `SystemExit` also stops the loop, as
         // asyncio's Task re-raises it after setting it.
@@ -502,6 +652,25 @@ impl RustFuture {
             _ => Ok(()),
         }
     }
+}
+
+/// The `contextvars` context a function's calls back into Python run in: the
+/// current task's own context (3.12+, where tasks expose it), as the code of an
+/// `async def` awaited in that task runs in it, so a variable a callback sets is
+/// seen by the task afterwards; else a copy of the current one.
+fn caller_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    static CURRENT_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    if crate::capi::version_at_least(3, 12) {
+        let task = CURRENT_TASK
+            .import(py, "asyncio", "current_task")?
+            .call0()?;
+        if !task.is_none() {
+            if let Ok(context) = task.call_method0(pyo3::intern!(py, "get_context")) {
+                return Ok(context.unbind());
+            }
+        }
+    }
+    copy_context(py)
 }
 
 fn is_cancelled_error(py: Python<'_>, err: &PyErr) -> bool {
@@ -559,6 +728,14 @@ fn launch_queued(target: &Bound<'_, PyAny>) -> Option<Launch> {
     let py = target.py();
     let slf = target.cast::<RustFuture>().ok()?;
     let this = slf.get();
+    if this.must_cancel() {
+        // Cancelled before it started: it never runs, as a Task's coroutine never
+        // does when its first step throws the `CancelledError` in.
+        if let Err(err) = RustFuture::finish_cancelling(slf) {
+            err.write_unraisable(py, Some(target));
+        }
+        return None;
+    }
     let mut pending = take_queued(this)?;
     if pending.inline {
         if let Poll::Ready(outcome) =
@@ -754,7 +931,7 @@ impl RustFuture {
     /// cancelled; its callbacks are scheduled. False if already done.
     #[pyo3(signature = (msg=None))]
     fn cancel(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> bool {
-        let (cancelled, stopped) = slf.get().stop(slf.py(), msg, false);
+        let (cancelled, stopped) = slf.get().stop(slf.py(), msg);
         let Stopped { dropped, due } = stopped;
         drop(dropped);
         schedule(slf.as_any(), due);
@@ -870,9 +1047,27 @@ impl RustFuture {
         format!("<RustFuture {} of {}()>", self.describe(py), self.name)
     }
 
+    /// `RustFuture[int]`, as `asyncio.Future[int]` (PEP 585).
+    #[classmethod]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, pyo3::types::PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        static GENERIC_ALIAS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        GENERIC_ALIAS
+            .import(cls.py(), "types", "GenericAlias")?
+            .call1((cls, item))
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.source_traceback(py)
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.event_loop)?;
         visit.call(&self.context)?;
+        visit.call(&self.source_traceback)?;
         // Never wait for the lock here: the collector may run while this thread
         // holds it. Visiting less only keeps objects alive longer.
         let Ok(inner) = self.inner.try_lock() else {
@@ -958,12 +1153,7 @@ impl FutureIter {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match self.step(py)? {
-            Sent::Yield(future) => Ok(future),
-            Sent::Return(value) => Err(pyo3::exceptions::PyStopIteration::new_err((
-                value.unbind(),
-            ))),
-        }
+        next_result(py, self.step(py))
     }
 
     fn send<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
@@ -975,22 +1165,17 @@ impl FutureIter {
         self.__next__(py)
     }
 
-    #[pyo3(signature = (typ, val=None, tb=None))]
+    #[pyo3(signature = (typ, *rest))]
     fn throw(
         &self,
         py: Python<'_>,
         typ: Bound<'_, PyAny>,
-        val: Option<Bound<'_, PyAny>>,
-        tb: Option<Bound<'_, PyAny>>,
+        rest: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<PyAny>> {
         let done = lock(&self.future).take();
         drop(done);
-        Err(crate::exceptions::thrown(
-            py,
-            &typ,
-            val.as_ref(),
-            tb.as_ref(),
-        )?)
+        let exc = crate::exceptions::thrown(py, &typ, rest)?;
+        Err(crate::capi::chained(py, exc))
     }
 
     fn close(&self) {
@@ -999,7 +1184,45 @@ impl FutureIter {
     }
 }
 
+impl Finalize for RustFuture {
+    fn wants_finalizing(slf: &Bound<'_, Self>) -> bool {
+        slf.get().has_unretrieved()
+    }
+
+    /// What asyncio's Future does in `__del__`: an exception nobody retrieved goes
+    /// to the loop's exception handler ("Future exception was never retrieved").
+    fn finalize(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        let Some(exc) = this.unretrieved(py) else {
+            return;
+        };
+        let made = (|| -> PyResult<()> {
+            let context = pyo3::types::PyDict::new(py);
+            context.set_item("message", "Future exception was never retrieved")?;
+            context.set_item("exception", exc)?;
+            context.set_item("future", slf)?;
+            if let Some(traceback) = this.source_traceback(py) {
+                context.set_item("source_traceback", traceback)?;
+            }
+            this.event_loop
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "call_exception_handler"), (context,))?;
+            Ok(())
+        })();
+        if let Err(err) = made {
+            err.write_unraisable(py, Some(slf.as_any()));
+        }
+    }
+
+    fn pyo3_dealloc() -> &'static std::sync::OnceLock<pyo3::ffi::destructor> {
+        static DEALLOC: std::sync::OnceLock<pyo3::ffi::destructor> = std::sync::OnceLock::new();
+        &DEALLOC
+    }
+}
+
 /// Called by the module's initialisation.
 pub(crate) fn init(py: Python<'_>) {
     crate::capi::install_am_send::<FutureIter>(py);
+    crate::capi::install_finalizer::<RustFuture>(py);
 }

@@ -124,10 +124,70 @@ impl Active {
 impl Drop for Active {
     fn drop(&mut self) {
         EPOCH.fetch_add(1, Ordering::Relaxed);
-        if ACTIVE.fetch_sub(1, Ordering::SeqCst) == 1 && !WATCHING.load(Ordering::Relaxed) {
-            watch_idle();
-        }
+        uncount();
     }
+}
+
+/// One piece of work fewer; the last one starts the idle watcher.
+fn uncount() {
+    if ACTIVE.fetch_sub(1, Ordering::SeqCst) == 1 && !WATCHING.load(Ordering::Relaxed) {
+        watch_idle();
+    }
+}
+
+/// Runs `f` inside the runtime's context, counted as work while it runs, for work
+/// that usually ends at once (a `#[rust_async(inline)]` first poll): cheaper than an
+/// [`Active`], whose handle clone and end-of-work mark cost as much as the poll.
+/// If `keep` says the work goes on (the poll was pending), it goes on as the
+/// returned `Active`, counted without a gap, so the runtime whose timers the work
+/// may have registered with cannot be shut down before it is spawned.
+pub(crate) fn entered<R, F: FnOnce() -> R>(
+    f: F,
+    keep: fn(&R) -> bool,
+) -> PyResult<(R, Option<Active>)> {
+    ACTIVE.fetch_add(1, Ordering::SeqCst);
+    let generation = GENERATION.load(Ordering::SeqCst);
+    // The cached handle is entered where it lies (no clone) unless the work goes on.
+    let fast = CACHED.with(move |cached| -> Result<(R, Option<Active>), F> {
+        let Ok(cached) = cached.try_borrow() else {
+            return Err(f);
+        };
+        match cached.as_ref() {
+            Some((seen, handle)) if *seen == generation => {
+                let out = {
+                    let _context = handle.enter();
+                    f()
+                };
+                let active = keep(&out).then(|| Active {
+                    handle: handle.clone(),
+                });
+                Ok((out, active))
+            }
+            _ => Err(f),
+        }
+    });
+    let (out, active) = match fast {
+        Ok(done) => done,
+        Err(f) => {
+            let handle = match Active::slow() {
+                Ok(handle) => handle,
+                Err(err) => {
+                    uncount();
+                    return Err(err);
+                }
+            };
+            let out = {
+                let _context = handle.enter();
+                f()
+            };
+            let active = keep(&out).then_some(Active { handle });
+            (out, active)
+        }
+    };
+    if active.is_none() {
+        uncount();
+    }
+    Ok((out, active))
 }
 
 fn build() -> PyResult<Runtime> {

@@ -209,6 +209,27 @@ pub(crate) fn poll_inline(
     future: &mut BoxFuture,
 ) -> Poll<Outcome> {
     let _context = active.handle().enter();
+    poll_here(py, name, future)
+}
+
+/// A first inline poll of a call that has no [`Active`] yet (a coroutine's first
+/// step): `Ready`, or `Pending` with the `Active` its run goes on under.
+pub(crate) fn poll_first(
+    py: Python<'_>,
+    name: &'static str,
+    future: &mut BoxFuture,
+) -> PyResult<Result<Outcome, Active>> {
+    let (polled, active) =
+        crate::runtime::entered(|| poll_here(py, name, future), |polled| polled.is_pending())?;
+    match (polled, active) {
+        (Poll::Ready(outcome), _) => Ok(Ok(outcome)),
+        (Poll::Pending, Some(active)) => Ok(Err(active)),
+        (Poll::Pending, None) => Active::new().map(Err),
+    }
+}
+
+/// One poll on this thread, in whatever runtime context is entered.
+fn poll_here(py: Python<'_>, name: &'static str, future: &mut BoxFuture) -> Poll<Outcome> {
     let mut cx = Context::from_waker(Waker::noop());
     let started = crate::platform::coarse_now();
     let polled = catching(|| future.as_mut().poll(&mut cx));

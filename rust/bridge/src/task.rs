@@ -20,7 +20,7 @@
 //! using the task's methods sees the difference.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -56,6 +56,7 @@ pub(crate) fn create(
     event_loop: &Bound<'_, PyAny>,
     coroutine: &Bound<'_, PyAny>,
     call: Call,
+    done: Arc<AtomicBool>,
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Py<PyAny>> {
     let py = event_loop.py();
@@ -79,7 +80,8 @@ pub(crate) fn create(
     let inline = call.inline;
     let with_caller = call.with_caller;
     let future = RustFuture::new(call.name, event_loop.clone().unbind(), call.cancel_token)
-        .for_task(context.clone_ref(py));
+        .for_task(context.clone_ref(py), done)
+        .traced(py)?;
     let task = Bound::new(
         py,
         pyo3::PyClassInitializer::from(future).add_subclass(RustTask {
@@ -92,7 +94,15 @@ pub(crate) fn create(
     )?;
     crate::capi::register_task(task.as_any())?;
     let base = task.as_super();
-    RustFuture::start(base, call.future, inline, with_caller, Some(context), eager)?;
+    RustFuture::start(
+        base,
+        call.future,
+        inline,
+        with_caller,
+        Some(context),
+        eager,
+        None,
+    )?;
     Ok(task.into_any().unbind())
 }
 
@@ -110,10 +120,37 @@ pub(crate) fn asyncio_task(
         all.update(kwargs.as_mapping())?;
     }
     all.set_item("loop", event_loop)?;
-    let task = TASK
-        .import(py, "asyncio.tasks", "Task")?
-        .call((coroutine,), Some(&all))?;
-    Ok(task.unbind())
+    let class = if names_none_bug() {
+        keep_name_task(py)?
+    } else {
+        TASK.import(py, "asyncio.tasks", "Task")?
+    };
+    Ok(class.call((coroutine,), Some(&all))?.unbind())
+}
+
+/// Whether this is CPython 3.13.0 to 3.13.2, whose `loop.create_task` calls
+/// `set_name(None)` on every task a factory made without a name (gh-130033): the
+/// tasks of the bridge's factory ignore that call there, so they keep their
+/// generated names (an explicit `set_name(None)` is then ignored too).
+pub(crate) fn names_none_bug() -> bool {
+    matches!(crate::capi::version(), (3, 13, patch) if patch <= 2)
+}
+
+/// `asyncio.Task` with `set_name(None)` ignored (see [`names_none_bug`]).
+fn keep_name_task(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static KEEP_NAME: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let class = KEEP_NAME.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        // (Indentation written as `\x20`s: a string continuation line drops the
+        // leading whitespace.)
+        let code = c"import asyncio\n\
+            class Task(asyncio.Task):\n\
+            \x20   def set_name(self, value):\n\
+            \x20       if value is not None:\n\
+            \x20           super().set_name(value)\n";
+        let module = PyModule::from_code(py, code, c"<ipy_rustasync>", c"ipy_rustasync_task")?;
+        Ok(module.getattr("Task")?.unbind())
+    })?;
+    Ok(class.bind(py))
 }
 
 impl RustTask {
@@ -124,8 +161,15 @@ impl RustTask {
                 .str()
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
-            None => format!("Task-{}", self.number),
+            None => self.default_name(),
         }
+    }
+
+    /// The name of a task made without one. asyncio's `Task-N` counter is private
+    /// to asyncio, so a RustTask numbers its own, with a prefix of its own: names
+    /// stay unique among all tasks.
+    fn default_name(&self) -> String {
+        format!("RustTask-{}", self.number)
     }
 }
 
@@ -134,7 +178,8 @@ impl RustTask {
     /// Requests cancellation: the Rust future is dropped now (or its
     /// `CancelHandle` signalled), and the task ends cancelled on the loop's next
     /// turn, its callbacks after that, as a Task's do once its coroutine has taken
-    /// the `CancelledError`. Returns False if it is already done.
+    /// the `CancelledError`; a task not started yet never starts. Returns False if
+    /// it is already done.
     #[pyo3(signature = (msg=None))]
     fn cancel(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> PyResult<bool> {
         let py = slf.py();
@@ -144,9 +189,7 @@ impl RustTask {
             return Ok(false);
         }
         slf.get().cancels_requested.fetch_add(1, Ordering::SeqCst);
-        let (first, stopped) = base.get().stop(py, msg, true);
-        drop(stopped);
-        if first {
+        if base.get().request_cancel(msg) {
             let finish = slf.getattr(pyo3::intern!(py, "_finish_cancelling"))?;
             base.get()
                 .event_loop()
@@ -156,19 +199,27 @@ impl RustTask {
         Ok(true)
     }
 
-    fn _finish_cancelling(slf: &Bound<'_, Self>) {
-        RustFuture::finish_cancelling(slf.as_super());
+    fn _finish_cancelling(slf: &Bound<'_, Self>) -> PyResult<()> {
+        RustFuture::finish_cancelling(slf.as_super())
     }
 
     fn cancelling(&self) -> usize {
         self.cancels_requested.load(Ordering::SeqCst)
     }
 
-    fn uncancel(&self) -> usize {
+    /// One request fewer; from 3.13, the last one withdrawn also withdraws a
+    /// cancellation not yet taken by a task that has not started (as asyncio's
+    /// clears `_must_cancel`).
+    fn uncancel(slf: &Bound<'_, Self>) -> usize {
         let decremented =
-            self.cancels_requested
+            slf.get()
+                .cancels_requested
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        decremented.map_or(0, |n| n - 1)
+        let left = decremented.map_or(0, |n| n - 1);
+        if decremented.is_ok() && left == 0 && crate::capi::version_at_least(3, 13) {
+            slf.as_super().get().cancel_withdrawn();
+        }
+        left
     }
 
     fn get_coro(&self, py: Python<'_>) -> Py<PyAny> {
@@ -183,10 +234,13 @@ impl RustTask {
         if let Some(name) = &*lock(&self.name) {
             return Ok(name.bind(py).clone());
         }
-        Ok(PyString::new(py, &format!("Task-{}", self.number)).into_any())
+        Ok(PyString::new(py, &self.default_name()).into_any())
     }
 
     fn set_name(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        if value.is_none() && names_none_bug() {
+            return Ok(());
+        }
         let name = value.str()?.into_any().unbind();
         let old = lock(&self.name).replace(name);
         drop(old);
@@ -260,8 +314,8 @@ impl RustTask {
     }
 
     #[getter]
-    fn _must_cancel(&self) -> bool {
-        false
+    fn _must_cancel(slf: &Bound<'_, Self>) -> bool {
+        slf.as_super().get().must_cancel()
     }
 
     #[getter]
@@ -273,9 +327,22 @@ impl RustTask {
         let py = slf.py();
         let this = slf.get();
         let base = slf.as_super().get();
+        let mut state = base.describe(py);
+        // asyncio shows a task whose cancellation is requested but not yet taken as
+        // 'cancelling' (3.11: only one not started yet, `_must_cancel`).
+        let cancelling = if crate::capi::version_at_least(3, 12) {
+            this.cancels_requested.load(Ordering::SeqCst) > 0 && !base.is_done()
+        } else {
+            base.must_cancel()
+        };
+        if cancelling {
+            if let Some(rest) = state.strip_prefix("pending") {
+                state = format!("cancelling{rest}");
+            }
+        }
         format!(
             "<RustTask {} name='{}' coro=<{}()>>",
-            base.describe(py),
+            state,
             this.display_name(py),
             base.name()
         )
@@ -283,6 +350,12 @@ impl RustTask {
 }
 
 impl Finalize for RustTask {
+    fn wants_finalizing(slf: &Bound<'_, Self>) -> bool {
+        let base = slf.as_super().get();
+        (base.is_pending() && slf.get().log_destroy_pending.load(Ordering::Relaxed))
+            || base.has_unretrieved()
+    }
+
     /// What asyncio's Task does in `__del__`: report a task collected while
     /// pending, and an exception nobody retrieved, to the loop's handler.
     fn finalize(slf: &Bound<'_, Self>) {
@@ -302,6 +375,9 @@ impl Finalize for RustTask {
                 let context = PyDict::new(py);
                 context.set_item("task", slf)?;
                 context.set_item("message", "Task was destroyed but it is pending!")?;
+                if let Some(traceback) = base.source_traceback(py) {
+                    context.set_item("source_traceback", traceback)?;
+                }
                 report(context);
             }
             if let Some(exc) = base.unretrieved(py) {
@@ -309,6 +385,9 @@ impl Finalize for RustTask {
                 context.set_item("message", "Task exception was never retrieved")?;
                 context.set_item("exception", exc)?;
                 context.set_item("future", slf)?;
+                if let Some(traceback) = base.source_traceback(py) {
+                    context.set_item("source_traceback", traceback)?;
+                }
                 report(context);
             }
             Ok(())
