@@ -1381,7 +1381,10 @@ def test_origin_tracking(twins: Pair) -> None:
             seen.append(2 < len(coro.cr_origin or ()) < 1000)
         return seen
 
-    assert each(twins, scenario, sync=True) == {"asyncio": [None, True, True, True], "rust": [None, False, False, False]}
+    assert each(twins, scenario, sync=True) == {
+        "asyncio": [None, True, True, True],
+        "rust": [None, False, False, False],
+    }
 
 
 def test_origin_tracking_warning(twins: Pair) -> None:

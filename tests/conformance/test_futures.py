@@ -76,6 +76,7 @@ from .twins import Gate, Pair, Raised, Twin, araised, raised
 
 KINDS = pytest.mark.parametrize("kind", ["task", "future"])
 
+
 @dataclass
 class Subject:
     """The future under test, the gate that completes it, and (``future`` kind) the
