@@ -468,6 +468,22 @@ def test_asyncio_apis_wrap_it_in_a_rust_task(rs: ModuleType) -> None:
     asyncio.run(main())
 
 
+def test_a_loop_with_a_task_factory_of_its_own_keeps_it(rs: ModuleType) -> None:
+    """The README's way to opt out of RustTasks: a factory making asyncio.Tasks is
+    left in place, and Rust calls run in asyncio.Tasks, names and all."""
+
+    async def main() -> list[object]:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(lambda loop, coro, **kw: asyncio.Task(coro, loop=loop, **kw))
+        await rs.sleep_ms(1)
+        tasks = [asyncio.ensure_future(rs.ready()), loop.create_task(rs.sleep_ms(1), name="mine")]
+        assert all(type(t) is asyncio.Task for t in tasks)
+        assert tasks[1].get_name() == "mine" and tasks[0].get_name().startswith("Task-")
+        return list(await asyncio.gather(*tasks))
+
+    assert asyncio.run(main()) == [1, 1]
+
+
 def test_a_task_starts_on_the_next_loop_turn_and_run_until_complete_takes_it(rs: ModuleType) -> None:
     async def main() -> None:
         started = rs.started()
