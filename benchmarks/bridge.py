@@ -102,8 +102,23 @@ class Row:
     coro: Figure = None  # PyO3 coroutine
     baseline: Figure = None
     floor: Figure = None
-    target: float | None = None  # ours must be at most this ...
-    target_vs_floor: bool = False  # ... times the floor, rather than in `unit`
+    limits: tuple[Limit, ...] = ()  # ours must be within every one
+
+
+@dataclass
+class Limit:
+    """One aim of a row: ours at most ``factor`` times ``of`` (a figure of the same run),
+    or at most ``factor`` in the row's unit when ``of`` is None."""
+
+    text: str
+    factor: float
+    of: Figure = None
+    absolute: bool = False
+
+    def bound(self) -> float | None:
+        if self.absolute:
+            return self.factor
+        return self.factor * self.of if isinstance(self.of, float) else None
 
 
 # --- the Python baselines ----------------------------------------------------------
@@ -283,7 +298,7 @@ def attempt(label: str, measure: Callable[[], float | None]) -> Figure:
         gc.collect()
 
 
-def ready_row(what: str, found: dict[str, Figure], ours: str = "ours", **target: Any) -> Row:
+def ready_row(what: str, found: dict[str, Figure], ours: str = "ours", **limits: Any) -> Row:
     """Rows 1, 2 and 5: a future ready at once, ``ours`` against the references and
     the baselines taken in the same rounds."""
     return Row(
@@ -294,7 +309,7 @@ def ready_row(what: str, found: dict[str, Figure], ours: str = "ours", **target:
         coro=found["PyO3 coroutine"],
         baseline=found["baseline"],
         floor=found["floor"],
-        **target,
+        **limits,
     )
 
 
@@ -353,17 +368,14 @@ def ratio(a: Figure, b: Figure) -> str:
 
 
 def verdict(row: Row) -> tuple[str, str]:
-    if row.target is None:
+    if not row.limits:
         return "—", "—"
-    if row.target_vs_floor:
-        text = f"≤ {row.target:g}× floor"
-        ok = isinstance(row.ours, float) and isinstance(row.floor, float) and row.ours <= row.target * row.floor
-    else:
-        text = "≤ 1 KB" if row.unit == "B" and row.target == 1024 else f"≤ {row.target:g} {row.unit}"
-        ok = isinstance(row.ours, float) and row.ours <= row.target
-    if not isinstance(row.ours, float):
+    text = " and ".join(limit.text for limit in row.limits)
+    bounds = [limit.bound() for limit in row.limits]
+    if not isinstance(row.ours, float) or None in bounds:
         return text, "—"
-    return text, "✓" if ok else "✗"
+    ours = row.ours
+    return text, "✓" if all(ours <= bound for bound in bounds if bound is not None) else "✗"
 
 
 def table(rows: list[Row]) -> list[str]:
@@ -446,8 +458,7 @@ def main() -> None:
         ready_row(
             f"`await f()`, ready at once, sequential, per await (best of {counts.repeats})",
             seq,
-            target=1.5,
-            target_vs_floor=True,
+            limits=(Limit("≤ 1.5× floor", 1.5, seq["floor"]),),
         )
     )
     round_trip = thread_round_trip(counts)
@@ -472,7 +483,10 @@ def main() -> None:
         ready_row(
             f"{counts.gather:,} ready futures, `asyncio.gather`, per future (best of {counts.repeats})",
             gathered,
-            target=3.0,
+            limits=(
+                Limit("≤ 0.6× PyO3 coroutine", 0.6, gathered["PyO3 coroutine"]),
+                Limit(f"≤ `gather` of done asyncio futures ({fmt(gathered['done'], 'µs')})", 1.0, gathered["done"]),
+            ),
         )
     )
     gc.collect()
@@ -491,7 +505,7 @@ def main() -> None:
         coro=attempt("row 3, PyO3 coroutine", lambda: median_sleeps(refs.coro_sleep)),
         baseline=median_sleeps(py_sleep),
         floor=SLEEP_MS / 1000,
-        target=0.15,
+        limits=(Limit("≤ 1.6× floor", 1.6, SLEEP_MS / 1000),),
     )
     rows.append(sleeps)
     gc.collect()
@@ -524,7 +538,7 @@ def main() -> None:
             "B",
             ours=bytes_per_pending(ours.sleep_ms, counts.many_sleeps),
             baseline=bytes_per_pending(py_sleep, counts.many_sleeps),
-            target=1024,
+            limits=(Limit("≤ 1 KB", 1024, absolute=True),),
         )
     )
     gc.collect()
@@ -535,7 +549,7 @@ def main() -> None:
             "in turns with row 1)",
             seq,
             ours="inline",
-            target=0.5,
+            limits=(Limit("≤ 1.2× PyO3 coroutine", 1.2, seq["PyO3 coroutine"]),),
         )
     )
 
