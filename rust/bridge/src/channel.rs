@@ -271,15 +271,6 @@ impl Registry {
         }
     }
 
-    /// The object in `slot`, still held.
-    fn get<'py>(&self, py: Python<'py>, slot: Slot) -> Option<Bound<'py, PyAny>> {
-        let held = lock(&self.held);
-        held.objects
-            .get(slot)?
-            .as_ref()
-            .map(|(object, _)| object.bind(py).clone())
-    }
-
     /// Lets go of the object in `slot` and returns it (to be dropped, or completed,
     /// by the caller, outside the lock).
     fn release(&self, slot: Slot) -> Option<Py<PyAny>> {
@@ -391,26 +382,35 @@ fn launch_queued(py: Python<'_>, registry: &Registry, spin: Option<u64>) -> bool
     let mut queued = std::mem::take(&mut *lock(&registry.launch));
     if let Some(spin) = spin {
         let mut tasks = lock(&registry.tasks);
-        if !tasks.is_empty() {
-            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut *tasks)
-                .into_iter()
-                .partition(|(_, seen)| *seen < spin);
-            *tasks = later;
-            drop(tasks);
-            queued.extend(due.into_iter().map(|(entry, _)| entry));
-        }
+        // Tasks are queued in order, each with the spin number current then (only
+        // the loop's thread queues them), so the due ones are a prefix.
+        let due = tasks.partition_point(|(_, seen)| *seen < spin);
+        queued.reserve(due);
+        queued.extend(tasks.drain(..due).map(|(entry, _)| entry));
     }
-    let launched = !queued.is_empty();
-    let mut burst = Vec::with_capacity(queued.len());
-    for Queued { slot, launch } in queued {
-        if let Some(target) = registry.get(py, slot) {
-            if let Some(launch) = launch(&target) {
-                burst.push(launch);
-            }
+    if queued.is_empty() {
+        return false;
+    }
+    // Looked up under one lock; launched after it is released (a launch may run
+    // Python code, which may start more futures).
+    let targets: Vec<(Bound<'_, PyAny>, LaunchFn)> = {
+        let held = lock(&registry.held);
+        queued
+            .into_iter()
+            .filter_map(|Queued { slot, launch }| {
+                let (object, _) = held.objects.get(slot)?.as_ref()?;
+                Some((object.bind(py).clone(), launch))
+            })
+            .collect()
+    };
+    let mut burst = Vec::with_capacity(targets.len());
+    for (target, launch) in targets {
+        if let Some(launch) = launch(&target) {
+            burst.push(launch);
         }
     }
     spawn_all(burst);
-    launched
+    true
 }
 
 /// Delivers what the queue holds. An error is one the loop must raise

@@ -21,7 +21,7 @@
 //! any other loop it is an ordinary `asyncio.Task` driving this coroutine.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -48,8 +48,8 @@ enum State {
     /// Started: suspended until its future is done.
     Awaiting(Py<RustFuture>),
     /// Handed to a task (`asyncio.create_task`), which runs it from now on: it
-    /// counts as suspended in that task until the flag says the task is done.
-    Handed(Arc<AtomicBool>),
+    /// counts as suspended in that task until the task marks it done.
+    Handed,
     /// Returned, raised, or closed.
     Closed,
 }
@@ -67,6 +67,8 @@ pub struct RustCoroutine {
     /// Whether `state` is still `Fresh`, readable without the lock (the finalizer
     /// asks at every deallocation).
     fresh: AtomicBool,
+    /// Set by the task it was handed to once that task is done.
+    task_done: AtomicBool,
 }
 
 /// Wraps `future` (the cell function's future, ending in its converted output) into
@@ -97,6 +99,7 @@ where
                 with_caller,
             })),
             fresh: AtomicBool::new(true),
+            task_done: AtomicBool::new(false),
         },
     )
 }
@@ -109,11 +112,10 @@ fn no_loop_error(name: &str) -> PyErr {
 }
 
 impl RustCoroutine {
-    /// Takes the unstarted call out, for a task to run (`None` if it was started);
-    /// `done` is the task's flag, set when it is done.
-    pub(crate) fn hand_over(&self, done: Arc<AtomicBool>) -> Option<Call> {
+    /// Takes the unstarted call out, for a task to run (`None` if it was started).
+    pub(crate) fn hand_over(&self) -> Option<Call> {
         let mut state = lock(&self.state);
-        match std::mem::replace(&mut *state, State::Handed(done)) {
+        match std::mem::replace(&mut *state, State::Handed) {
             State::Fresh(call) => {
                 self.fresh.store(false, Ordering::Relaxed);
                 Some(call)
@@ -126,8 +128,8 @@ impl RustCoroutine {
     }
 
     /// Whether a task it was handed to is still running it.
-    fn in_pending_task(state: &State) -> bool {
-        matches!(state, State::Handed(done) if !done.load(Ordering::SeqCst))
+    fn in_pending_task(&self, state: &State) -> bool {
+        matches!(state, State::Handed) && !self.task_done.load(Ordering::SeqCst)
     }
 
     /// Sets the state, dropping the old one after the lock is released.
@@ -204,7 +206,7 @@ impl RustCoroutine {
                     .outcome(py)
                     .map(|value| Sent::Return(value.into_bound(py)))
             }
-            State::Handed(_) | State::Closed => Err(PyRuntimeError::new_err(REUSED)),
+            State::Handed | State::Closed => Err(PyRuntimeError::new_err(REUSED)),
         }
     }
 
@@ -258,12 +260,12 @@ impl RustCoroutine {
         match &*state {
             State::Running => return PyValueError::new_err("coroutine already executing"),
             State::Closed => return PyRuntimeError::new_err(REUSED),
-            State::Handed(_) if !Self::in_pending_task(&state) => {
+            State::Handed if !this.in_pending_task(&state) => {
                 return PyRuntimeError::new_err(REUSED)
             }
             // Suspended in its task, which goes on (the exception only ends this
             // coroutine's own view of it).
-            State::Handed(_) => return pep479(py, exc),
+            State::Handed => return pep479(py, exc),
             State::Fresh(_) | State::Awaiting(_) => {}
         }
         let old = this.close_state(&mut state);
@@ -287,7 +289,7 @@ impl RustCoroutine {
         let mut state = lock(&this.state);
         match &*state {
             State::Running => return Err(PyValueError::new_err("coroutine already executing")),
-            State::Handed(_) => return Ok(()),
+            State::Handed => return Ok(()),
             _ => {}
         }
         let old = this.close_state(&mut state);
@@ -308,9 +310,8 @@ pub(crate) fn make_task(
     coroutine: &Bound<'_, RustCoroutine>,
     kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
 ) -> PyResult<Py<PyAny>> {
-    let done = Arc::new(AtomicBool::new(false));
-    match coroutine.get().hand_over(done.clone()) {
-        Some(call) => crate::task::create(event_loop, coroutine.as_any(), call, done, kwargs),
+    match coroutine.get().hand_over() {
+        Some(call) => crate::task::create(event_loop, coroutine.as_any(), call, kwargs),
         None => crate::task::asyncio_task(event_loop, coroutine.as_any(), kwargs),
     }
 }
@@ -376,8 +377,9 @@ impl RustCoroutine {
 
     /// The iterator `await` drives (a coroutine is not iterable itself).
     fn __await__(slf: &Bound<'_, Self>) -> PyResult<CoroutineWrapper> {
-        let state = lock(&slf.get().state);
-        if matches!(*state, State::Awaiting(_) | State::Running) || Self::in_pending_task(&state) {
+        let this = slf.get();
+        let state = lock(&this.state);
+        if matches!(*state, State::Awaiting(_) | State::Running) || this.in_pending_task(&state) {
             return Err(PyRuntimeError::new_err(
                 "coroutine is being awaited already",
             ));
@@ -415,7 +417,7 @@ impl RustCoroutine {
     #[getter]
     fn cr_suspended(&self) -> bool {
         let state = lock(&self.state);
-        matches!(*state, State::Awaiting(_)) || Self::in_pending_task(&state)
+        matches!(*state, State::Awaiting(_)) || self.in_pending_task(&state)
     }
 
     /// A Rust coroutine has no Python frame or code object.
@@ -503,7 +505,7 @@ impl Drop for RustCoroutine {
             // Abandoned while suspended: closed, as Python closes a collected
             // coroutine, which drops the Rust future.
             State::Awaiting(future) => Python::attach(|py| RustFuture::abandon(future.bind(py))),
-            State::Running | State::Handed(_) | State::Closed => {}
+            State::Running | State::Handed | State::Closed => {}
         }
     }
 }
@@ -590,7 +592,16 @@ impl CoroutineWrapper {
 }
 
 /// Called by the module's initialisation.
+/// What a task does with its coroutine object once it is done (see
+/// [`RustFuture::for_task`]): the coroutine no longer reads as suspended in it.
+fn task_done(coroutine: &Bound<'_, PyAny>) {
+    if let Ok(coroutine) = coroutine.cast::<RustCoroutine>() {
+        coroutine.get().task_done.store(true, Ordering::SeqCst);
+    }
+}
+
 pub(crate) fn init(py: Python<'_>) {
+    crate::future::on_task_done(task_done);
     crate::capi::install_am_send::<RustCoroutine>(py);
     crate::capi::install_am_send::<CoroutineWrapper>(py);
     crate::capi::install_finalizer::<RustCoroutine>(py);

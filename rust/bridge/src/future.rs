@@ -141,9 +141,9 @@ pub struct RustFuture {
     context: Option<Py<PyAny>>,
     /// Whether it is a [`RustTask`](crate::task::RustTask)'s base.
     task: bool,
-    /// Set once a task is done: what its coroutine object asks to know whether it
-    /// is still suspended in the task.
-    done_flag: Option<Arc<AtomicBool>>,
+    /// A task's coroutine object (what `get_coro()` returns), told when the task is
+    /// done: until then it reads as suspended in the task.
+    coroutine: Option<Py<PyAny>>,
     /// Where it was made, in debug mode (asyncio's `_source_traceback`).
     source_traceback: Option<Py<PyAny>>,
 }
@@ -205,20 +205,24 @@ impl RustFuture {
             cancel_token,
             context: None,
             task: false,
-            done_flag: None,
+            coroutine: None,
             source_traceback: None,
         }
     }
 
-    /// The same, as a task's base: with the task's context, and the flag its
-    /// coroutine object reads.
-    pub(crate) fn for_task(self, context: Py<PyAny>, done_flag: Arc<AtomicBool>) -> Self {
+    /// The same, as a task's base: with the task's context and coroutine object.
+    pub(crate) fn for_task(self, context: Py<PyAny>, coroutine: Py<PyAny>) -> Self {
         RustFuture {
             context: Some(context),
             task: true,
-            done_flag: Some(done_flag),
+            coroutine: Some(coroutine),
             ..self
         }
+    }
+
+    /// A task's coroutine object.
+    pub(crate) fn coroutine(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.coroutine.as_ref().map(|c| c.clone_ref(py))
     }
 
     /// The same, recording where it is made if its loop is in debug mode, as an
@@ -246,10 +250,10 @@ impl RustFuture {
         })
     }
 
-    /// Marks a task done for its coroutine object (see `done_flag`).
-    fn became_done(&self) {
-        if let Some(flag) = &self.done_flag {
-            flag.store(true, Ordering::SeqCst);
+    /// Tells a task's coroutine object that the task is done.
+    fn became_done(&self, py: Python<'_>) {
+        if let (Some(coroutine), Some(hook)) = (&self.coroutine, TASK_DONE.get()) {
+            hook(coroutine.bind(py));
         }
     }
 
@@ -420,8 +424,19 @@ impl RustFuture {
 
     /// Whether it holds an exception nobody looked at (what its finalizer reports).
     pub(crate) fn has_unretrieved(&self) -> bool {
+        self.has_news(false)
+    }
+
+    /// Whether a finalizer has something to report: an exception nobody looked at,
+    /// or, if `pending_too`, that it is still pending. One look under the lock (it
+    /// is asked at every deallocation).
+    pub(crate) fn has_news(&self, pending_too: bool) -> bool {
         let inner = lock(&self.inner);
-        inner.log_traceback && matches!(inner.stage, Stage::Finished(Err(_)))
+        match inner.stage {
+            Stage::Queued(_) | Stage::Polling | Stage::Running(_) => pending_too,
+            Stage::Finished(Err(_)) => inner.log_traceback,
+            _ => false,
+        }
     }
 
     /// Where it was made, if its loop was in debug mode.
@@ -478,7 +493,7 @@ impl RustFuture {
         let old_message = std::mem::replace(&mut inner.cancel_message, message);
         let due = take_due(&mut inner, &self.event_loop, py);
         drop(inner);
-        self.became_done();
+        self.became_done(py);
         drop(old_message);
         (true, Stopped { dropped, due })
     }
@@ -600,7 +615,7 @@ impl RustFuture {
             );
             (take_due(&mut inner, &this.event_loop, py), dropped, old)
         };
-        this.became_done();
+        this.became_done(py);
         drop((dropped, old, message));
         schedule(slf.as_any(), due);
         Ok(())
@@ -635,7 +650,7 @@ impl RustFuture {
                 inner.cancelled_exc = Some(exc);
                 let due = take_due(&mut inner, &this.event_loop, py);
                 drop(inner);
-                this.became_done();
+                this.became_done(py);
                 drop(result);
                 return crate::callbacks::run_now(slf.as_any(), due);
             }
@@ -643,7 +658,7 @@ impl RustFuture {
             inner.log_traceback = matches!(inner.stage, Stage::Finished(Err(_)));
             take_due(&mut inner, &this.event_loop, py)
         };
-        this.became_done();
+        this.became_done(py);
         crate::callbacks::run_now(slf.as_any(), due)?;
         // A task's `KeyboardInterrupt` or `SystemExit` also stops the loop, as
         // asyncio's Task re-raises it after setting it.
@@ -728,15 +743,26 @@ fn launch_queued(target: &Bound<'_, PyAny>) -> Option<Launch> {
     let py = target.py();
     let slf = target.cast::<RustFuture>().ok()?;
     let this = slf.get();
-    if this.must_cancel() {
-        // Cancelled before it started: it never runs, as a Task's coroutine never
-        // does when its first step throws the `CancelledError` in.
-        if let Err(err) = RustFuture::finish_cancelling(slf) {
-            err.write_unraisable(py, Some(target));
+    let mut pending = {
+        let mut inner = lock(&this.inner);
+        match std::mem::replace(&mut inner.stage, Stage::Polling) {
+            Stage::Queued(pending) if !inner.must_cancel => pending,
+            other => {
+                let must_cancel = inner.must_cancel && matches!(other, Stage::Queued(_));
+                inner.stage = other;
+                drop(inner);
+                if must_cancel {
+                    // Cancelled before it started: it never runs, as a Task's
+                    // coroutine never does when its first step throws the
+                    // `CancelledError` in.
+                    if let Err(err) = RustFuture::finish_cancelling(slf) {
+                        err.write_unraisable(py, Some(target));
+                    }
+                }
+                return None;
+            }
         }
-        return None;
-    }
-    let mut pending = take_queued(this)?;
+    };
     if pending.inline {
         if let Poll::Ready(outcome) =
             poll_inline(py, this.name, &pending.active, &mut pending.future)
@@ -761,12 +787,8 @@ fn deliver(py: Python<'_>, target: Py<PyAny>, outcome: Outcome) -> PyResult<()> 
     let Ok(slf) = target.cast::<RustFuture>() else {
         return Ok(());
     };
-    if !matches!(
-        lock(&slf.get().inner).stage,
-        Stage::Running(_) | Stage::Polling
-    ) {
-        return Ok(());
-    }
+    // Converted even if it was cancelled meanwhile (rare, and `complete` then drops
+    // it): one look at the state per result, not two.
     let result = settle(py, outcome);
     RustFuture::complete(slf, result)
 }
@@ -1068,6 +1090,7 @@ impl RustFuture {
         visit.call(&self.event_loop)?;
         visit.call(&self.context)?;
         visit.call(&self.source_traceback)?;
+        visit.call(&self.coroutine)?;
         // Never wait for the lock here: the collector may run while this thread
         // holds it. Visiting less only keeps objects alive longer.
         let Ok(inner) = self.inner.try_lock() else {
@@ -1219,6 +1242,15 @@ impl Finalize for RustFuture {
         static DEALLOC: std::sync::OnceLock<pyo3::ffi::destructor> = std::sync::OnceLock::new();
         &DEALLOC
     }
+}
+
+/// What a task does to its coroutine object once done (set by the module's
+/// initialisation, from `coroutine.rs`, which this module does not import).
+static TASK_DONE: std::sync::OnceLock<fn(&Bound<'_, PyAny>)> = std::sync::OnceLock::new();
+
+/// Sets [`TASK_DONE`].
+pub(crate) fn on_task_done(hook: fn(&Bound<'_, PyAny>)) {
+    let _ = TASK_DONE.set(hook);
 }
 
 /// Called by the module's initialisation.

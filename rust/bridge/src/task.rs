@@ -20,7 +20,7 @@
 //! using the task's methods sees the difference.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -39,7 +39,6 @@ use crate::sync::lock;
 /// the collector does see.
 #[pyclass(frozen, extends = RustFuture, name = "RustTask", module = "ipy_rustasync")]
 pub struct RustTask {
-    coroutine: Py<PyAny>,
     name: Mutex<Option<Py<PyAny>>>,
     number: u64,
     cancels_requested: AtomicUsize,
@@ -56,7 +55,6 @@ pub(crate) fn create(
     event_loop: &Bound<'_, PyAny>,
     coroutine: &Bound<'_, PyAny>,
     call: Call,
-    done: Arc<AtomicBool>,
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Py<PyAny>> {
     let py = event_loop.py();
@@ -80,12 +78,11 @@ pub(crate) fn create(
     let inline = call.inline;
     let with_caller = call.with_caller;
     let future = RustFuture::new(call.name, event_loop.clone().unbind(), call.cancel_token)
-        .for_task(context.clone_ref(py), done)
+        .for_task(context.clone_ref(py), coroutine.clone().unbind())
         .traced(py)?;
     let task = Bound::new(
         py,
         pyo3::PyClassInitializer::from(future).add_subclass(RustTask {
-            coroutine: coroutine.clone().unbind(),
             name: Mutex::new(name),
             number: TASK_NUMBERS.fetch_add(1, Ordering::Relaxed),
             cancels_requested: AtomicUsize::new(0),
@@ -222,8 +219,8 @@ impl RustTask {
         left
     }
 
-    fn get_coro(&self, py: Python<'_>) -> Py<PyAny> {
-        self.coroutine.clone_ref(py)
+    fn get_coro(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
+        slf.as_super().get().coroutine(slf.py())
     }
 
     fn get_context(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
@@ -309,8 +306,8 @@ impl RustTask {
     }
 
     #[getter]
-    fn _coro(&self, py: Python<'_>) -> Py<PyAny> {
-        self.coroutine.clone_ref(py)
+    fn _coro(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
+        Self::get_coro(slf)
     }
 
     #[getter]
@@ -351,9 +348,8 @@ impl RustTask {
 
 impl Finalize for RustTask {
     fn wants_finalizing(slf: &Bound<'_, Self>) -> bool {
-        let base = slf.as_super().get();
-        (base.is_pending() && slf.get().log_destroy_pending.load(Ordering::Relaxed))
-            || base.has_unretrieved()
+        let pending_too = slf.get().log_destroy_pending.load(Ordering::Relaxed);
+        slf.as_super().get().has_news(pending_too)
     }
 
     /// What asyncio's Task does in `__del__`: report a task collected while
