@@ -45,6 +45,7 @@
 //! is then closed ([`retire_all`]).
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -124,7 +125,7 @@ pub(crate) struct Registry {
     launch: Mutex<Vec<Queued>>,
     /// Tasks not yet handed to the runtime, each with the number of the last spin
     /// scheduled before it was queued: only a later spin launches it.
-    tasks: Mutex<Vec<(Queued, u64)>>,
+    tasks: Mutex<VecDeque<(Queued, u64)>>,
     /// The loop callback that spins, made once. It refers back to both halves
     /// weakly: a strong reference would be a cycle no collector sees.
     spin: OnceLock<Py<Spin>>,
@@ -251,7 +252,7 @@ impl Registry {
         Registry {
             held: Mutex::new(Held::default()),
             launch: Mutex::new(Vec::new()),
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(VecDeque::new()),
             spin: OnceLock::new(),
         }
     }
@@ -332,7 +333,7 @@ impl Port {
         let (channel, registry) = (&self.channel, &self.registry);
         let started = if !eager {
             let spin = channel.spins.load(Ordering::SeqCst);
-            lock(&registry.tasks).push((queued, spin));
+            lock(&registry.tasks).push_back((queued, spin));
             Started::Queued
         } else if !channel.spawned_this_turn.swap(true, Ordering::SeqCst) {
             Started::Now
@@ -376,23 +377,48 @@ fn schedule(
 }
 
 /// Spawns the coroutines queued since the last call and, in a spin (`spin`: its
-/// number), the tasks queued before it was scheduled, together; true if there
-/// were any.
+/// number), the tasks queued before it was scheduled; true if there were any.
 fn launch_queued(py: Python<'_>, registry: &Registry, spin: Option<u64>) -> bool {
-    let mut queued = std::mem::take(&mut *lock(&registry.launch));
-    if let Some(spin) = spin {
-        let mut tasks = lock(&registry.tasks);
-        // Tasks are queued in order, each with the spin number current then (only
-        // the loop's thread queues them), so the due ones are a prefix.
-        let due = tasks.partition_point(|(_, seen)| *seen < spin);
-        queued.reserve(due);
-        queued.extend(tasks.drain(..due).map(|(entry, _)| entry));
+    let queued = std::mem::take(&mut *lock(&registry.launch));
+    let mut launched = !queued.is_empty();
+    launch_all(py, registry, queued);
+    let Some(spin) = spin else {
+        return launched;
+    };
+    // Tasks go in shares: each is handed to a launcher of its own (so the workers
+    // spawn a long burst together, its first share running while the loop hands
+    // over the rest) and the loop's buffers stay small.
+    loop {
+        let share: Vec<Queued> = {
+            let mut tasks = lock(&registry.tasks);
+            // Tasks are queued in order, each with the spin number current then
+            // (only the loop's thread queues them), so the due ones come first.
+            let due = tasks
+                .iter()
+                .take(LAUNCHER_SHARE)
+                .take_while(|(_, seen)| *seen < spin)
+                .count();
+            tasks.drain(..due).map(|(entry, _)| entry).collect()
+        };
+        let last = share.len() < LAUNCHER_SHARE;
+        launched |= !share.is_empty();
+        launch_all(py, registry, share);
+        if last {
+            return launched;
+        }
     }
+}
+
+/// The most tasks one launcher spawns.
+const LAUNCHER_SHARE: usize = 1024;
+
+/// Launches `queued` (looked up under one lock, launched after it is released: a
+/// launch may run Python code, which may start more futures) and hands what runs
+/// on to the runtime.
+fn launch_all(py: Python<'_>, registry: &Registry, queued: Vec<Queued>) {
     if queued.is_empty() {
-        return false;
+        return;
     }
-    // Looked up under one lock; launched after it is released (a launch may run
-    // Python code, which may start more futures).
     let targets: Vec<(Bound<'_, PyAny>, LaunchFn)> = {
         let held = lock(&registry.held);
         queued
@@ -410,7 +436,6 @@ fn launch_queued(py: Python<'_>, registry: &Registry, spin: Option<u64>) -> bool
         }
     }
     spawn_all(burst);
-    true
 }
 
 /// Delivers what the queue holds. An error is one the loop must raise

@@ -188,26 +188,12 @@ pub(crate) fn spawn_all(mut burst: Vec<Launch>) {
         return;
     }
     let runtime = burst[0].active.handle().clone();
-    // A long burst goes to several launchers, so that every worker spawns a share
-    // of it at once rather than one worker all of it while the others wait.
-    while burst.len() > LAUNCHER_SHARE {
-        let rest = burst.split_off(LAUNCHER_SHARE);
-        let share = std::mem::replace(&mut burst, rest);
-        runtime.spawn(async move {
-            for launch in share {
-                launch.spawn();
-            }
-        });
-    }
     runtime.spawn(async move {
         for launch in burst {
             launch.spawn();
         }
     });
 }
-
-/// The most started futures one launcher task spawns.
-const LAUNCHER_SHARE: usize = 1024;
 
 /// An inline poll longer than this warns: it held the event loop that long.
 pub const SLOW_INLINE_POLL: Duration = Duration::from_millis(10);
