@@ -444,6 +444,35 @@ impl RustFuture {
         self.source_traceback.as_ref().map(|tb| tb.clone_ref(py))
     }
 
+    /// A finalizer's report to the loop's exception handler, as asyncio's `__del__`
+    /// makes it: `message`, `fields`, and where it was made in debug mode. Whatever
+    /// fails is reported as unraisable (a finalizer cannot raise).
+    pub(crate) fn report(
+        &self,
+        object: &Bound<'_, PyAny>,
+        message: &str,
+        fields: &[(&str, &Bound<'_, PyAny>)],
+    ) {
+        let py = object.py();
+        let made = (|| -> PyResult<()> {
+            let context = pyo3::types::PyDict::new(py);
+            context.set_item("message", message)?;
+            for (key, value) in fields {
+                context.set_item(key, value)?;
+            }
+            if let Some(traceback) = self.source_traceback(py) {
+                context.set_item("source_traceback", traceback)?;
+            }
+            self.event_loop
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "call_exception_handler"), (context,))?;
+            Ok(())
+        })();
+        if let Err(err) = made {
+            err.write_unraisable(py, Some(object));
+        }
+    }
+
     /// Whether a finished exception was never looked at, and takes it (for the
     /// task's finalizer).
     pub(crate) fn unretrieved(&self, py: Python<'_>) -> Option<Py<PyAny>> {
@@ -1217,24 +1246,12 @@ impl Finalize for RustFuture {
     fn finalize(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        let Some(exc) = this.unretrieved(py) else {
-            return;
-        };
-        let made = (|| -> PyResult<()> {
-            let context = pyo3::types::PyDict::new(py);
-            context.set_item("message", "Future exception was never retrieved")?;
-            context.set_item("exception", exc)?;
-            context.set_item("future", slf)?;
-            if let Some(traceback) = this.source_traceback(py) {
-                context.set_item("source_traceback", traceback)?;
-            }
-            this.event_loop
-                .bind(py)
-                .call_method1(pyo3::intern!(py, "call_exception_handler"), (context,))?;
-            Ok(())
-        })();
-        if let Err(err) = made {
-            err.write_unraisable(py, Some(slf.as_any()));
+        if let Some(exc) = this.unretrieved(py) {
+            this.report(
+                slf.as_any(),
+                "Future exception was never retrieved",
+                &[("exception", exc.bind(py)), ("future", slf.as_any())],
+            );
         }
     }
 

@@ -357,39 +357,19 @@ impl Finalize for RustTask {
     fn finalize(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let base = slf.as_super().get();
-        let report = |context: Bound<'_, PyDict>| {
-            let handled = base
-                .event_loop()
-                .bind(py)
-                .call_method1(pyo3::intern!(py, "call_exception_handler"), (context,));
-            if let Err(err) = handled {
-                err.write_unraisable(py, Some(slf.as_any()));
-            }
-        };
-        let made = (|| -> PyResult<()> {
-            if base.is_pending() && slf.get().log_destroy_pending.load(Ordering::Relaxed) {
-                let context = PyDict::new(py);
-                context.set_item("task", slf)?;
-                context.set_item("message", "Task was destroyed but it is pending!")?;
-                if let Some(traceback) = base.source_traceback(py) {
-                    context.set_item("source_traceback", traceback)?;
-                }
-                report(context);
-            }
-            if let Some(exc) = base.unretrieved(py) {
-                let context = PyDict::new(py);
-                context.set_item("message", "Task exception was never retrieved")?;
-                context.set_item("exception", exc)?;
-                context.set_item("future", slf)?;
-                if let Some(traceback) = base.source_traceback(py) {
-                    context.set_item("source_traceback", traceback)?;
-                }
-                report(context);
-            }
-            Ok(())
-        })();
-        if let Err(err) = made {
-            err.write_unraisable(py, Some(slf.as_any()));
+        if base.is_pending() && slf.get().log_destroy_pending.load(Ordering::Relaxed) {
+            base.report(
+                slf.as_any(),
+                "Task was destroyed but it is pending!",
+                &[("task", slf.as_any())],
+            );
+        }
+        if let Some(exc) = base.unretrieved(py) {
+            base.report(
+                slf.as_any(),
+                "Task exception was never retrieved",
+                &[("exception", exc.bind(py)), ("future", slf.as_any())],
+            );
         }
     }
 
