@@ -8,6 +8,7 @@ extension module cannot be unloaded), so objects from an earlier build keep work
 from __future__ import annotations
 
 import builtins
+import contextlib
 import importlib.util
 import sys
 import warnings
@@ -35,8 +36,26 @@ def load(module: str, path: Path) -> ModuleType:
         raise RustAsyncUsageError(
             f"the built module {path.name} could not be loaded ({err}); re-run the cell with --force"
         ) from None
-    sys.modules[module] = mod
+    register(mod)
     return mod
+
+
+def register(mod: ModuleType) -> None:
+    """Makes a loaded cell module importable in other processes too: under its own
+    name and as ``ipy_rustasync.built.<name>``, which is also what its functions and
+    classes give as ``__module__`` (so ``pickle`` stores them by a name a
+    ``ProcessPoolExecutor`` worker can import: see ``ipy_rustasync.built``)."""
+    from ipy_rustasync.built import importable_name
+
+    name = mod.__name__
+    public = importable_name(name)
+    sys.modules.setdefault(name, mod)
+    sys.modules.setdefault(public, mod)
+    for value in list(vars(mod).values()):
+        if getattr(value, "__module__", None) == name:
+            # (An object that fixes its module keeps it.)
+            with contextlib.suppress(AttributeError, TypeError):
+                value.__module__ = public
 
 
 @dataclass(frozen=True)

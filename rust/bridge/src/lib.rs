@@ -79,6 +79,7 @@ pub fn init_module(m: &Bound<'_, PyModule>, cell_line_offset: u32) -> PyResult<(
     task::init(py);
     channel::on_new_loop(factory::install);
     runtime::on_idle_shutdown(channel::retire_all);
+    runtime::register_fork_hooks(py)?;
     Ok(())
 }
 

@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -46,6 +46,10 @@ static WATCHING: AtomicBool = AtomicBool::new(false);
 thread_local! {
     /// This thread's handle to the runtime, and the generation it was taken in.
     static CACHED: RefCell<Option<(u64, Handle)>> = const { RefCell::new(None) };
+    /// The runtime's lock, held by a thread that calls `os.fork()` from just before
+    /// the fork to just after it (see [`register_fork_hooks`]).
+    static HELD_FOR_FORK: RefCell<Option<MutexGuard<'static, Option<Arc<Runtime>>>>> =
+        const { RefCell::new(None) };
 }
 
 /// A piece of work on the runtime; while any exists the runtime stays up.
@@ -327,4 +331,74 @@ fn env_number(name: &str) -> Option<f64> {
         .ok()
         .and_then(|value| value.trim().parse::<f64>().ok())
         .filter(|n| n.is_finite())
+}
+
+/// Makes the runtime survive `os.fork()` (what `multiprocessing`'s fork start
+/// method and `ProcessPoolExecutor` use): a child gets a copy of this library's
+/// state but none of the runtime's threads, so a future spawned there would never
+/// run. The child therefore forgets the runtime (leaking it: dropping it would wait
+/// for threads that do not exist) and starts a fresh one at first use. The lock is
+/// held across the fork by the forking thread, so no other thread is halfway
+/// through changing the state when it is copied. Every cell library has a runtime of
+/// its own and registers its own hooks. Nothing on platforms without `fork`.
+pub(crate) fn register_fork_hooks(py: pyo3::Python<'_>) -> PyResult<()> {
+    use pyo3::types::{PyAnyMethods, PyCFunction, PyDict, PyDictMethods, PyTuple};
+    let os = py.import("os")?;
+    if !os.hasattr("register_at_fork")? {
+        return Ok(());
+    }
+    let hook = |run: fn()| {
+        PyCFunction::new_closure(
+            py,
+            None,
+            None,
+            move |_: &pyo3::Bound<'_, PyTuple>, _: Option<&pyo3::Bound<'_, PyDict>>| run(),
+        )
+    };
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("before", hook(before_fork)?)?;
+    kwargs.set_item("after_in_parent", hook(after_fork_in_parent)?)?;
+    kwargs.set_item("after_in_child", hook(after_fork_in_child)?)?;
+    os.call_method("register_at_fork", (), Some(&kwargs))?;
+    Ok(())
+}
+
+fn before_fork() {
+    let guard = lock(&SHARED);
+    let previous = HELD_FOR_FORK.with(|held| {
+        held.try_borrow_mut()
+            .ok()
+            .and_then(|mut held| held.replace(guard))
+    });
+    drop(previous);
+}
+
+fn after_fork_in_parent() {
+    let guard =
+        HELD_FOR_FORK.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
+    drop(guard);
+}
+
+fn after_fork_in_child() {
+    // The forking thread is this process's only thread, and it holds the lock.
+    let guard =
+        HELD_FOR_FORK.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
+    let mut shared = match guard {
+        Some(guard) => guard,
+        None => match SHARED.try_lock() {
+            Ok(shared) => shared,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            // Held by a thread that did not come along: nothing can be done safely.
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        },
+    };
+    if let Some(runtime) = shared.take() {
+        std::mem::forget(runtime);
+    }
+    // Every cached handle is the old runtime's; the work counted was the parent's;
+    // the idle watcher stayed behind.
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+    ACTIVE.store(0, Ordering::SeqCst);
+    WATCHING.store(false, Ordering::SeqCst);
+    drop(shared);
 }
