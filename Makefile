@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 # kept apart from the user's so tests never touch it, and warm across test runs.
 TEST_CACHE := $(CURDIR)/.test-cache
 
-.PHONY: setup quickstart test lint pytest clean
+.PHONY: setup quickstart test lint pytest test-versions test-newer clean
 
 setup: $(STAMP)
 
@@ -40,7 +40,41 @@ lint: setup
 pytest: setup
 	IPY_RUSTASYNC_TEST_CACHE=$(TEST_CACHE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint pytest
+# The other interpreters (README, "Supported Pythons"): the bridge tier of the suite,
+# each in a venv and a test cache of its own (.venv-3.X, .test-cache-3.X). Every
+# CPython 3.12 and 3.13 found: pyenv's newest of each, else python3.X on PATH.
+BRIDGE_TIER := tests/conformance tests/test_bridge.py tests/test_bridge_source.py tests/test_processes.py tests/test_load.py
+OTHER_PYTHONS ?= $(shell for v in 3.12 3.13; do \
+	p=$$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -1); \
+	[ -n "$$p" ] || p=$$(command -v python$$v 2>/dev/null); [ -z "$$p" ] || echo $$p; done)
+
+test-versions: setup
+	@test -n "$(OTHER_PYTHONS)" || { echo "test-versions: no CPython 3.12 or 3.13 found" >&2; exit 1; }
+	@for py in $(OTHER_PYTHONS); do \
+		v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+		echo "== Python $$v ($$py): the bridge tier"; \
+		test -x .venv-$$v/bin/python || $$py -m venv .venv-$$v || exit 1; \
+		.venv-$$v/bin/python -m pip install --quiet --upgrade pip && \
+		.venv-$$v/bin/python -m pip install --quiet -e '.[test]' && \
+		IPY_RUSTASYNC_TEST_CACHE=$(CURDIR)/.test-cache-$$v .venv-$$v/bin/python -m pytest $(BRIDGE_TIER) $(PYTEST_ARGS) \
+		|| exit 1; \
+	done
+
+# Python 3.14 and 3.15 (Debian unstable's, in a chroot built by the tool the machine
+# provides; needs root, about 3 minutes the first time): the bridge tier on each. Not
+# part of `make test` (CI's clone does not have the tool).
+NEWER_PYTHONS ?= $(CURDIR)/../shared/tools/newer-pythons
+test-newer:
+	$(NEWER_PYTHONS) setup
+	$(NEWER_PYTHONS) run 'set -e; for v in 3.14 3.15; do \
+		echo "== Python $$v (Debian unstable chroot): the bridge tier"; \
+		test -x .venv-$$v-chroot/bin/python || python$$v -m venv .venv-$$v-chroot; \
+		.venv-$$v-chroot/bin/python -m pip install --quiet --upgrade pip; \
+		IPY_RUSTASYNC_SKIP_LABEXTENSION=1 .venv-$$v-chroot/bin/python -m pip install --quiet -e ".[test]"; \
+		IPY_RUSTASYNC_TEST_CACHE=/src/.test-cache-$$v .venv-$$v-chroot/bin/python -m pytest $(BRIDGE_TIER) $(PYTEST_ARGS); \
+	done'
+
+test: lint pytest test-versions
 
 clean:
-	rm -rf $(TEST_CACHE) rust/target labextension/node_modules labextension/dist labextension/lib tests/browser/node_modules
+	rm -rf $(TEST_CACHE) .test-cache-3.* .venv-3.* rust/target labextension/node_modules labextension/dist labextension/lib tests/browser/node_modules

@@ -264,7 +264,7 @@ def _lib_rs(name: str, built: Sequence[tuple[Source, cells.Compiled]]) -> str:
     for number in range(1, len(built) + 1):
         calls += [f"    cell_{number}::register(m)?;", "    collect(m, &mut table)?;"]
     out += [
-        "#[::pyo3::pymodule]",
+        "#[::pyo3::pymodule(gil_used = true)]  // no free-threaded interpreter has tested the bridge",
         f'#[pyo3(name = "{name}")]',
         "fn __ira_notebook(m: &::pyo3::Bound<'_, ::pyo3::types::PyModule>) -> ::pyo3::PyResult<()> {",
         "    use ::pyo3::types::PyModuleMethods as _;",

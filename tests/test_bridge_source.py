@@ -94,3 +94,20 @@ def test_no_path_panics_on_a_borrow_or_an_unwrap() -> None:
             r"panic!\(",
         ):
             assert not re.search(pattern, code), f"{name}.rs uses {pattern}"
+
+
+def test_cell_modules_say_they_need_the_gil() -> None:
+    """No free-threaded interpreter has run this suite (none can be had on the
+    machines it runs on), so every module the project generates declares
+    ``gil_used = true``: a free-threaded Python then re-enables the GIL for it, with a
+    warning, instead of trusting an untested claim (PyO3 0.28+ defaults to claiming
+    free-threading support)."""
+    generators = {
+        "the cell exporter": ROOT / "rust" / "macros" / "src" / "lib.rs",
+        "a multi-cell export": ROOT / "ipy_rustasync" / "export.py",
+    }
+    for what, path in generators.items():
+        # Attribute lines (or the string that writes one), not messages that name it.
+        text = path.read_text(encoding="utf-8")
+        declared = re.findall(r'^\s*"?#\[(?:::pyo3::)?pymodule(\([^)]*\))?\]', text, flags=re.MULTILINE)
+        assert declared and all("gil_used = true" in args for args in declared), f"{what} ({path}): {declared}"

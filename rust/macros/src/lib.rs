@@ -162,7 +162,10 @@ fn expand(args: CellArgs, module: ItemMod) -> TokenStream2 {
         #module
         #(#errors)*
 
-        #[::pyo3::pymodule]
+        // `gil_used`: no free-threaded interpreter has run the bridge's tests, so a
+        // cell does not claim it can run without the GIL (the interpreter then
+        // re-enables the GIL, with a warning, when the module is imported).
+        #[::pyo3::pymodule(gil_used = true)]
         #[pyo3(name = #module_name)]
         fn __ira_pymodule(__ira_m: &::pyo3::Bound<'_, ::pyo3::types::PyModule>) -> ::pyo3::PyResult<()> {
             use ::pyo3::types::PyModuleMethods as _;
