@@ -36,9 +36,14 @@ lint: setup
 	cargo fmt --manifest-path benchmarks/refs/Cargo.toml -- --check
 	CARGO_TARGET_DIR=$(TEST_CACHE)/clippy-target PYO3_PYTHON=$(CURDIR)/$(BIN)/python \
 		cargo clippy --manifest-path rust/Cargo.toml --workspace --all-targets -- -D warnings
+	CARGO_TARGET_DIR=$(TEST_CACHE)/clippy-target PYO3_PYTHON=$(CURDIR)/$(BIN)/python \
+		cargo test --manifest-path rust/Cargo.toml --workspace --lib --quiet
 
+# Then the bridge tests again with the loop wake-up other platforms than Unix use
+# (a loopback TCP pair: platform.rs), forced here.
 pytest: setup
 	IPY_RUSTASYNC_TEST_CACHE=$(TEST_CACHE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	IPY_RUSTASYNC_WAKEUP=tcp IPY_RUSTASYNC_TEST_CACHE=$(TEST_CACHE) $(BIN)/python -m pytest tests/test_bridge.py $(PYTEST_ARGS)
 
 # The other interpreters (README, "Supported Pythons"): the bridge tier of the suite,
 # each in a venv and a test cache of its own (.venv-3.X, .test-cache-3.X). Every

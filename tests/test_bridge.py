@@ -7,6 +7,7 @@ import asyncio
 import contextvars
 import gc
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -405,6 +406,48 @@ def test_binds_to_whichever_loop_runs_now_on_this_thread(rs: ModuleType) -> None
     stray = rs.ready()
     with pytest.raises(RuntimeError, match="must be awaited inside a running asyncio event loop"):
         stray.send(None)  # no loop runs now, whatever ran before
+
+
+def _wake_up_sockets() -> list[socket.socket]:
+    """The sockets the running loop watches for the bridge (its channels' read ends)."""
+    loop = asyncio.get_running_loop()
+    found = []
+    for key in loop._selector.get_map().values():  # type: ignore[attr-defined]
+        callback = getattr(key.data[0], "_callback", None)
+        if type(callback).__name__ == "_ChannelDrain":
+            found.append(socket.socket(fileno=os.dup(key.fd)))
+    return found
+
+
+@pytest.mark.parametrize("wakeup", ["unix", "tcp"])
+def test_wake_up_pair_of_each_platform(rs: ModuleType, monkeypatch: pytest.MonkeyPatch, wakeup: str) -> None:
+    """The loop is woken through a Unix socket pair on Unix, through a loopback TCP
+    pair elsewhere (as Python's socket.socketpair is on Windows);
+    IPY_RUSTASYNC_WAKEUP=tcp forces the second here (`make test` runs this file
+    again with it, so the path Windows would take passes the bridge tests)."""
+    if wakeup == "tcp":
+        monkeypatch.setenv("IPY_RUSTASYNC_WAKEUP", "tcp")
+    else:
+        monkeypatch.delenv("IPY_RUSTASYNC_WAKEUP", raising=False)
+
+    async def main() -> list[object]:
+        results = list(await asyncio.gather(*(rs.sleep_ms(n % 5) for n in range(200))))
+        await asyncio.sleep(0.05)  # past the spin window: the socket wakes the loop
+        results.append(await rs.sleep_ms(3))
+        sockets = _wake_up_sockets()
+        try:
+            assert len(sockets) == 1
+            family, address = sockets[0].family, sockets[0].getsockname()
+        finally:
+            for sock in sockets:
+                sock.close()
+        if wakeup == "tcp":
+            assert family == socket.AF_INET and address[0] == "127.0.0.1"
+        else:
+            assert family == socket.AF_UNIX
+        return results
+
+    assert asyncio.run(main()) == [n % 5 for n in range(200)] + [3]
 
 
 def test_uvloop(rs: ModuleType) -> None:

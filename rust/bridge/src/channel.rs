@@ -4,7 +4,8 @@
 //! One channel per (cell library, event loop), in two halves:
 //!
 //! * [`Channel`], shared with the tokio workers: a queue of finished futures and a
-//!   socket pair whose read end the loop watches with `loop.add_reader`. A worker
+//!   socket pair (`platform::WakePair`) whose read end the loop watches with
+//!   `loop.add_reader`. A worker
 //!   that finishes a future pushes its outcome on the queue and, only if the queue
 //!   was empty and no spin is scheduled, writes one byte. It holds no Python object,
 //!   so whichever thread drops it last needs no GIL.
@@ -46,9 +47,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
+use std::io::ErrorKind;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -57,6 +56,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+use crate::platform::WakePair;
 use crate::running_loop::running_loop;
 use crate::spawn::{spawn_all, Finished, Launch, Sink, Slot};
 use crate::sync::lock;
@@ -98,8 +98,7 @@ pub(crate) struct Channel {
     queue: Mutex<Vec<Item>>,
     /// How many spins have been scheduled (the number of the current one).
     spins: AtomicU64,
-    wake_tx: UnixStream,
-    wake_rx: UnixStream,
+    wake: WakePair,
     /// Whether a [`Spin`] is scheduled (in the loop's ready queue, so it will look at
     /// the queue soon): then workers skip the socket write. Not while one runs: a
     /// spin's callbacks may run a nested loop (`nest_asyncio`, a blocking
@@ -193,14 +192,10 @@ impl Sink for Channel {
 
 impl Channel {
     fn new() -> std::io::Result<Self> {
-        let (wake_tx, wake_rx) = UnixStream::pair()?;
-        wake_tx.set_nonblocking(true)?;
-        wake_rx.set_nonblocking(true)?;
         Ok(Channel {
             queue: Mutex::new(Vec::new()),
             spins: AtomicU64::new(0),
-            wake_tx,
-            wake_rx,
+            wake: WakePair::new()?,
             scheduled: AtomicBool::new(false),
             spawned_this_turn: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
@@ -230,7 +225,7 @@ impl Channel {
     }
 
     fn wake(&self) {
-        let _ = (&self.wake_tx).write(&[1]);
+        let _ = self.wake.tx.write(&[1]);
     }
 
     /// Consumes the wake-up bytes. Called before taking the queue: a push that lands
@@ -238,7 +233,7 @@ impl Channel {
     fn consume_wake_ups(&self) {
         let mut buf = [0u8; 64];
         loop {
-            match (&self.wake_rx).read(&mut buf) {
+            match self.wake.rx.read(&mut buf) {
                 Ok(n) if n == buf.len() => continue,
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 _ => break,
@@ -593,7 +588,7 @@ fn close(py: Python<'_>, channel: &Arc<Channel>) -> PyResult<()> {
     let Some(event_loop) = running_loop(py)? else {
         return Ok(());
     };
-    event_loop.call_method1("remove_reader", (channel.wake_rx.as_raw_fd(),))?;
+    event_loop.call_method1("remove_reader", (channel.wake.rx.handle(),))?;
     if let Some(loops) = LOOPS.get(py) {
         let loops = loops.bind(py);
         // Only if the loop's entry is this channel's: a newer channel may have
@@ -711,7 +706,7 @@ pub(crate) fn channel_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyRe
             )?;
             // The loop holds the drain (and with it the registry); the table only
             // refers to it weakly.
-            event_loop.call_method1("add_reader", (channel.wake_rx.as_raw_fd(), &drain))?;
+            event_loop.call_method1("add_reader", (channel.wake.rx.handle(), &drain))?;
             loops.set_item(event_loop, pyo3::types::PyWeakrefReference::new(&drain)?)?;
             lock(&CHANNELS).push(Arc::downgrade(&channel));
             if let Some(hook) = ON_NEW_LOOP.get() {
