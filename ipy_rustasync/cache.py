@@ -20,6 +20,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from ipy_rustasync import platforms
 from ipy_rustasync.config import private_dir
 from ipy_rustasync.errors import RustAsyncUsageError
 
@@ -131,13 +132,7 @@ class Cache:
             return None
         if not stat.S_ISREG(info.st_mode):
             return None
-        if hasattr(os, "getuid") and info.st_uid != os.getuid():
-            return None
-        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return None
-        if (hasattr(os, "getuid") and dir_info.st_uid != os.getuid()) or dir_info.st_mode & (
-            stat.S_IWGRP | stat.S_IWOTH
-        ):
+        if platforms.posix_permissions() and not (_own_and_private(info) and _own_and_private(dir_info)):
             return None
         try:
             digest, size = self.checksum_path(module).read_text(encoding="utf-8").split()
@@ -174,6 +169,11 @@ class Cache:
         targets = () if keep_target else tuple(self.root.glob("target*"))
         for path in (self.modules, self.crates, *targets):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _own_and_private(info: os.stat_result) -> bool:
+    """This user's, and not writable by group or others (POSIX only: see platforms)."""
+    return info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _sha256(path: Path) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ipy_rustasync import toolchain
+from ipy_rustasync import platforms, toolchain
 
 Message = dict[str, Any]
 
@@ -90,6 +90,7 @@ def cargo_command(manifest: Path, target_dir: Path, *, release: bool, extra: lis
         "--color", "never",
         *(["--release"] if release else []),
         *extra,
+        *(["--", *link] if (link := platforms.extension_link_args()) else []),
     ]  # fmt: skip
 
 
@@ -116,7 +117,7 @@ class Outcome:
             if target.get("name") != name or "cdylib" not in (target.get("kind") or []):
                 continue
             for filename in message.get("filenames") or []:
-                if str(filename).endswith((".so", ".dylib", ".dll")):
+                if str(filename).endswith(platforms.SHARED_LIBRARY_SUFFIXES):
                     return Path(str(filename))
         return None
 

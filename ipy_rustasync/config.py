@@ -17,6 +17,7 @@ from typing import Any
 
 import platformdirs
 
+from ipy_rustasync import platforms
 from ipy_rustasync.errors import RustAsyncUsageError
 
 APP = "ipy-rustasync"
@@ -115,8 +116,10 @@ def private_dir(path: Path) -> Path:
     """Creates ``path`` (mode 0700) if needed and checks it is safe to load code from:
     owned by this user and not writable by group or others."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not platforms.posix_permissions():
+        return path
     info = path.stat()
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+    if info.st_uid != os.getuid():
         raise RustAsyncUsageError(
             f"the cache directory {path} belongs to another user; set IPY_RUSTASYNC_CACHE_DIR to a directory of your own"
         )

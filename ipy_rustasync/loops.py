@@ -233,7 +233,13 @@ def wake_loop_on_signals() -> None:
         reader.close()
         writer.close()
         return
-    loop.add_reader(reader.fileno(), _drain_signal_bytes, reader)
+    try:
+        loop.add_reader(reader.fileno(), _drain_signal_bytes, reader)
+    except NotImplementedError:  # a loop that cannot watch sockets (Windows' proactor loop)
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
+        return
     _signal_wakeup = (reader, writer)
 
 
