@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 # kept apart from the user's so tests never touch it, and warm across test runs.
 TEST_CACHE := $(CURDIR)/.test-cache
 
-.PHONY: setup quickstart test lint pytest test-versions test-newer clean
+.PHONY: setup quickstart test test-fast lint pytest test-versions test-newer clean
 
 setup: $(STAMP)
 
@@ -80,6 +80,10 @@ test-newer:
 	done'
 
 test: lint pytest test-versions
+
+# The unit tier (tests/conftest.py, TIERS): under a minute once the build cache is warm.
+test-fast: setup
+	IPY_RUSTASYNC_TEST_CACHE=$(TEST_CACHE) $(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(TEST_CACHE) .test-cache-3.* .venv-3.* rust/target labextension/node_modules labextension/dist labextension/lib tests/browser/node_modules

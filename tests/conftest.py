@@ -21,6 +21,51 @@ import pytest
 from .kernels import Kernel
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Each test file's tier (a marker, registered in pyproject.toml): ``unit`` runs in
+#: under a minute once the dependency build is warm (``pytest -m unit``); ``bridge``
+#: builds and runs cells in this process (the tier other Pythons run: Makefile);
+#: ``kernel`` starts Jupyter kernels; ``browser`` drives chromium; ``load`` is the
+#: long-running stress. ``make test`` runs them all.
+TIERS: dict[str, str] = {
+    "test_bridge_source": "unit",
+    "test_platforms": "unit",
+    "test_deps": "unit",
+    "test_contract": "unit",
+    "test_diagnostics": "unit",
+    "test_packaging": "unit",
+    "test_offline": "unit",
+    "test_terminal": "unit",
+    "test_bad_input": "unit",
+    "test_lockfile": "unit",
+    "test_bridge": "bridge",
+    "test_processes": "bridge",
+    "test_build": "bridge",
+    "test_export": "bridge",
+    "conformance": "bridge",
+    "test_kernel": "kernel",
+    "test_notebooks": "kernel",
+    "test_browser": "browser",
+    "test_load": "load",
+    "test_faults": "load",
+}
+
+
+def tier_of(path: Path) -> str | None:
+    """The tier of the test file at ``path`` (a file under ``conformance/`` takes
+    the folder's)."""
+    relative = path.resolve().relative_to(Path(__file__).resolve().parent)
+    return TIERS.get(relative.parts[0]) or TIERS.get(relative.stem)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = tier_of(Path(str(item.path)))
+        if tier is None:
+            raise pytest.UsageError(f"{item.path.name} has no tier: add it to TIERS in tests/conftest.py")
+        item.add_marker(tier)
+
+
 TEST_CACHE = Path(os.environ.get("IPY_RUSTASYNC_TEST_CACHE", ROOT / ".test-cache")).resolve()
 CACHE_DIR = TEST_CACHE / "cache"
 
