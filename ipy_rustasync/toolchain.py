@@ -114,7 +114,7 @@ def _fingerprint(rustc: str) -> str | None:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-MIN_RUSTC = (1, 85)  # tokio 1.54 (PyO3 0.28 needs 1.83)
+MIN_RUSTC = (1, 85)  # tokio 1.54 and PyO3 0.30 both need 1.85
 
 
 def check() -> str:

@@ -101,8 +101,8 @@ def test_cell_modules_say_they_need_the_gil() -> None:
     """No free-threaded interpreter has run this suite (none can be had on the
     machines it runs on), so every module the project generates declares
     ``gil_used = true``: a free-threaded Python then re-enables the GIL for it, with a
-    warning, instead of trusting an untested claim (PyO3 0.28+ defaults to claiming
-    free-threading support)."""
+    warning, instead of trusting an untested claim (PyO3 0.28 and later, 0.30
+    included, default to claiming free-threading support)."""
     generators = {
         "the cell exporter": ROOT / "rust" / "macros" / "src" / "lib.rs",
         "a multi-cell export": ROOT / "ipy_rustasync" / "export.py",

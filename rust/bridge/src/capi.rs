@@ -173,8 +173,9 @@ unsafe fn attached<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
 /// initialisation, before any instance exists.
 pub(crate) fn install_am_send<T: SendSlot>(py: Python<'_>) {
     let tp = T::type_object(py).as_type_ptr();
-    // SAFETY: `tp` is the live heap type PyO3 created with `PyType_FromSpec` (kept
-    // alive by PyO3's static), and the GIL is held. For heap types `tp_as_async`
+    // SAFETY: `tp` is the live heap type PyO3 created with `PyType_FromSpec`
+    // (`PyType_FromSlots` on 3.15 and later; either allocates a `PyHeapTypeObject`),
+    // kept alive by PyO3's static, and the GIL is held. For heap types `tp_as_async`
     // points into the type object itself (`PyHeapTypeObject::as_async`, set for
     // every heap type), never into shared static tables, so writing it affects this
     // type only; it is checked for null anyway. Nothing caches `am_send`: CPython
@@ -245,8 +246,12 @@ unsafe extern "C" fn dealloc_finalizing<T: Finalize>(obj: *mut ffi::PyObject) {
     // at zero, which is what `PyObject_CallFinalizerFromDealloc` requires. It runs
     // `tp_finalize` once (GC types record that it ran, so a finalizer the collector
     // already ran is not repeated) and returns -1 if the finalizer resurrected the
-    // object, in which case it must not be freed. The object is still GC-tracked
-    // here (PyO3's deallocator untracks it next), as the finalizer requires.
+    // object, in which case it must not be freed. Every pyclass is a GC type (PyO3
+    // 0.30 gives each `Py_TPFLAGS_HAVE_GC` and a `tp_traverse`), and the object is
+    // still GC-tracked here (PyO3's deallocator untracks it first thing, next), as
+    // CPython requires of an object a finalizer resurrects. PyO3's deallocator also
+    // drops the instance's reference to its heap type: it runs exactly once per
+    // freed object and never for a resurrected one, which keeps that reference.
     unsafe {
         if wants_finalizing::<T>(obj) && ffi::PyObject_CallFinalizerFromDealloc(obj) < 0 {
             return;
