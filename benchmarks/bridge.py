@@ -563,7 +563,7 @@ def main() -> None:
         *table(rows),
         "",
         "- ours: a `%%rust_async` cell built `--release` (`pub async fn ready() -> u64 { 1 }`, and a "
-        "`tokio::time::sleep`); pyo3-async-runtimes 0.28: `tokio::future_into_py`; PyO3 coroutine: PyO3 0.28.3 "
+        "`tokio::time::sleep`); pyo3-async-runtimes 0.30: `tokio::future_into_py`; PyO3 coroutine: PyO3 0.30.1 "
         "`#[pyfunction] async fn` (experimental-async), the sleeping one awaiting a `JoinHandle` spawned on a static "
         "multi-thread runtime. All built by the project's cargo driver, release profile, same toolchain.",
         "- Python baseline: an `async def` returning 1 (rows 1, 2, 5); tasks of `asyncio.sleep(0.1)` (rows 3, 4). "
