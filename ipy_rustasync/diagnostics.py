@@ -270,7 +270,7 @@ def _hint(message: dict[str, Any], text: str, lines: tuple[str, ...]) -> str | N
         return (
             f"`{name}` cannot come in from Python: take a type PyO3 converts (int, float, bool, str, bytes, "
             f"Vec for a list, HashMap for a dict, tuples, Option for None) or make `{name}` a "
-            "`#[pyo3::pyclass]` that derives `Clone`."
+            "`#[pyo3::pyclass(from_py_object)]` that derives `Clone`."
         )
     if text.endswith("cannot be converted to a Python object"):
         return (

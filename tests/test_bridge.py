@@ -1023,6 +1023,50 @@ def test_run_timeout_and_interrupt_fire_on_time_while_every_worker_is_blocked() 
     assert interrupted.startswith("interrupted after") and float(interrupted.split()[-1]) < 2.5, out.stdout
 
 
+# --- next to pyo3-async-runtimes --------------------------------------------------------
+
+
+PAR_CELL = r"""
+use std::time::Duration;
+use pyo3::prelude::*;
+
+/// pyo3-async-runtimes' way: an `asyncio.Future` of the running loop, the future
+/// spawned on that crate's own tokio runtime.
+#[pyfunction]
+pub fn par_double(py: Python<'_>, x: u64, ms: u64) -> PyResult<Bound<'_, PyAny>> {
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(x * 2)
+    })
+}
+
+/// This bridge's way, in the same cell.
+pub async fn native_add(a: u64, b: u64, ms: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    a + b
+}
+"""
+
+
+def test_a_cell_uses_pyo3_async_runtimes_next_to_its_own_async_fns() -> None:
+    """A cell may depend on pyo3-async-runtimes of the PyO3 line the cells share
+    (0.30): its own `#[pyfunction]` returning `future_into_py`'s future is exported
+    and awaited in the same `asyncio.run` as a native `pub async fn` of the cell, each
+    future on its own tokio runtime. Builds against crates.io."""
+    mod = rust_module(PAR_CELL, deps=["pyo3-async-runtimes[tokio-runtime]@0.30"])
+    kinds = {name: kind for name, kind, _ in mod.__ira_exports__}
+    assert kinds == {"par_double": "pyfunction", "native_add": "async"}
+
+    async def main() -> tuple[list[int], tuple[int, int], bool]:
+        par = mod.par_double(21, 50)
+        is_future = isinstance(par, asyncio.Future)
+        together = await asyncio.gather(par, mod.native_add(2, 3, 50))
+        one_by_one = (await mod.par_double(5, 0), await mod.native_add(1, 1, 0))
+        return together, one_by_one, is_future
+
+    assert asyncio.run(main()) == ([42, 5], (10, 2), True)
+
+
 # --- threads -----------------------------------------------------------------------------
 
 

@@ -92,6 +92,8 @@ def test_types_that_cannot_cross_to_python_get_a_sentence() -> None:
         (3, "`Point` cannot be converted to a Python object"),
     ]
     assert errors[0].hint and "cannot come in from Python" in errors[0].hint
+    # PyO3 0.30: a pyclass converts from Python only when it asks to.
+    assert "#[pyo3::pyclass(from_py_object)]" in errors[0].hint
     assert errors[1].hint and "#[pyo3::pyclass]" in errors[1].hint
 
 
@@ -101,7 +103,7 @@ def test_signatures_may_use_the_cells_own_imports_and_types() -> None:
         cell(
             """
             use std::collections::HashMap;
-            #[pyo3::pyclass]
+            #[pyo3::pyclass(from_py_object)]
             #[derive(Clone)]
             pub struct Point { #[pyo3(get)] pub x: i64 }
             pub fn total(m: HashMap<String, u64>) -> u64 { m.values().sum() }
