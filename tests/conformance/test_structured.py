@@ -1218,6 +1218,11 @@ def test_timeout_at_basic(twins: Pair) -> None:
 
 def test_nested_timeouts(twins: Pair) -> None:
     """Only the outer of two timeouts with one deadline raises TimeoutError."""
+    if twins.loop == "uvloop":
+        # Measured: with two busy loops alongside, uvloop ran the inner timeout alone
+        # first in 3 of 200 runs, for asyncio's own Task as for ours (the outer then
+        # never expires), so the outcome is uvloop's timing, not the awaitable's.
+        pytest.skip("uvloop can fire two timeouts with one deadline one loop turn apart")
 
     async def scenario(t: Twin) -> list[Any]:
         coro, gate = t.gated()

@@ -308,7 +308,11 @@ class Pair:
         self.handled[twin.name] = handled
 
         def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-            handled.append(context)
+            # The task or future a report is about is kept as its repr: keeping the
+            # object would resurrect one reported from its finalizer, and from 3.14 a
+            # resurrected asyncio.Task stays in all_tasks() (its C list unlinks it only
+            # when it is freed; up to 3.13 a WeakSet had already dropped it).
+            handled.append({k: repr(v) if k in ("task", "future") else v for k, v in context.items()})
 
         if sync:
             result = raised(lambda: scenario(twin))

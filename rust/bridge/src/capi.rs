@@ -345,12 +345,20 @@ pub(crate) fn install_vectorcall<T: Forward>(instance: &Bound<'_, T>) {
 /// `the_set.data`; so does this. (`WeakSet.add` first commits removals deferred while
 /// the set was being iterated; skipping that only delays them to its next `add`.)
 /// Where the set is not found as expected, it calls `_register_task`.
+///
+/// From 3.14 the C `_register_task` keeps tasks that are not `asyncio.Task`s in a
+/// WeakSet of its own module state (which its C `all_tasks` reads), no longer
+/// `asyncio.tasks._scheduled_tasks`: there the fast path would hide the task from
+/// `all_tasks()` and from `asyncio.run`'s shutdown, so 3.14 and later always call it.
 pub(crate) fn register_task(task: &Bound<'_, PyAny>) -> PyResult<()> {
     static WEAK_SET: pyo3::sync::PyOnceLock<Option<(Py<PyAny>, Py<PyAny>)>> =
         pyo3::sync::PyOnceLock::new();
     static REGISTER: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
     let py = task.py();
     let parts = WEAK_SET.get_or_init(py, || {
+        if version_at_least(3, 14) {
+            return None;
+        }
         let found = || -> PyResult<Option<(Py<PyAny>, Py<PyAny>)>> {
             let tasks = py.import("asyncio.tasks")?;
             let weak_set_type = py.import("weakref")?.getattr("WeakSet")?;
@@ -415,4 +423,33 @@ pub(crate) fn running_loop_holder(py: Python<'_>) -> PyResult<Option<Bound<'_, P
         return Ok(None);
     };
     dict.cast_into::<PyDict>()?.get_item(key.bind(py))
+}
+
+/// Reports `err`, raised while finalizing the coroutine `coro`, to
+/// `sys.unraisablehook` as CPython reports one from its own coroutines' finalizers:
+/// from 3.14 with no object and the message "Exception ignored while finalizing
+/// coroutine <repr>" (`PyErr_FormatUnraisable`), before that with the coroutine as
+/// the object. Gated at build time (`Py_3_14`, from build.rs): the function is not
+/// in the C API of the interpreters before 3.13, so it cannot even be linked there.
+pub(crate) fn write_unraisable_finalizing(py: Python<'_>, err: PyErr, coro: &Bound<'_, PyAny>) {
+    #[cfg(Py_3_14)]
+    {
+        extern "C" {
+            fn PyErr_FormatUnraisable(format: *const std::os::raw::c_char, ...);
+        }
+        err.restore(py);
+        // SAFETY: the GIL is held and `err` was just restored as the current
+        // exception, which `PyErr_FormatUnraisable` (public C API since 3.13, here
+        // 3.14 or later by the cfg) takes and clears. The format is a NUL-terminated
+        // static string whose one `%R` matches the one argument, a live object
+        // (`coro` is borrowed for the whole call); the function returns nothing.
+        unsafe {
+            PyErr_FormatUnraisable(
+                c"Exception ignored while finalizing coroutine %R".as_ptr(),
+                coro.as_ptr(),
+            );
+        }
+    }
+    #[cfg(not(Py_3_14))]
+    err.write_unraisable(py, Some(coro));
 }

@@ -518,8 +518,10 @@ impl crate::capi::Finalize for RustCoroutine {
     /// Like Python's own coroutines: a call nobody awaited is almost always a
     /// forgotten `await`, so it warns, through the function CPython uses
     /// (`warnings._warn_unawaited_coroutine`, which names the coroutine as the
-    /// warning's source); a warning made an error goes to `sys.unraisablehook` with
-    /// the coroutine as its object. An exception in flight is left alone.
+    /// warning's source); a warning made an error goes to `sys.unraisablehook` the
+    /// way CPython reports it for its own coroutines
+    /// ([`crate::capi::write_unraisable_finalizing`]). An exception in flight is
+    /// left alone.
     fn finalize(slf: &Bound<'_, Self>) {
         let py = slf.py();
         if !matches!(*lock(&slf.get().state), State::Fresh(_)) {
@@ -537,7 +539,7 @@ impl crate::capi::Finalize for RustCoroutine {
             }
         };
         if let Err(err) = warned {
-            err.write_unraisable(py, Some(slf.as_any()));
+            crate::capi::write_unraisable_finalizing(py, err, slf.as_any());
         }
     }
 
