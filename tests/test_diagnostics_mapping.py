@@ -28,6 +28,7 @@ WHERE = {
     "dep_misuse": [("error", "E0277", "the trait bound `&str: Integer` is not satisfied", 6, 32)],
     "format_arg": [("error", "E0277", "`Opaque` doesn't implement `std::fmt::Display`", 4, 19)],
     "html_escape": [("error", "E0308", "mismatched types", 1, 25)],
+    "long_cell": [("error", "E0308", "mismatched types", 11, 5)],
     "macro_expansion": [
         ("error", "E0277", "`u8` is not a future", 2, 46),
         ("error", "E0277", "`u8` is not a future", 2, 18),
