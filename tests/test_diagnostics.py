@@ -5,26 +5,30 @@ rendering are tested case by case on recorded builds in test_diagnostics_*.py.""
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import json
 import re
 import uuid
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ipy_rustasync import RustCompileError, cells, diagnostics, progress, rust_module
+from ipy_rustasync import RustCompileError, cells, crate, diagnostics, progress, rust_module
 from ipy_rustasync.diagnostics import Diagnostic
 
+from . import diagnostics_recordings as recordings
 from .conftest import cell
-from .diagnostics_recordings import GLUE
 
 
 def compile_error(source: str) -> RustCompileError:
     with pytest.raises(RustCompileError) as info:
         rust_module(cell(source))
     err = info.value
-    assert not GLUE.search(str(err)), str(err)
-    assert not GLUE.search(err.html()), err.html()
+    assert not recordings.GLUE.search(str(err)), str(err)
+    assert not recordings.GLUE.search(err.html()), err.html()
     return err
 
 
@@ -217,3 +221,27 @@ def test_kept_warnings_round_trip() -> None:
     built = cells.compile_cell(source, force=True).build
     assert [w.message for w in built.warnings] == ["unused variable: `unused_too`"]
     assert diagnostics.loads(diagnostics.dumps(built.warnings), source) == built.warnings
+
+
+# --- the recordings the fast tests read ------------------------------------------------------
+
+
+def test_the_recorder_captures_what_the_mapping_reads(tmp_path: Path) -> None:
+    """tests/data/diagnostics/record.py still works with the build (it drives
+    cells.compile_cell with a watcher), and a fresh build of a recorded cell maps
+    to the same places as its recording."""
+    spec = importlib.util.spec_from_file_location("record", recordings.DATA / "record.py")
+    assert spec is not None and spec.loader is not None
+    recorder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recorder)
+    written = recorder.record("type_error", tmp_path)
+    fresh = json.loads(written.read_text(encoding="utf-8"))
+    assert fresh["line_offset"] == crate.LINE_OFFSET
+    assert fresh["module"].startswith("ira_")
+    text = written.read_text(encoding="utf-8")
+    assert str(recordings.DATA.parent.parent.parent) not in text and str(Path.home()) not in text
+    stored = recordings.load("type_error")
+    again = replace(stored, module=fresh["module"], messages=fresh["messages"]).diagnostics()
+    assert [(d.message, d.line, d.column, d.spans) for d in again] == [
+        (d.message, d.line, d.column, d.spans) for d in stored.diagnostics()
+    ]

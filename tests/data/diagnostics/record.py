@@ -73,7 +73,8 @@ def scrub(value: Any, paths: list[tuple[str, str]]) -> Any:
     return value
 
 
-def record(name: str) -> Path:
+def record(name: str, out_dir: Path = HERE) -> Path:
+    """Builds ``NAME.rs`` (from here) and writes ``NAME.json`` into ``out_dir``."""
     from ipy_rustasync import cells, crate, errors, toolchain
 
     source = (HERE / f"{name}.rs").read_text(encoding="utf-8")
@@ -94,7 +95,7 @@ def record(name: str) -> Path:
         "line_offset": crate.LINE_OFFSET,
         "messages": scrub(recorder.messages, paths),
     }
-    out = HERE / f"{name}.json"
+    out = out_dir / f"{name}.json"
     out.write_text(json.dumps(recording, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return out
 
