@@ -11,9 +11,10 @@ it; a ``cargo update`` costs about half a second).
 That check uses ``node-semver`` (a port of npm's own ``semver``): cargo's requirement
 syntax is npm's range syntax, with two spellings apart, so a requirement is rewritten
 (a bare ``1.2`` gets the caret cargo implies, comparators are joined by spaces instead
-of commas) and npm's rules do the rest, pre-releases included. ``packaging`` and
-``semantic_version`` were measured against cargo's own ``semver`` crate and differ on
-carets of ``0.x`` or on pre-releases; node-semver agreed on every one of 1368
+of commas) and npm's rules do the rest, pre-releases included. ``packaging`` speaks
+PEP 440, not semver (it has no ``^``); ``semantic_version``'s ``NpmSpec`` and
+``SimpleSpec`` were measured against cargo's own ``semver`` crate and differ on
+pre-releases and on carets of ``0.x``; node-semver agreed on every one of 1368
 version/requirement pairs, a sample of which tests/test_versions.py keeps.
 
 What remains ours is cargo's notion of a compatible range (``compatible_range``),
