@@ -149,7 +149,7 @@ def manifest(
                     "*": {"opt-level": 3},
                     # ... except the compile-time crates, which `"*"` would otherwise catch too
                     # (it outranks build-override): optimizing them costs most of the cold build.
-                    **{crate: {"opt-level": 0} for crate in BUILD_TIME_CRATES},
+                    **{unit: {"opt-level": 0} for unit in BUILD_TIME_CRATES},
                 },
             },
             "release": {"debug": False},
