@@ -41,6 +41,8 @@ TIERS: dict[str, str] = {
     "test_terminal": "unit",
     "test_bad_input": "unit",
     "test_lockfile": "unit",
+    "test_versions": "unit",
+    "test_cargolock": "unit",
     "test_bridge": "bridge",
     "test_processes": "bridge",
     "test_build": "bridge",

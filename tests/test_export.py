@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -136,7 +137,8 @@ def test_a_cell_exports_to_a_project_that_builds_and_passes_its_tests(
     assert f'#[::ipy_rustasync::cell(module = "cellmod", line_offset = {crate.LINE_OFFSET})]' in lib
     assert cell(CELL) in lib
     manifest = (project / "Cargo.toml").read_text()
-    assert 'itoa = "1"' in manifest and 'ipy-rustasync = { path = "rust/bridge" }' in manifest
+    table = tomllib.loads(manifest)["dependencies"]
+    assert table["itoa"] == "1" and table["ipy-rustasync"] == {"path": "rust/bridge"}
     magics = shell.ip.magics_manager.registry["RustAsyncMagics"]
     cell_manifest = (CACHE_DIR / "crates" / magics.loaded[-1].module / "Cargo.toml").read_text()
     assert manifest[manifest.index("[profile.dev]") :] == cell_manifest[cell_manifest.index("[profile.dev]") :]
@@ -222,7 +224,8 @@ def test_a_notebooks_cells_export_as_one_module(tmp_path: Path) -> None:
     sidecar = tmp_path / "analysis.rust_async.lock"
     assert {"itoa", "smallvec"} <= set(sidecar.read_text().split('"'))
     manifest = (project / "Cargo.toml").read_text()
-    assert 'itoa = "1"' in manifest and 'smallvec = { version = "1", features = ["union"] }' in manifest
+    table = tomllib.loads(manifest)["dependencies"]
+    assert table["itoa"] == "1" and table["smallvec"] == {"version": "1", "features": ["union"]}
     lib = (project / "src" / "lib.rs").read_text()
     assert "mod cell_1 {" in lib and "mod cell_2 {" in lib
     assert points_back(project) == []
