@@ -224,14 +224,13 @@ def test_maturin_and_our_cargo_share_the_dependency_build(tmp_path: Path) -> Non
     """Cells are built with ``cargo rustc`` in maturin's environment; maturin itself,
     run on a cell crate in the same target directory, must find everything fresh
     (a different environment would recompile PyO3 and everything above it)."""
-    from ipy_rustasync import cargo, config, crate, toolchain
-    from ipy_rustasync.cache import Cache
+    from ipy_rustasync import cargo, crate, toolchain
+    from ipy_rustasync.context import Context
 
     maturin = Path(sys.executable).parent / "maturin"
     if not maturin.exists():
         pytest.skip("maturin is not installed in this environment")
-    settings = config.Settings.load()
-    cache = Cache.open(settings.cache_dir)
+    cache = Context.load().cache
     spec = crate.CellSpec(source="pub async fn via_maturin() -> u8 { 5 }\n")
     root = crate.write(spec, tmp_path / "crates")
     env = {k: v for k, v in cargo.build_env().items() if k not in cargo.maturin_env()}
