@@ -70,7 +70,7 @@ class RustAsyncMagics(Magics):
 
     # --- %%rust_async ------------------------------------------------------------
 
-    @magic_arguments(name="%%rust_async")
+    @magic_arguments(name="%rust_async")  # IPython adds one "%"
     @argument("--release", action="store_true", help="build optimized (default from the `release` setting)")
     @argument("--debug", action="store_true", help="build unoptimized even if `release` is set")
     @argument("--force", action="store_true", help="rebuild even if a cached module exists")
@@ -155,7 +155,7 @@ class RustAsyncMagics(Magics):
 
     # --- %rust_async ---------------------------------------------------------------
 
-    @magic_arguments(name="%rust_async")
+    @magic_arguments(name="rust_async")
     @argument(
         "--lock",
         metavar="PATH",

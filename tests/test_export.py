@@ -85,8 +85,10 @@ def fresh_venv(where: Path, wheel: Path) -> Path:
 
 
 def run_generated_tests(python: Path, project: Path, cwd: Path) -> str:
+    # Without PYTHONPATH too: a checkout put on it (to test a worktree) is not in the venv.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     cannot = subprocess.run(
-        [str(python), "-c", "import ipy_rustasync"], capture_output=True, text=True, cwd=cwd, check=False
+        [str(python), "-c", "import ipy_rustasync"], capture_output=True, text=True, cwd=cwd, env=env, check=False
     )
     assert cannot.returncode != 0, "the fresh venv must not see ipy-rustasync"
     out = subprocess.run(
@@ -94,6 +96,7 @@ def run_generated_tests(python: Path, project: Path, cwd: Path) -> str:
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=env,
         timeout=300,
         check=False,
     )
