@@ -25,7 +25,7 @@ class Compiled:
     exports: list[loader.Export]
     build: build.BuildResult
     #: what was built (export.py copies its crate's resolved Cargo.lock)
-    spec: crate.CellSpec | None = None
+    spec: crate.CellSpec
 
 
 def cell_deps(source: str, flags: Iterable[str | crate.Dep] = ()) -> tuple[crate.Dep, ...]:

@@ -155,9 +155,9 @@ def export(
             if source.origin == Source.origin:
                 raise
             raise RustAsyncUsageError(f"{source.origin}: {err}") from None
-        assert lock is not None and compiled.spec is not None
+        assert lock is not None
         built.append((source, compiled, lock))
-    wanted = deps.merge(*((src.origin, c.spec.deps if c.spec else ()) for src, c, _ in built))
+    wanted = deps.merge(*((src.origin, c.spec.deps) for src, c, _ in built))
     name = module_name(name, directory, wanted)
 
     exports: dict[str, tuple[str, bool]] = {}  # name -> (kind, awaitable without arguments)
@@ -208,7 +208,6 @@ def _check_directory(directory: Path) -> None:
 
 def _crate_lock(compiled: cells.Compiled, cache: Cache) -> lockfile.Lock | None:
     """What the cell's own build resolved (its crate's Cargo.lock, with its root package)."""
-    assert compiled.spec is not None
     path = cache.crate_lock(compiled.spec.module)
     if not path.is_file():
         return None
@@ -219,7 +218,7 @@ def _crate_lock(compiled: cells.Compiled, cache: Cache) -> lockfile.Lock | None:
 def _project_lock(name: str, built: Sequence[tuple[Source, cells.Compiled, lockfile.Lock]]) -> lockfile.Lock:
     """The cells' resolved locks as one (one version per compatible range, the newest,
     as cargo would resolve them together), its root package renamed to the project."""
-    roots = {c.spec.module for _, c, _ in built if c.spec}
+    roots = {c.spec.module for _, c, _ in built}
     merged = lockfile.Lock(version=built[0][2].version)
     root_deps: dict[str, str] = {}
     for _, _, lock in built:
@@ -242,9 +241,7 @@ def _lib_rs(name: str, built: Sequence[tuple[Source, cells.Compiled]]) -> str:
     """One cell as the magic wraps it (its module named ``name``), or several as one
     module, composed the way the exporter macro allows (cell_macro.py)."""
     if len(built) == 1:
-        compiled = built[0][1]
-        assert compiled.spec is not None
-        return crate.lib_rs(compiled.spec, module=name)
+        return crate.lib_rs(built[0][1].spec, module=name)
     return cell_macro.notebook_lib_rs(name, [(source.origin, source.text) for source, _ in built])
 
 

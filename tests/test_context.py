@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ipy_rustasync import cell_macro, cells, config, crate
+from ipy_rustasync.cache import Cache
 from ipy_rustasync.context import Context
 from ipy_rustasync.errors import RustAsyncUsageError
 
@@ -62,12 +63,9 @@ def test_a_given_context_is_used_and_the_settings_are_not_read_again(monkeypatch
 def test_the_cache_names_the_crate_where_the_build_writes_it(tmp_path: Path) -> None:
     context = Context.load()
     compiled = cells.compile_cell("pub fn crate_layout() -> u8 { 3 }\n", context=context)
-    assert compiled.spec is not None
     module = compiled.spec.module
     assert context.cache.crate_lock(module).is_file()
     # crate.write lays out the same folder under any crates directory.
-    from ipy_rustasync.cache import Cache
-
     scratch = Cache(tmp_path)
     assert crate.write(compiled.spec, scratch.crates) == scratch.crate_dir(module)
     assert scratch.crate_lock(module).is_file()
