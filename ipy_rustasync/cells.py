@@ -55,6 +55,9 @@ def compile_cell(
             "the cell is empty: write Rust functions under %%rust_async, e.g. `pub async fn hello() -> String { ... }`"
         )
     context = context or Context.load()
+    # Opened (created) before hashing: rustc -vV, part of the hash, is asked in the cache
+    # directory and remembered there (toolchain.rustc_version).
+    cache = context.cache
     lock = Path(lock).expanduser() if lock is not None else None
     wanted = cell_deps(source, deps)
     pinned = lockfile.pin(wanted, lock, context.settings) if lock is not None and wanted else None
@@ -86,7 +89,7 @@ def compile_cell(
             "`ipy-rustasync vendor` command to vendor exactly those"
         ) from None
     if lock is not None and pinned is not None:
-        built = context.cache.crate_lock(spec.module)
+        built = cache.crate_lock(spec.module)
         resolved = built.read_text(encoding="utf-8") if built.exists() else pinned.seed
         lockfile.record(lock, lockfile.parse(resolved, str(built)), wanted)
     with Phase(log, "load", spec.module):
