@@ -26,7 +26,8 @@ Several cells become one module in which each cell keeps its own Rust module
 (``cell_1``, ``cell_2``, ...), as each had its own in the kernel, so two cells may both
 ``use`` the same names. Each is expanded by the exporter as usual; one ``#[pymodule]``
 calls every cell's registration in notebook order, so a later cell's function replaces an
-earlier one of the same name, as rebinding it in the notebook did.
+earlier one of the same name, as rebinding it in the notebook did (``cell_macro.py``
+writes that module: it is where the exporter macro's names are known).
 """
 
 from __future__ import annotations
