@@ -64,6 +64,12 @@ def maturin_build(project: Path, out: Path) -> Path:
     return wheel
 
 
+def isolated() -> dict[str, str]:
+    """The environment for the fresh venv's interpreter: without PYTHONPATH (a developer
+    running the suite from a worktree sets it), which would carry ipy-rustasync in."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 def fresh_venv(where: Path, wheel: Path) -> Path:
     """A new venv holding the wheel and nothing else but pytest (a .pth to pytest's own
     directory: no network, and ipy-rustasync's editable install is not carried over)."""
@@ -85,10 +91,13 @@ def fresh_venv(where: Path, wheel: Path) -> Path:
 
 
 def run_generated_tests(python: Path, project: Path, cwd: Path) -> str:
-    # Without PYTHONPATH too: a checkout put on it (to test a worktree) is not in the venv.
-    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     cannot = subprocess.run(
-        [str(python), "-c", "import ipy_rustasync"], capture_output=True, text=True, cwd=cwd, env=env, check=False
+        [str(python), "-c", "import ipy_rustasync"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=isolated(),
+        check=False,
     )
     assert cannot.returncode != 0, "the fresh venv must not see ipy-rustasync"
     out = subprocess.run(
@@ -96,7 +105,7 @@ def run_generated_tests(python: Path, project: Path, cwd: Path) -> str:
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=env,
+        env=isolated(),
         timeout=300,
         check=False,
     )
@@ -146,7 +155,9 @@ def test_a_cell_exports_to_a_project_that_builds_and_passes_its_tests(
         "    return await cellmod.twice(21), [x async for x in cellmod.count_to(3)]\n"
         "print(asyncio.run(main()), cellmod.add(2, 3))\n"
     )
-    out = subprocess.run([str(python), "-c", check], capture_output=True, text=True, cwd=tmp_path, check=False)
+    out = subprocess.run(
+        [str(python), "-c", check], capture_output=True, text=True, cwd=tmp_path, env=isolated(), check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(42, [1, 2, 3]) 5"
 
@@ -220,7 +231,9 @@ def test_a_notebooks_cells_export_as_one_module(tmp_path: Path) -> None:
     python = fresh_venv(tmp_path / "venv", wheel)
     assert "3 passed" in run_generated_tests(python, project, tmp_path)  # exports; tick() and tock() awaited
     check = "import asyncio, nbmod\nprint(nbmod.fmt(3), asyncio.run(nbmod.tock()), sorted(r[0] for r in nbmod.__ira_exports__))\n"
-    done = subprocess.run([str(python), "-c", check], capture_output=True, text=True, cwd=tmp_path, check=False)
+    done = subprocess.run(
+        [str(python), "-c", check], capture_output=True, text=True, cwd=tmp_path, env=isolated(), check=False
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "v2 3 2 ['fmt', 'tick', 'tock']"  # the later cell's fmt won
 
