@@ -3,10 +3,14 @@
 Load it with ``%load_ext ipy_rustasync``; then a ``%%rust_async`` cell compiles its
 Rust source into an extension module and binds each ``pub fn`` / ``pub async fn`` in
 the notebook's namespace.
+
+Its modules log to the ``ipy_rustasync`` logger (logs.py says how to see a build's
+steps); a library adds only a ``NullHandler``, so nothing is printed unless asked.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +20,8 @@ __version__ = "0.1.0"
 from ipy_rustasync.cells import rust_module
 from ipy_rustasync.errors import RustCompileError, RustError, RustPanic
 from ipy_rustasync.loops import run
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -37,14 +43,15 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Called by ``%load_ext ipy_rustasync``: registers the magics, the hint after a
     nested ``asyncio.run``, and, if their settings are on, nest-asyncio2 and a
     background build of the shared dependencies."""
-    from ipy_rustasync import config, loops
+    from ipy_rustasync import loops
+    from ipy_rustasync.context import Context
     from ipy_rustasync.magic import RustAsyncMagics
 
     magics = RustAsyncMagics(ipython)
     ipython.register_magics(magics)
     if loops.asyncio_run_hint not in ipython.events.callbacks["post_run_cell"]:
         ipython.events.register("post_run_cell", loops.asyncio_run_hint)
-    settings = config.Settings.load()
+    settings = Context.load().settings
     if settings.nest:
         from ipy_rustasync.errors import RustAsyncUsageError
 

@@ -16,8 +16,10 @@ which maturin consumes. ``tests/test_build.py`` checks the equivalence.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,8 +30,11 @@ import filelock
 from ipy_rustasync import cargo, crate, diagnostics, sources, toolchain
 from ipy_rustasync.cache import Cache
 from ipy_rustasync.cargo import cargo_command
-from ipy_rustasync.config import Settings
+from ipy_rustasync.context import Context
 from ipy_rustasync.errors import RustAsyncUsageError, RustCompileError
+from ipy_rustasync.logs import Phase
+
+log = logging.getLogger(__name__)
 
 #: What the OS says when a write fails for lack of room (ENOSPC, EDQUOT, EFBIG, and
 #: SIGXFSZ: the file size limit, which kills the writing compiler).
@@ -52,46 +57,46 @@ class BuildError(RustAsyncUsageError):
     """The build failed for a reason other than the cell's code."""
 
 
-def lookup(spec: crate.CellSpec, settings: Settings) -> Path | None:
-    """The cached module for ``spec``, if one was built (no cargo involved)."""
-    return Cache.open(settings.cache_dir).trusted_module(spec.module)
-
-
 def build(
     spec: crate.CellSpec,
-    settings: Settings,
+    context: Context,
     *,
     force: bool = False,
     watcher: cargo.Watcher | None = None,
 ) -> BuildResult:
     """Returns the module for ``spec``, building it unless it is cached."""
     start = time.perf_counter()
-    cache = Cache.open(settings.cache_dir)
+    cache = context.cache
     if not force and (path := cache.trusted_module(spec.module)):
+        log.debug("%s: cache hit, %s", spec.module, path)
         return _cached(spec, cache, path, start)
+    log.debug("%s: %s", spec.module, "rebuild forced (--force)" if force else "cache miss, building")
     toolchain.check()
-    owner = cache.root / "build.lock.owner"
     lock = filelock.FileLock(str(cache.lock), timeout=LOCK_TIMEOUT)
+    waiting = time.perf_counter()
     try:
         lock.acquire()
     except filelock.Timeout:
+        owner = cache.lock_owner
         holder = owner.read_text(encoding="utf-8").strip() if owner.exists() else "another process"
         raise BuildError(
             f"gave up after {LOCK_TIMEOUT:.0f} s waiting for the build lock {cache.lock}, held by {holder}; "
             "wait for that build or stop it"
         ) from None
+    log.debug("%s: build lock held after %.3f s", spec.module, time.perf_counter() - waiting)
     try:
-        owner.write_text(f"pid {os.getpid()} ({sys.argv[0] or sys.executable})\n", encoding="utf-8")
-        if not force and (path := cache.trusted_module(spec.module)):  # another kernel built it meanwhile
+        cache.lock_owner.write_text(f"pid {os.getpid()} ({sys.argv[0] or sys.executable})\n", encoding="utf-8")
+        if not force and (path := cache.trusted_module(spec.module)):
+            log.debug("%s: cache hit after waiting (another process built it), %s", spec.module, path)
             return _cached(spec, cache, path, start)
         root = crate.write(spec, cache.crates)
-        found = _run_cargo(spec, cache, root, settings, watcher)
+        found = _run_cargo(spec, context, root, watcher)
         path = cache.module_path(spec.module)
         warnings = [d for d in found if d.level == "warning"]
         cache.save_warnings(spec.module, diagnostics.dumps(warnings))
         return BuildResult(spec.module, path, cached=False, seconds=time.perf_counter() - start, warnings=warnings)
     finally:
-        owner.unlink(missing_ok=True)
+        cache.lock_owner.unlink(missing_ok=True)
         lock.release()
 
 
@@ -103,44 +108,45 @@ def _cached(spec: crate.CellSpec, cache: Cache, path: Path, start: float) -> Bui
 
 
 def _run_cargo(
-    spec: crate.CellSpec,
-    cache: Cache,
-    root: Path,
-    settings: Settings,
-    watcher: cargo.Watcher | None,
+    spec: crate.CellSpec, context: Context, root: Path, watcher: cargo.Watcher | None
 ) -> list[diagnostics.Diagnostic]:
     """Compiles the crate and moves its cdylib into the cache; returns the diagnostics."""
-    target = cache.target_for(settings.offline_crates)
-    cmd = cargo_command(
-        root / "Cargo.toml", target, release=spec.release, extra=sources.configure(root, settings.offline_crates)
-    )
+    offline = context.settings.offline_crates
+    target = context.target
+    cmd = cargo_command(root / "Cargo.toml", target, release=spec.release, extra=sources.configure(root, offline))
     # Cells with the same dependencies build the same units; remembered per set.
     units_key = f"{'release' if spec.release else 'dev'} {' '.join(str(d) for d in sorted(set(spec.deps)))}".strip()
+    memo = context.cache.units_memo(target)
     if watcher is not None:
-        watcher.expect(cargo.expected_units(target, units_key, root / "Cargo.lock"))
-    outcome = cargo.run(cmd, root, watcher)
+        watcher.expect(cargo.expected_units(memo, units_key, root / "Cargo.lock"))
+    log.debug("%s: running %s (in %s)", spec.module, shlex.join(cmd), root)
+    with Phase(log, "cargo", spec.module):
+        outcome = cargo.run(cmd, root, watcher)
+    log.debug("%s: cargo %s, %d units", spec.module, "succeeded" if outcome.ok else "failed", outcome.artifacts())
     found = diagnostics.from_messages(outcome.compiler_messages(), spec.source, spec.module)
     artifact = outcome.cdylib(spec.module)
     if not outcome.ok or artifact is None:
-        raise _failure(spec, settings, outcome, found)
-    cargo.remember_units(target, units_key, outcome.artifacts())
-    cache.install(artifact, spec.module)
+        raise _failure(spec, context, outcome, found)
+    cargo.remember_units(memo, units_key, outcome.artifacts())
+    with Phase(log, "install", spec.module):
+        context.cache.install(artifact, spec.module)
     return found
 
 
 def _failure(
-    spec: crate.CellSpec, settings: Settings, outcome: cargo.Outcome, found: list[diagnostics.Diagnostic]
+    spec: crate.CellSpec, context: Context, outcome: cargo.Outcome, found: list[diagnostics.Diagnostic]
 ) -> Exception:
+    offline = context.settings.offline_crates
     said = outcome.text + "\n".join(str(m.get("message", {}).get("rendered")) for m in outcome.compiler_messages())
     if full := _DISK_FULL.search(said):
         return BuildError(
             f"the build could not write its files ({_why(full[0])}): free some disk space, or move the cache "
-            f"({Cache.open(settings.cache_dir).root}) with IPY_RUSTASYNC_CACHE_DIR; "
+            f"({context.cache.root}) with IPY_RUSTASYNC_CACHE_DIR; "
             "`ipy-rustasync cache clear --all` removes the shared build"
         )
     errors = [d for d in found if d.level == "error"]
     if not errors:
-        sentence = sources.explain_resolution_failure(outcome.text, settings.offline_crates, spec.deps)
+        sentence = sources.explain_resolution_failure(outcome.text, offline, spec.deps)
         if sentence:
             return BuildError(sentence)
         tail = "\n".join(outcome.text.strip().splitlines()[-20:])

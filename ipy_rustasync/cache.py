@@ -1,11 +1,19 @@
 """The per-user cache: its layout, and the checks that make it safe to load code from.
 
 <cache>/crates/<module>/   generated crates (content-addressed)
+<cache>/crates/<module>/Cargo.lock     what the cell's build resolved (lock files, export)
 <cache>/target/            the one cargo target directory every cell shares
+<cache>/target-offline-<tag>/          the same for a vendored crate directory
+<cache>/target*/ipy-rustasync-units.json  how many units each dependency set builds (progress)
 <cache>/modules/<module><EXT_SUFFIX>   built extension modules, by content hash
 <cache>/modules/<module>.sha256         the module's checksum, checked before loading
 <cache>/modules/<module>.warnings.json  the warnings its build printed, shown again on re-runs
 <cache>/build.lock         held while a build writes crates/, target/, modules/
+<cache>/build.lock.owner   who holds it (pid and program), named when a build gives up waiting
+<cache>/rustc-vV.json      ``rustc -vV`` remembered with the compiler's fingerprint (named by toolchain.py)
+<cache>/resolve-*/         lockfile.resolve's scratch crates, removed when it is done (named there)
+
+This class is the one place that knows these names: other modules ask it for paths.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipy_rustasync import platforms
+from ipy_rustasync import atomic, platforms
 from ipy_rustasync.config import private_dir
 from ipy_rustasync.errors import RustAsyncUsageError
 
@@ -47,6 +55,14 @@ class Cache:
     def crates(self) -> Path:
         return self.root / "crates"
 
+    def crate_dir(self, module: str) -> Path:
+        """The generated crate of ``module`` (crate.write puts it at ``crates/<module>``)."""
+        return self.crates / module
+
+    def crate_lock(self, module: str) -> Path:
+        """The Cargo.lock the build of ``module`` resolved."""
+        return self.crate_dir(module) / "Cargo.lock"
+
     @property
     def target(self) -> Path:
         return self.root / "target"
@@ -64,9 +80,17 @@ class Cache:
     def modules(self) -> Path:
         return self.root / "modules"
 
+    def units_memo(self, target: Path) -> Path:
+        """Where a target directory remembers its builds' unit counts (cargo.py)."""
+        return target / "ipy-rustasync-units.json"
+
     @property
     def lock(self) -> Path:
         return self.root / "build.lock"
+
+    @property
+    def lock_owner(self) -> Path:
+        return self.root / "build.lock.owner"
 
     def module_path(self, module: str) -> Path:
         return self.modules / f"{module}{EXT_SUFFIX}"
@@ -80,14 +104,8 @@ class Cache:
     def save_warnings(self, module: str, text: str) -> None:
         """Keeps the build's warnings beside the module (best effort: they are
         informational, so a failed write only means a re-run shows none)."""
-        path = self.warnings_path(module)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            atomic.write(self.warnings_path(module), text)
 
     def load_warnings(self, module: str) -> str | None:
         try:
@@ -100,20 +118,14 @@ class Cache:
         temporary names and renamed, so a reader sees the old files or the whole new
         ones, never a partial module (a build killed halfway leaves only a temp file)."""
         dest = self.module_path(module)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        sums = self.checksum_path(module)
-        sums_tmp = sums.with_name(f".{sums.name}.{os.getpid()}.tmp")
         try:
             self.modules.mkdir(mode=0o700, exist_ok=True)
-            shutil.copyfile(artifact, tmp)
-            os.chmod(tmp, 0o700)
-            sums_tmp.write_text(f"{_sha256(tmp)} {tmp.stat().st_size}\n", encoding="utf-8")
-            os.replace(sums_tmp, sums)
-            os.replace(tmp, dest)
+            # The checksum first: a module renamed into place always has its checksum.
+            with atomic.replacing(dest) as tmp:
+                shutil.copyfile(artifact, tmp)
+                os.chmod(tmp, 0o700)
+                atomic.write(self.checksum_path(module), f"{_sha256(tmp)} {tmp.stat().st_size}\n")
         except OSError as err:
-            for leftover in (tmp, sums_tmp):
-                with contextlib.suppress(OSError):
-                    leftover.unlink(missing_ok=True)
             raise RustAsyncUsageError(
                 f"could not write the built module to {self.modules} ({err.strerror or err}); "
                 "free some disk space or set IPY_RUSTASYNC_CACHE_DIR to another directory"

@@ -13,6 +13,7 @@ as structured ``compiler-message`` records (spans, labels, notes) that
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ipy_rustasync import platforms, toolchain
+from ipy_rustasync import atomic, platforms, toolchain
 
 Message = dict[str, Any]
 
@@ -163,17 +164,16 @@ def run(cmd: list[str], cwd: Path, watcher: Watcher | None = None) -> Outcome:
 #
 # Cargo does not say up front how many units it will build. The count of the last
 # build with the same dependency set is exact (every unit reports, fresh or not), so
-# it is remembered next to the target directory; a first build estimates from the
-# lock file (one unit per package plus build scripts, roughly).
+# it is remembered in a memo file next to the target directory (``Cache.units_memo``);
+# a first build estimates from the lock file (one unit per package plus build scripts,
+# roughly).
 
-_MEMO = "ipy-rustasync-units.json"
 
-
-def expected_units(target_dir: Path, key: str, lock: Path) -> int | None:
+def expected_units(memo: Path, key: str, lock: Path) -> int | None:
     try:
-        memo = json.loads((target_dir / _MEMO).read_text(encoding="utf-8"))
-        if isinstance(memo.get(key), int):
-            return int(memo[key])
+        saved = json.loads(memo.read_text(encoding="utf-8"))
+        if isinstance(saved.get(key), int):
+            return int(saved[key])
     except (OSError, ValueError, AttributeError):
         pass
     try:
@@ -183,20 +183,15 @@ def expected_units(target_dir: Path, key: str, lock: Path) -> int | None:
     return round(packages * 1.25) + 1 if packages else None
 
 
-def remember_units(target_dir: Path, key: str, units: int) -> None:
-    path = target_dir / _MEMO
+def remember_units(memo: Path, key: str, units: int) -> None:
     try:
-        memo = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(memo, dict):
-            memo = {}
+        saved = json.loads(memo.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            saved = {}
     except (OSError, ValueError):
-        memo = {}
-    if memo.get(key) == units:
+        saved = {}
+    if saved.get(key) == units:
         return
-    memo[key] = units
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(memo, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # only a nicer progress bar next time
+    saved[key] = units
+    with contextlib.suppress(OSError):  # only a nicer progress bar next time
+        atomic.write(memo, json.dumps(saved, indent=1, sort_keys=True))

@@ -3,6 +3,7 @@ scripts share (``ipy_rustasync.rust_module`` is this, for code outside IPython).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -10,10 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from ipy_rustasync import build, cargo, config, crate, deps, fragment, loader, lockfile
-from ipy_rustasync.cache import Cache
+from ipy_rustasync import build, cargo, crate, deps, fragment, loader, lockfile
+from ipy_rustasync.context import Context
 from ipy_rustasync.deps import Dep
 from ipy_rustasync.errors import RustAsyncUsageError
+from ipy_rustasync.logs import Phase
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -22,7 +26,7 @@ class Compiled:
     exports: list[loader.Export]
     build: build.BuildResult
     #: what was built (export.py copies its crate's resolved Cargo.lock)
-    spec: crate.CellSpec | None = None
+    spec: crate.CellSpec
 
 
 def cell_deps(source: str, flags: Iterable[str | Dep] = ()) -> tuple[Dep, ...]:
@@ -39,31 +43,46 @@ def compile_cell(
     force: bool = False,
     watcher: cargo.Watcher | None = None,
     lock: str | Path | None = None,
+    context: Context | None = None,
 ) -> Compiled:
     """Builds (or finds in the cache) and loads the module for ``source``.
 
     ``release=None`` takes the ``release`` setting. ``lock`` is the notebook's lock
     sidecar (lockfile.py): it pins the cell's extra crates, and learns the versions
-    they resolved to once the cell has built. A cell without extra crates ignores it."""
+    they resolved to once the cell has built. A cell without extra crates ignores it.
+    ``context`` is the caller's settings and cache (read now if not given)."""
     if not source.strip():
         raise RustAsyncUsageError(
             "the cell is empty: write Rust functions under %%rust_async, e.g. `pub async fn hello() -> String { ... }`"
         )
-    settings = config.Settings.load()
+    context = context or Context.load()
+    # Opened (created) before hashing: rustc -vV, part of the hash, is asked in the cache
+    # directory and remembered there (toolchain.rustc_version).
+    cache = context.cache
     lock = Path(lock).expanduser() if lock is not None else None
     wanted = cell_deps(source, deps)
-    pinned = lockfile.pin(wanted, lock, settings) if lock is not None and wanted else None
+    pinned = lockfile.pin(wanted, lock, context.settings) if lock is not None and wanted else None
     spec = crate.CellSpec(
         source=source,
-        release=settings.release if release is None else release,
+        release=context.release(release),
         deps=wanted,
         pins=pinned.pins if pinned else (),
         seed_lock=pinned.seed if pinned else None,
     )
+    with Phase(log, "hash") as hashing:
+        hashing.module = spec.module  # the digest: rustc -vV (remembered), the bridge's sources, the cell
+    log.debug(
+        "%s: content hash %s (release %s, deps [%s], %d pins)",
+        spec.module,
+        spec.digest,
+        spec.release,
+        ", ".join(map(str, spec.deps)),
+        len(spec.pins),
+    )
     try:
-        result = build.build(spec, settings, force=force, watcher=watcher)
+        result = build.build(spec, context, force=force, watcher=watcher)
     except build.BuildError as err:
-        if settings.offline_crates is None or lock is None or pinned is None:
+        if context.settings.offline_crates is None or lock is None or pinned is None:
             raise
         # Most likely a pinned version the vendored directory lacks: say how to add them.
         raise build.BuildError(
@@ -71,10 +90,11 @@ def compile_cell(
             "`ipy-rustasync vendor` command to vendor exactly those"
         ) from None
     if lock is not None and pinned is not None:
-        built = Cache.open(settings.cache_dir).crates / spec.module / "Cargo.lock"
+        built = cache.crate_lock(spec.module)
         lockfile.record(lock, pinned, built, root=spec.module)
-    module = loader.load(result.module, result.path)
-    exports = loader.exports(module)
+    with Phase(log, "load", spec.module):
+        module = loader.load(result.module, result.path)
+        exports = loader.exports(module)
     if not exports:
         raise RustAsyncUsageError(
             "the cell compiled but exports nothing: mark the functions Python should see `pub` "
@@ -101,12 +121,14 @@ def rust_module(
 WARM_CELL = "/// Built by `ipy-rustasync warm` to compile the shared dependencies.\npub async fn warm() -> u8 { 1 }\n"
 
 
-def warm(release: bool | None = None, watcher: cargo.Watcher | None = None) -> build.BuildResult:
+def warm(
+    release: bool | None = None, watcher: cargo.Watcher | None = None, context: Context | None = None
+) -> build.BuildResult:
     """Builds the shared dependency graph now (a trivial cell), so the first real cell
     is a warm edit; cached if it is already built."""
-    settings = config.Settings.load()
-    spec = crate.CellSpec(source=WARM_CELL, release=settings.release if release is None else release)
-    return build.build(spec, settings, watcher=watcher)
+    context = context or Context.load()
+    spec = crate.CellSpec(source=WARM_CELL, release=context.release(release))
+    return build.build(spec, context, watcher=watcher)
 
 
 class BackgroundWarm:

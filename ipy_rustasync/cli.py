@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ipy_rustasync import __version__, cells, config, crate, sources, toolchain
-from ipy_rustasync.cache import Cache
+from ipy_rustasync.context import Context
 from ipy_rustasync.deps import Dep
 from ipy_rustasync.errors import RustAsyncUsageError, RustCompileError
 from ipy_rustasync.progress import Progress
@@ -42,22 +42,19 @@ def cmd_vendor(args: argparse.Namespace) -> int:
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
-    settings = config.Settings.load()
-    profiles = [False, True] if args.both else [args.release or settings.release]
+    context = Context.load()
+    profiles = [False, True] if args.both else [context.release(args.release or None)]
     for release in profiles:
         progress = Progress(in_kernel=False)
-        result = cells.warm(release, watcher=progress)
+        result = cells.warm(release, watcher=progress, context=context)
         name = "release" if release else "debug"
         how = "already built" if result.cached else f"built in {result.seconds:.1f} s"
-        progress.finish(
-            f"ipy-rustasync warm ({name}): dependencies {how} in {Cache.open(settings.cache_dir).target_for(settings.offline_crates)}"
-        )
+        progress.finish(f"ipy-rustasync warm ({name}): dependencies {how} in {context.target}")
     return 0
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    settings = config.Settings.load()
-    cache = Cache.open(settings.cache_dir)
+    cache = Context.load().cache
     if args.action == "clear":
         cache.clear(keep_target=not args.all)
         print(
@@ -106,7 +103,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     if args.name is not None and args.value is not None:
         config.write_setting(args.name, None if args.value == "" else args.value)
-    settings = config.Settings.load()
+    settings = Context.load().settings
     print(f"config file:    {config.config_path()}")
     print(f"cache_dir:      {settings.cache_dir}")
     print(f"offline_crates: {settings.offline_crates or '(none: crates.io)'}")

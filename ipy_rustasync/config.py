@@ -17,7 +17,7 @@ from typing import Any
 
 import platformdirs
 
-from ipy_rustasync import platforms
+from ipy_rustasync import atomic, platforms
 from ipy_rustasync.errors import RustAsyncUsageError
 
 APP = "ipy-rustasync"
@@ -75,9 +75,7 @@ def write_setting(name: str, value: str | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Flat str/bool values only, so a JSON string literal is a valid TOML basic string.
     lines = [f"{key} = {json.dumps(val)}" for key, val in sorted(data.items())]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write(path, "".join(line + "\n" for line in lines), fsync=True)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ipy_rustasync.cell_macro import EXPORTS_TABLE
 from ipy_rustasync.errors import RustAsyncUsageError
 
 
@@ -67,7 +68,7 @@ class Export:
 
 def exports(mod: ModuleType) -> list[Export]:
     """What the cell exported, from the table the exporter macro generates."""
-    table = getattr(mod, "__ira_exports__", None)
+    table = getattr(mod, EXPORTS_TABLE, None)
     if not isinstance(table, list):
         raise RustAsyncUsageError(f"{mod.__name__} is not an ipy-rustasync cell module")
     return [Export(*row) for row in table]

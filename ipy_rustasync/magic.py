@@ -7,19 +7,35 @@ flag is an IPython ``UsageError`` line, not a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
+import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from ipy_rustasync import cells, config, diagnostics, export, loader, lockfile, loops
-from ipy_rustasync.cache import Cache
+from ipy_rustasync.context import Context
 from ipy_rustasync.errors import RustAsyncUsageError, RustCompileError
+from ipy_rustasync.logs import Phase
 from ipy_rustasync.progress import Progress
+
+log = logging.getLogger(__name__)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _named(marker: Callable[[str], object], name: str) -> Callable[[_F], _F]:
+    """IPython's ``line_magic(name)`` / ``cell_magic(name)``, typed as the decorator
+    that call returns (IPython annotates both of its call forms as one union). A line
+    and a cell magic share the name ``rust_async`` but not a method, nor a parser."""
+    return cast("Callable[[_F], _F]", marker(name))
 
 
 @dataclass
@@ -52,79 +68,41 @@ class RustAsyncMagics(Magics):
     def _pre_run_cell(self, info: object) -> None:
         self.cell_id = getattr(info, "cell_id", None)
 
-    @magic_arguments()
-    @argument("--release", action="store_true", help="cell: build optimized (default from the `release` setting)")
-    @argument("--debug", action="store_true", help="cell: build unoptimized even if `release` is set")
-    @argument("--force", action="store_true", help="cell: rebuild even if a cached module exists")
+    # --- %%rust_async ------------------------------------------------------------
+
+    @magic_arguments(name="%rust_async")  # IPython adds one "%"
+    @argument("--release", action="store_true", help="build optimized (default from the `release` setting)")
+    @argument("--debug", action="store_true", help="build unoptimized even if `release` is set")
+    @argument("--force", action="store_true", help="rebuild even if a cached module exists")
     @argument(
         "--dep",
         action="append",
         default=[],
         metavar="NAME[FEATURES]@VERSION",
-        help="cell: an extra crate, e.g. itoa@1 or serde[derive]@1 (repeatable)",
+        help="an extra crate, e.g. itoa@1 or serde[derive]@1 (repeatable)",
     )
-    @argument("--export", metavar="DIR", help="cell: also write the cell to DIR as a standalone maturin project")
-    @argument(
-        "--lock",
-        metavar="PATH",
-        help="line: the lock file pinning extra crates: auto (next to the notebook), off, a .ipynb or a file",
-    )
-    @argument(
-        "--offline-crates", metavar="DIR", help="line: build from this vendored crate directory, offline (remembered)"
-    )
-    @argument("--online", action="store_true", help="line: go back to crates.io (remembered)")
-    @argument(
-        "--nest",
-        action="store_true",
-        help="line: let asyncio.run() nest inside this kernel's running loop (nest-asyncio2; this kernel only)",
-    )
-    @argument("--no-nest", action="store_true", help="line: turn off the saved `nest` default for future kernels")
-    @argument("--warm", action="store_true", help="line: build the shared dependencies now (quick if already built)")
-    @argument(
-        "--clear-cache",
-        action="store_true",
-        help="line: delete built modules and generated crates (keeps the dependency build)",
-    )
-    @line_cell_magic
-    def rust_async(self, line: str, cell: str | None = None) -> None:
+    @argument("--export", metavar="DIR", help="also write the cell to DIR as a standalone maturin project")
+    @_named(cell_magic, "rust_async")
+    def rust_async_cell(self, line: str, cell: str) -> None:
         """Compile a cell of async Rust and bind its ``pub fn``s here.
 
-        As a cell magic (``%%rust_async``) the cell's Rust source is built into an
-        extension module; each ``pub async fn`` becomes a function returning an
-        awaitable, each ``pub fn`` a plain function. As a line magic it shows or
-        changes the settings.
+        The cell's Rust source is built into an extension module; each ``pub async fn``
+        becomes a function returning an awaitable, each ``pub fn`` a plain function.
+        ``%rust_async?`` lists the options of the line magic (settings, cache, lock file).
         """
-        args = parse_argstring(self.rust_async, line)
-        if cell is None:
-            self._line(args)
-        else:
-            self._cell(args, cell)
-
-    # --- %%rust_async ------------------------------------------------------------
-
-    def _cell(self, args: argparse.Namespace, source: str) -> None:
-        if (
-            getattr(args, "offline_crates", None)
-            or getattr(args, "online", False)
-            or getattr(args, "clear_cache", False)
-            or getattr(args, "nest", False)
-            or getattr(args, "no_nest", False)
-            or getattr(args, "warm", False)
-            or getattr(args, "lock", None)
-        ):
-            raise UsageError(
-                "--offline-crates, --online, --nest, --no-nest, --warm, --lock and --clear-cache are line-magic options: use them as `%rust_async ...` on a line of their own"
-            )
         start = time.perf_counter()
+        args = _parse(self.rust_async_cell, line, self.rust_async_line, _line_option)
+        context = Context.load()
         progress = Progress(in_kernel=self._in_kernel())
         try:
             compiled = cells.compile_cell(
-                source,
+                cell,
                 release=False if args.debug else (True if args.release else None),
                 deps=args.dep,
                 force=args.force,
                 watcher=progress,
                 lock=self._lock(),
+                context=context,
             )
         except RustCompileError as err:
             progress.clear()
@@ -139,9 +117,11 @@ class RustAsyncMagics(Magics):
             progress.clear()
             raise
         assert self.shell is not None
-        binding = self.binder.bind(compiled.module, self.shell.user_ns, self.cell_id)
         exports, result = compiled.exports, compiled.build
+        with Phase(log, "bind", result.module):
+            binding = self.binder.bind(compiled.module, self.shell.user_ns, self.cell_id)
         elapsed = time.perf_counter() - start
+        log.debug("%s: the cell took %.3f s (%s)", result.module, elapsed, "cached" if result.cached else "built")
         self.loaded.append(LoadedCell(result.module, [e.name for e in exports], result.cached, elapsed))
         how = "cached" if result.cached else f"built in {elapsed:.2f} s"
         if result.warnings:
@@ -149,7 +129,8 @@ class RustAsyncMagics(Magics):
         progress.finish(f"rust_async: {how}: {_describe(exports)}{binding.summary()}")
         self._show_warnings(result.warnings)
         if args.export:
-            project = export.export(Path(args.export), [export.Source(source, args.dep, lock=self._lock())])
+            sources = [export.Source(cell, args.dep, lock=self._lock())]
+            project = export.export(Path(args.export), sources, context=context)
             print(f"rust_async: {project.summary()}")
 
     def _show_warnings(self, warnings: list[diagnostics.Diagnostic]) -> None:
@@ -174,14 +155,34 @@ class RustAsyncMagics(Magics):
 
     # --- %rust_async ---------------------------------------------------------------
 
-    def _line(self, args: argparse.Namespace) -> None:
-        for flag in ("release", "debug", "force"):
-            if getattr(args, flag):
-                raise UsageError(
-                    f"--{flag} applies to a %%rust_async cell; for the default use `ipy-rustasync config release true`"
-                )
-        if args.dep or args.export:
-            raise UsageError("--dep and --export apply to a %%rust_async cell")
+    @magic_arguments(name="rust_async")
+    @argument(
+        "--lock",
+        metavar="PATH",
+        help="the lock file pinning extra crates: auto (next to the notebook), off, a .ipynb or a file",
+    )
+    @argument("--offline-crates", metavar="DIR", help="build from this vendored crate directory, offline (remembered)")
+    @argument("--online", action="store_true", help="go back to crates.io (remembered)")
+    @argument(
+        "--nest",
+        action="store_true",
+        help="let asyncio.run() nest inside this kernel's running loop (nest-asyncio2; this kernel only)",
+    )
+    @argument("--no-nest", action="store_true", help="turn off the saved `nest` default for future kernels")
+    @argument("--warm", action="store_true", help="build the shared dependencies now (quick if already built)")
+    @argument(
+        "--clear-cache",
+        action="store_true",
+        help="delete built modules and generated crates (keeps the dependency build)",
+    )
+    @_named(line_magic, "rust_async")
+    def rust_async_line(self, line: str) -> None:
+        """Show the settings and the loaded cells, or change a setting.
+
+        ``%%rust_async?`` lists the options of the cell magic (profile, crates, export).
+        """
+        args = _parse(self.rust_async_line, line, self.rust_async_cell, _cell_option)
+        context = Context.load()
         if args.offline_crates:
             directory = Path(args.offline_crates).expanduser().resolve()
             if not directory.is_dir():
@@ -200,7 +201,7 @@ class RustAsyncMagics(Magics):
                 "`ipy-rustasync config nest true` makes it the default for every kernel)"
             )
         elif args.no_nest:
-            if config.Settings.load().nest:
+            if context.settings.nest:
                 config.write_setting("nest", "false")
                 print(f"rust_async: future kernels will not nest asyncio.run() (saved in {config.config_path()})")
             if loops.nested():
@@ -213,7 +214,7 @@ class RustAsyncMagics(Magics):
         elif args.warm:
             progress = Progress(in_kernel=self._in_kernel())
             try:
-                result = cells.warm(watcher=progress)
+                result = cells.warm(watcher=progress, context=context)
             except BaseException:
                 progress.clear()
                 raise
@@ -221,22 +222,22 @@ class RustAsyncMagics(Magics):
             progress.finish(f"rust_async: dependencies {how}")
             return
         elif args.clear_cache:
-            settings = config.Settings.load()
-            Cache.open(settings.cache_dir).clear(keep_target=True)
-            print(f"rust_async: cleared built modules and crates in {settings.cache_dir}")
+            context.cache.clear(keep_target=True)
+            print(f"rust_async: cleared built modules and crates in {context.settings.cache_dir}")
         elif args.lock:
             self.lock_choice = (
                 args.lock if args.lock in ("auto", "off") else str(Path(args.lock).expanduser().resolve())
             )
-        self._show()
+        # A setting written above is shown as it now is.
+        self._show(Context.load() if args.offline_crates or args.online or args.no_nest else context)
 
     def _lock(self) -> Path | None:
         """The lock sidecar cells pin their extra crates with (lockfile.choose)."""
         assert self.shell is not None
         return lockfile.choose(self.lock_choice, self.shell.user_ns)
 
-    def _show(self) -> None:
-        settings = config.Settings.load()
+    def _show(self, context: Context) -> None:
+        settings = context.settings
         source = f"offline: {settings.offline_crates}" if settings.offline_crates else "crates.io"
         print(f"cache:   {settings.cache_dir}")
         print(f"crates:  {source}")
@@ -251,3 +252,37 @@ class RustAsyncMagics(Magics):
             print("loaded cells:")
             for cell in self.loaded:
                 print(f"  {cell.module}: {', '.join(cell.names)}")
+
+
+def _line_option(flag: str) -> str:
+    return f"{flag} is a line-magic option: use it as `%rust_async {flag} ...` on a line of its own"
+
+
+def _cell_option(flag: str) -> str:
+    default = "; for the default use `ipy-rustasync config release true`" if flag in ("--release", "--debug") else ""
+    return f"{flag} applies to a %%rust_async cell{default}"
+
+
+def _parse(magic: Any, line: str, other: Any, misplaced: Callable[[str], str]) -> argparse.Namespace:
+    """``line`` parsed by ``magic``'s own parser. A flag that parser does not know but
+    the ``other`` magic (the line magic for the cell magic, and back) does is a
+    misplaced flag rather than a typo: the error says where it belongs."""
+    try:
+        args: argparse.Namespace = parse_argstring(magic, line)
+    except UsageError:
+        theirs = {flag for action in other.parser._actions for flag in action.option_strings}
+        for flag in _flags(line):
+            if flag in theirs:
+                raise UsageError(misplaced(flag)) from None
+        raise
+    return args
+
+
+def _flags(line: str) -> list[str]:
+    """The ``--flag`` words of ``line`` (none if its quotes do not balance: the
+    parser's own message says so)."""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return []
+    return [word.split("=", 1)[0] for word in words if word.startswith("-")]

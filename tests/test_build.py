@@ -224,14 +224,13 @@ def test_maturin_and_our_cargo_share_the_dependency_build(tmp_path: Path) -> Non
     """Cells are built with ``cargo rustc`` in maturin's environment; maturin itself,
     run on a cell crate in the same target directory, must find everything fresh
     (a different environment would recompile PyO3 and everything above it)."""
-    from ipy_rustasync import cargo, config, crate, toolchain
-    from ipy_rustasync.cache import Cache
+    from ipy_rustasync import cargo, crate, toolchain
+    from ipy_rustasync.context import Context
 
     maturin = Path(sys.executable).parent / "maturin"
     if not maturin.exists():
         pytest.skip("maturin is not installed in this environment")
-    settings = config.Settings.load()
-    cache = Cache.open(settings.cache_dir)
+    cache = Context.load().cache
     spec = crate.CellSpec(source="pub async fn via_maturin() -> u8 { 5 }\n")
     root = crate.write(spec, tmp_path / "crates")
     env = {k: v for k, v in cargo.build_env().items() if k not in cargo.maturin_env()}
@@ -275,3 +274,27 @@ def test_rustc_answer_is_remembered_until_the_compiler_changes(tmp_path: Path) -
     fake_rustc("1.91.0 (updated)")  # a new compiler: a new file, so a new fingerprint
     assert python(ask, env=env).stdout.strip() == "rustc 1.91.0 (updated)"
     assert calls.read_text().count("x") == 2
+
+
+def test_a_fresh_cache_remembers_the_compilers_answer_from_the_first_cell(tmp_path: Path) -> None:
+    """The cache is created before the cell is hashed, so ``rustc -vV`` (part of the
+    hash) is asked in the cache directory, not next to the notebook, and remembered."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "cargo").write_text("#!/bin/sh\nexit 1\n")  # the build itself fails at once
+    (fake / "cargo").chmod(0o755)
+    cache = tmp_path / "fresh-cache"
+    out = python(
+        """
+        from ipy_rustasync import rust_module
+        from ipy_rustasync.build import BuildError
+        try:
+            rust_module("pub fn first() {}")
+        except BuildError as err:
+            print("FAILED AS EXPECTED", err)
+        """,
+        env={"IPY_RUSTASYNC_CACHE_DIR": str(cache), "PATH": f"{fake}:{os.environ['PATH']}"},
+        cwd=tmp_path,
+    )
+    assert "FAILED AS EXPECTED" in out.stdout, out.stderr
+    assert (cache / "rustc-vV.json").is_file()

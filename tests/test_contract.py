@@ -302,6 +302,39 @@ def test_bad_flags_get_one_line_errors(sh: Shell, flags: str, message: str, caps
     assert "Traceback" not in text
 
 
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("%%rust_async --nest\npub fn f() {}\n", "--nest is a line-magic option: use it as `%rust_async --nest ...`"),
+        ("%%rust_async --lock=off\npub fn f() {}\n", "--lock is a line-magic option"),
+        (
+            "%rust_async --release",
+            "--release applies to a %%rust_async cell; for the default use `ipy-rustasync config",
+        ),
+        ("%rust_async --dep itoa@1", "--dep applies to a %%rust_async cell"),
+        ("%rust_async --bogus", "unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_flag_of_the_other_magic_says_where_it_belongs(
+    sh: Shell, code: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = sh.ip.run_cell(code)
+    assert not result.success
+    captured = capsys.readouterr()
+    assert message in captured.out + captured.err
+    assert "Traceback" not in captured.out + captured.err
+
+
+def test_each_magic_has_its_own_parser_and_help(sh: Shell) -> None:
+    cell_help = sh.ip.find_cell_magic("rust_async").__doc__
+    line_help = sh.ip.find_line_magic("rust_async").__doc__
+    for flag in ("--release", "--debug", "--force", "--dep", "--export"):
+        assert flag in cell_help and flag not in line_help, flag
+    for flag in ("--lock", "--offline-crates", "--online", "--nest", "--no-nest", "--warm", "--clear-cache"):
+        assert flag in line_help and flag not in cell_help, flag
+    assert cell_help.startswith("::\n\n  %%rust_async ") and line_help.startswith("::\n\n  %rust_async ")
+
+
 def test_compile_error_has_the_cells_own_line_numbers(sh: Shell) -> None:
     err = sh.fails(
         """

@@ -308,6 +308,30 @@ def test_warnings_are_folded_in_the_notebook(kernel: Kernel) -> None:
     assert "cell line 2" in folded["text/plain"]
 
 
+#: The README's "Logging" recipe, as a notebook user types it.
+LOGGING_RECIPE = """import logging
+logging.basicConfig()
+logging.getLogger("ipy_rustasync").setLevel("DEBUG")
+"""
+
+
+def test_the_logging_recipe_shows_a_builds_steps_under_the_cell(kernel: Kernel) -> None:
+    nonce = time.time_ns()
+    kernel.ok("import logging\n_ira_root_handlers = list(logging.getLogger().handlers)")
+    quiet = kernel.ok(f"%%rust_async\npub fn unlogged_{nonce}() -> u8 {{ 1 }}\n")
+    assert "DEBUG" not in quiet and "ipy_rustasync." not in quiet, quiet
+    kernel.ok(LOGGING_RECIPE)
+    try:
+        shown = kernel.ok(f"%%rust_async\npub fn logged_{nonce}() -> u8 {{ 1 }}\n")
+    finally:
+        kernel.ok(
+            'logging.getLogger().handlers[:] = _ira_root_handlers\nlogging.getLogger("ipy_rustasync").setLevel("NOTSET")'
+        )
+    for step in ("content hash", "cache miss, building", "running ", "cargo done in", "load done in", "bind done in"):
+        assert re.search(rf"DEBUG:ipy_rustasync\.\w+:ira_[0-9a-f]{{16}}: {step}", shown), (step, shown)
+    assert re.search(rf"rust_async: built in [0-9.]+ s: logged_{nonce}\b", shown), shown  # the summary as always
+
+
 def test_warm_on_load_and_the_warm_line_magic() -> None:
     km, kc = start_new_kernel(kernel_name="python3", env={**os.environ, "IPY_RUSTASYNC_WARM_ON_LOAD": "1"})
     try:

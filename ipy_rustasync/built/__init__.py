@@ -46,10 +46,9 @@ class _Finder(importlib.abc.MetaPathFinder):
         package, _, name = fullname.rpartition(".")
         if package != __name__ or not MODULE_NAME.fullmatch(name):
             return None
-        from ipy_rustasync import config
-        from ipy_rustasync.cache import Cache
+        from ipy_rustasync.context import Context
 
-        cache = Cache.open(config.Settings.load().cache_dir)
+        cache = Context.load().cache
         found = cache.trusted_module(name)
         if found is None:
             raise ModuleNotFoundError(
