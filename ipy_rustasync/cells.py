@@ -61,7 +61,7 @@ def compile_cell(
     cache = context.cache
     lock = Path(lock).expanduser() if lock is not None else None
     wanted = cell_deps(source, deps)
-    pinned = lockfile.pin(wanted, lock, context.settings) if lock is not None and wanted else None
+    pinned = lockfile.pin(wanted, lock, context) if lock is not None and wanted else None
     spec = crate.CellSpec(
         source=source,
         release=context.release(release),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import sys
 import sysconfig
 import tomllib
@@ -24,7 +23,7 @@ from typing import Any
 
 import tomli_w  # a maintained TOML writer: every value is quoted and escaped for us
 
-from ipy_rustasync import __version__, toolchain
+from ipy_rustasync import __version__, atomic, toolchain
 from ipy_rustasync.deps import SHARED_DEPS, Dep
 from ipy_rustasync.errors import RustAsyncUsageError
 
@@ -186,7 +185,5 @@ def write(spec: CellSpec, crates_dir: Path) -> Path:
     for path, text in files.items():
         if path.exists() and path.read_text(encoding="utf-8") == text:
             continue  # unchanged: keep the mtime, so cargo sees nothing new
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic.write(path, text)
     return root

@@ -45,10 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ipy_rustasync import cargolock, crate, sources, toolchain
-from ipy_rustasync.cache import Cache
+from ipy_rustasync import atomic, cargolock, crate, sources, toolchain
 from ipy_rustasync.cargolock import REGISTRY, Lock, Package
-from ipy_rustasync.config import Settings
+from ipy_rustasync.context import Context
 from ipy_rustasync.deps import Dep
 from ipy_rustasync.errors import RustAsyncUsageError
 
@@ -132,7 +131,7 @@ class Pinned:
         return cargolock.pins_of(self.packages)
 
 
-def pin(wanted: Sequence[Dep], path: Path, settings: Settings) -> Pinned:
+def pin(wanted: Sequence[Dep], path: Path, context: Context) -> Pinned:
     """The seed lock and pins for a cell with extra deps in the notebook whose sidecar
     is ``path``. Runs no tool when the sidecar pins a version of every extra dep that
     its requirement accepts (an unchanged cell must load without starting cargo);
@@ -141,7 +140,7 @@ def pin(wanted: Sequence[Dep], path: Path, settings: Settings) -> Pinned:
     found = cargolock.pinned_closure(seeded, wanted)
     if found is not None:
         return Pinned(cargolock.render(seeded), tuple(found), tuple(wanted), resolved=False)
-    resolved = resolve(wanted, seeded, settings)
+    resolved = resolve(wanted, seeded, context)
     found = cargolock.resolved_closure(resolved, RESOLVE_CRATE, wanted) or []
     return Pinned(cargolock.render(resolved.without([RESOLVE_CRATE])), tuple(found), tuple(wanted), resolved=True)
 
@@ -166,12 +165,9 @@ def record(path: Path, pinned: Pinned, built: Path, *, root: str) -> bool:
     if set(merged.packages) == set(existing.slots().values()):
         return False  # nothing new (and no file for a notebook whose crates rust/Cargo.lock pins)
     text = cargolock.render(merged, header=SIDECAR_HEADER, sidecar=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic.write(path, text, fsync=True)  # the user's file, kept beside the notebook
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         warnings.warn(f"rust_async: could not write the lock file {path}: {err}", stacklevel=2)
         return False
     return True
@@ -181,20 +177,19 @@ def record(path: Path, pinned: Pinned, built: Path, *, root: str) -> bool:
 RESOLVE_CRATE = "ira_resolve"
 
 
-def resolve(wanted: Sequence[Dep], seeded: Lock, settings: Settings) -> Lock:
+def resolve(wanted: Sequence[Dep], seeded: Lock, context: Context) -> Lock:
     """What cargo resolves ``wanted`` to from the ``seeded`` lock (pins kept, what is
     missing added): ``cargo update --workspace`` on a scratch crate (package
     ``RESOLVE_CRATE``) with the cell's manifest, and the Cargo.lock it writes. It reads
     the registry index only, downloads no crate, and honours the offline mode."""
-    cache = Cache.open(settings.cache_dir)
-    with tempfile.TemporaryDirectory(prefix="resolve-", dir=cache.root) as tmp:
+    with tempfile.TemporaryDirectory(prefix="resolve-", dir=context.cache.root) as tmp:
         root = Path(tmp)
         (root / "src").mkdir()
         (root / "src" / "lib.rs").write_text("", encoding="utf-8")
         spec = crate.CellSpec(source="", deps=tuple(wanted))
         (root / "Cargo.toml").write_text(crate.manifest(spec, name=RESOLVE_CRATE), encoding="utf-8")
         (root / "Cargo.lock").write_text(cargolock.render(seeded), encoding="utf-8")
-        extra = sources.configure(root, settings.offline_crates)
+        extra = sources.configure(root, context.settings.offline_crates)
         env = {**os.environ, "CARGO_TERM_COLOR": "never"}
         env.pop("CARGO", None)
         cmd = [toolchain.cargo(), "update", "--workspace", "--manifest-path", str(root / "Cargo.toml"), *extra]
@@ -202,7 +197,7 @@ def resolve(wanted: Sequence[Dep], seeded: Lock, settings: Settings) -> Lock:
             cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
         )
         if out.returncode != 0:
-            sentence = sources.explain_resolution_failure(out.stderr, settings.offline_crates, wanted)
+            sentence = sources.explain_resolution_failure(out.stderr, context.settings.offline_crates, wanted)
             tail = "\n".join(out.stderr.strip().splitlines()[-20:])
             raise RustAsyncUsageError(sentence or f"cargo could not resolve the cell's crates:\n{tail}")
         lock = root / "Cargo.lock"

@@ -7,6 +7,7 @@ Checked lazily (at the first build, or by ``ipy-rustasync doctor``) rather than 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ipy_rustasync import atomic
 from ipy_rustasync.errors import ToolchainError
 
 RUSTUP_HINT = (
@@ -67,12 +69,8 @@ def rustc_version() -> str:
     cwd = memo.parent if memo is not None and memo.parent.is_dir() else None
     version = _ask_rustc(rustc, cwd)
     if memo is not None and key is not None and memo.parent.is_dir():
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps({"fingerprint": key, "version": version}), encoding="utf-8")
-            os.replace(tmp, memo)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a memo only: asked again next time
+            atomic.write(memo, json.dumps({"fingerprint": key, "version": version}))
     return version
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ipy_rustasync import cargolock, config, lockfile, toolchain
+from ipy_rustasync import cargolock, lockfile, toolchain
 from ipy_rustasync.cargolock import REGISTRY, Lock, Package
+from ipy_rustasync.context import Context
 from ipy_rustasync.deps import Dep
 from ipy_rustasync.errors import RustAsyncUsageError
 
@@ -45,7 +46,7 @@ def test_what_the_pin_check_says_cargo_does(requirement: str, pinned: bool) -> N
     accepts it, and says so in the root package of the lock it wrote."""
     seeded = cargolock.seed(lockfile.base(), Lock([itoa("1.0.15")]))
     wanted = [Dep("itoa", requirement)]
-    resolved = lockfile.resolve(wanted, seeded, config.Settings.load())
+    resolved = lockfile.resolve(wanted, seeded, Context.load())
     found = cargolock.resolved_closure(resolved, lockfile.RESOLVE_CRATE, wanted)
     assert found is not None and len(found) == 1
     assert (found[0].version == "1.0.15") is pinned
