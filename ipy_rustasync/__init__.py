@@ -14,12 +14,10 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-# Before the imports below: crate.py reads it while the package is initialising.
-__version__ = "0.1.0"
-
 from ipy_rustasync.cells import rust_module
 from ipy_rustasync.errors import RustCompileError, RustError, RustPanic
 from ipy_rustasync.loops import run
+from ipy_rustasync.version import __version__
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -154,7 +154,12 @@ def _failure(
     first = errors[0]
     where = f" (cell line {first.line})" if first.line else ""
     headline = f"the cell did not compile: {diagnostics.summary(found)}; first: {first.message}{where}"
-    return RustCompileError(headline, diagnostics=found)
+    return RustCompileError(
+        headline,
+        found,
+        texts=[diagnostics.render.text(d) for d in found],
+        htmls=[diagnostics.render.html(d) for d in found],
+    )
 
 
 def _why(said: str) -> str:

@@ -8,11 +8,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ipy_rustasync import __version__, cells, config, crate, sources, toolchain
+from ipy_rustasync import cells, config, crate, sources, toolchain
 from ipy_rustasync.context import Context
 from ipy_rustasync.deps import Dep
 from ipy_rustasync.errors import RustAsyncUsageError, RustCompileError
 from ipy_rustasync.progress import Progress
+from ipy_rustasync.version import __version__
 
 
 def _human(n: object) -> str:

@@ -23,9 +23,10 @@ from typing import Any
 
 import tomli_w  # a maintained TOML writer: every value is quoted and escaped for us
 
-from ipy_rustasync import __version__, atomic, toolchain
+from ipy_rustasync import atomic, toolchain
 from ipy_rustasync.deps import SHARED_DEPS, Dep
 from ipy_rustasync.errors import RustAsyncUsageError
+from ipy_rustasync.version import __version__
 
 #: Proc macros and build-script crates of the shared graph (see manifest()).
 BUILD_TIME_CRATES = (

@@ -38,18 +38,28 @@ class RustCompileError(Exception):
     An exception (not a printed message) so that "Run All" stops at the broken cell.
     """
 
-    def __init__(self, headline: str, diagnostics: Sequence[Diagnostic] = ()) -> None:
+    def __init__(
+        self,
+        headline: str,
+        diagnostics: Sequence[Diagnostic] = (),
+        *,
+        texts: Sequence[str] = (),
+        htmls: Sequence[str] = (),
+    ) -> None:
         #: ``ipy_rustasync.diagnostics.Diagnostic`` records: level, message, cell line...
         self.diagnostics = list(diagnostics)
         self.headline = headline
-        body = "\n\n".join(d.rendered for d in self.diagnostics)
+        #: each diagnostic as plain text and as HTML (``diagnostics.render``, by whoever
+        #: raises this: the exceptions sit below the presentation layer, not on it)
+        self.texts, self.htmls = list(texts), list(htmls)
+        body = "\n\n".join(self.texts)
         super().__init__(f"{headline}\n\n{body}" if body else headline)
         #: set once the diagnostics were displayed (as HTML in a notebook), so the
         #: traceback is only the headline instead of the same text again
         self.shown = False
 
     def html(self) -> str:
-        blocks = "".join(d.html() for d in self.diagnostics)
+        blocks = "".join(self.htmls)
         return f"<div><b>rust_async: {html.escape(self.headline)}</b>{blocks}</div>"
 
     def _render_traceback_(self) -> list[str]:

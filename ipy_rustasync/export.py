@@ -151,7 +151,9 @@ def export(
         except RustCompileError as err:
             if source.origin == Source.origin:
                 raise
-            raise RustCompileError(f"{source.origin}: {err.headline}", err.diagnostics) from None
+            raise RustCompileError(
+                f"{source.origin}: {err.headline}", err.diagnostics, texts=err.texts, htmls=err.htmls
+            ) from None
         except RustAsyncUsageError as err:
             if source.origin == Source.origin:
                 raise

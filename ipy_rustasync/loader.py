@@ -41,13 +41,21 @@ def load(module: str, path: Path) -> ModuleType:
     return mod
 
 
+#: The package whose import hook finds built modules by name (``ipy_rustasync.built``,
+#: which imports this module to load them; named here so the dependency is one-way).
+BUILT_PACKAGE = "ipy_rustasync.built"
+
+
+def importable_name(module: str) -> str:
+    """The name the cell module ``module`` can be imported by in any process with the cache."""
+    return f"{BUILT_PACKAGE}.{module}"
+
+
 def register(mod: ModuleType) -> None:
     """Makes a loaded cell module importable in other processes too: under its own
     name and as ``ipy_rustasync.built.<name>``, which is also what its functions and
     classes give as ``__module__`` (so ``pickle`` stores them by a name a
     ``ProcessPoolExecutor`` worker can import: see ``ipy_rustasync.built``)."""
-    from ipy_rustasync.built import importable_name
-
     name = mod.__name__
     public = importable_name(name)
     sys.modules.setdefault(name, mod)

@@ -141,9 +141,9 @@ class RustAsyncMagics(Magics):
         if self._in_kernel():
             from IPython.display import display
 
-            plain = "\n\n".join(w.rendered for w in warnings)
+            plain = "\n\n".join(diagnostics.render.text(w) for w in warnings)
             count = f"{len(warnings)} warning{'s' * (len(warnings) != 1)}"
-            folded = f"<details><summary>rust_async: {count}</summary>{''.join(w.html() for w in warnings)}</details>"
+            folded = f"<details><summary>rust_async: {count}</summary>{''.join(diagnostics.render.html(w) for w in warnings)}</details>"
             display({"text/html": folded, "text/plain": plain}, raw=True)
             return
         for w in warnings:

@@ -44,6 +44,7 @@ TIERS: dict[str, str] = {
     "test_versions": "unit",
     "test_cargolock": "unit",
     "test_atomic": "unit",
+    "test_layers": "unit",
     "test_context": "unit",
     "test_bridge": "bridge",
     "test_processes": "bridge",

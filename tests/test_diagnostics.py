@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ipy_rustasync import RustCompileError, cells, crate, diagnostics, progress, rust_module
-from ipy_rustasync.diagnostics import Diagnostic
+from ipy_rustasync.diagnostics import Diagnostic, render
 
 from . import diagnostics_recordings as recordings
 from .conftest import cell
@@ -49,14 +49,14 @@ def test_type_error_quotes_the_cell_line_with_markers() -> None:
     d = first_error(err)
     assert (d.line, d.column, d.code) == (3, 21, "E0308")
     assert err.headline == "the cell did not compile: 1 error; first: mismatched types (cell line 3)"
-    lines = d.rendered.splitlines()
+    lines = render.text(d).splitlines()
     assert lines[0] == "error[E0308]: mismatched types"
     assert " --> cell line 3, column 21" in lines
     quoted = lines.index("3 |     let s: String = a;")
     # The marker sits under `a` (column 21) with rustc's label; the help is kept.
     assert lines[quoted + 1] == "  |                     ^ expected `String`, found `i64`"
-    assert "help: try using a conversion method" in d.rendered
-    assert "insert `.to_string()`" in d.rendered
+    assert "help: try using a conversion method" in render.text(d)
+    assert "insert `.to_string()`" in render.text(d)
 
 
 def test_not_send_future_gets_a_sentence_naming_the_value() -> None:
@@ -75,9 +75,9 @@ def test_not_send_future_gets_a_sentence_naming_the_value() -> None:
     assert d.hint.startswith("`rc` (a `Rc<u64>`) is held across an `.await`")
     assert "Arc" in d.hint
     # rustc's note is kept, on the cell's lines: where the value lives and the await.
-    assert "2 |     let rc = std::rc::Rc::new(5u64);" in d.rendered
-    assert "has type `Rc<u64>` which is not `Send`" in d.rendered
-    assert "{async block@cell line 1:5}" in d.rendered
+    assert "2 |     let rc = std::rc::Rc::new(5u64);" in render.text(d)
+    assert "has type `Rc<u64>` which is not `Send`" in render.text(d)
+    assert "{async block@cell line 1:5}" in render.text(d)
 
 
 def test_types_that_cannot_cross_to_python_get_a_sentence() -> None:
@@ -135,7 +135,7 @@ def test_a_name_defined_twice_is_one_message_per_problem() -> None:
     err = compile_error("pub fn f() -> u8 { 1 }\npub async fn f() -> u8 { 2 }\n")
     messages = [d.message for d in err.diagnostics]
     assert messages == ["the name `f` is defined multiple times", "two exported items are both named `f` in Python"]
-    assert "note: first defined here" in err.diagnostics[1].rendered
+    assert "note: first defined here" in render.text(err.diagnostics[1])
 
 
 def test_html_is_escaped_colored_and_carries_the_same_text() -> None:
@@ -146,7 +146,7 @@ def test_html_is_escaped_colored_and_carries_the_same_text() -> None:
     text = re.sub(r"<[^>]+>", "", page)
     import html
 
-    assert first_error(err).rendered in html.unescape(text)
+    assert render.text(first_error(err)) in html.unescape(text)
 
 
 def test_warnings_are_kept_on_the_cell_lines(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,8 +16,7 @@ from .diagnostics_recordings import GLUE, NAMES, diagnose, load
 
 def test_text_is_rustcs_layout_on_the_cell() -> None:
     (mismatch,) = diagnose("type_error")
-    assert mismatch.rendered == render.text(mismatch)
-    assert mismatch.rendered == (
+    assert render.text(mismatch) == (
         "error[E0308]: mismatched types\n"
         " --> cell line 3, column 21\n"
         "  |\n"
@@ -34,7 +33,7 @@ def test_text_is_rustcs_layout_on_the_cell() -> None:
 def test_notes_without_a_place_are_indented_under_the_gutter_and_the_hint_comes_last() -> None:
     (not_send,) = diagnose("not_send")
     assert not_send.hint is not None
-    assert not_send.rendered == (
+    assert render.text(not_send) == (
         "error: future cannot be sent between threads safely\n"
         " --> cell line 1, column 5\n"
         "  |\n"
@@ -50,14 +49,14 @@ def test_notes_without_a_place_are_indented_under_the_gutter_and_the_hint_comes_
         f"  = hint: {not_send.hint}"
     )
     *_, bounds = diagnose("macro_expansion")
-    assert bounds.rendered.endswith(
+    assert render.text(bounds).endswith(
         "  = note: the following trait bounds were not satisfied:\n    `u8: std::future::Future`"
     )
 
 
 def test_the_gutter_is_as_wide_as_the_largest_line_number() -> None:
     (mismatch,) = diagnose("long_cell")
-    assert mismatch.rendered == (
+    assert render.text(mismatch) == (
         "error[E0308]: mismatched types\n"
         "  --> cell line 11, column 5\n"
         "   |\n"
@@ -72,14 +71,14 @@ def test_the_gutter_is_as_wide_as_the_largest_line_number() -> None:
 
 def test_a_span_to_its_lines_end_is_marked_to_the_end_of_the_quoted_line() -> None:
     (mismatch,) = diagnose("multi_line")
-    lines = mismatch.rendered.splitlines()
+    lines = render.text(mismatch).splitlines()
     at = lines.index("2 |     String::from(")
     assert lines[at + 1] == "  |     ^^^^^^^^^^^^^ expected `u32`, found `String`"
 
 
 def test_a_warning_says_its_lint_only_in_the_note_and_shows_a_replacement() -> None:
     (unused,) = diagnose("warning")
-    lines = unused.rendered.splitlines()
+    lines = render.text(unused).splitlines()
     assert lines[0] == "warning: unused variable: `unused_here`"  # no [unused_variables]
     assert lines[-1] == "  |                             ^^^^^^^^^^^ `_unused_here`"
 
@@ -92,7 +91,7 @@ def test_another_crates_error_is_rustcs_text_without_a_place() -> None:
     (foreign,) = recording.diagnostics(messages)
     rest = messages[0]["message"]["rendered"].rstrip().partition("\n")[2]
     first, *others = rest.splitlines()
-    assert foreign.rendered.splitlines() == [
+    assert render.text(foreign).splitlines() == [
         "error[E0277]: the trait bound `&str: Integer` is not satisfied",
         f"  = note: {first}",
         *(f"    {line}" for line in others),
@@ -102,19 +101,19 @@ def test_another_crates_error_is_rustcs_text_without_a_place() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_html_carries_the_same_words_escaped(name: str) -> None:
     for d in diagnose(name):
-        page = d.html()
+        page = render.html(d)
         assert page == render.html(d)
         assert not GLUE.search(page)
         pre = re.fullmatch(r"<div [^>]*><pre [^>]*>(.*)</pre>(.*)</div>", page, re.DOTALL)
         assert pre is not None
         words = html.unescape(re.sub(r"<[^>]+>", "", pre[1]))
-        assert words == re.sub(r"\n *= hint: [^\n]*\Z", "", d.rendered)  # the hint is under the <pre>
+        assert words == re.sub(r"\n *= hint: [^\n]*\Z", "", render.text(d))  # the hint is under the <pre>
         assert "<" not in re.sub(r"<[^>]+>", "", pre[1])  # every < in rustc's words is escaped
 
 
 def test_html_escapes_types_and_uses_the_themes_colors() -> None:
     (mismatch,) = diagnose("html_escape")
-    page = mismatch.html()
+    page = render.html(mismatch)
     assert "Vec&lt;u8&gt;" in page and "Vec<u8>" not in page
     assert page.startswith(
         "<div style='margin: 4px 0; padding: 4px 8px; border-left: 3px solid; border-color: var(--jp-error-"
@@ -130,19 +129,19 @@ def test_html_escapes_types_and_uses_the_themes_colors() -> None:
         "<span style='color: var(--jp-info-color1, #0277bd)'>------- expected `Vec&lt;u8&gt;` because of return type</span>"
     ) in page
     (unused,) = diagnose("warning")
-    assert "border-left: 3px solid; border-color: var(--jp-warn-" in unused.html()
+    assert "border-left: 3px solid; border-color: var(--jp-warn-" in render.html(unused)
 
 
 def test_the_hint_is_a_paragraph_under_the_code_with_code_spans() -> None:
     (missing,) = diagnose("missing_crate")
-    assert missing.html().endswith(
+    assert render.html(missing).endswith(
         "</pre><div style='margin-top: 4px; font-family: var(--jp-ui-font-family, sans-serif)'>"
         "<span style='color: var(--jp-brand-color1, #1976d2); font-weight: bold'>hint</span>: "
         "<code>rand</code> is not a dependency of this cell: add it with <code>%%rust_async --dep rand</code> "
         "(tokio, futures and pyo3 come with every cell).</div></div>"
     )
     (not_send,) = diagnose("not_send")
-    assert "(a <code>Rc&lt;u64&gt;</code>) is held across" in not_send.html()
+    assert "(a <code>Rc&lt;u64&gt;</code>) is held across" in render.html(not_send)
 
 
 def test_the_headline_counts_errors_and_warnings() -> None:
@@ -159,7 +158,7 @@ def test_kept_beside_the_module_they_read_back_the_same(name: str) -> None:
     source = load(name).source
     again: list[Diagnostic] = loads(dumps(found), source)
     assert again == found
-    assert [d.rendered for d in again] == [d.rendered for d in found]
+    assert [render.text(d) for d in again] == [render.text(d) for d in found]
 
 
 def test_a_damaged_or_older_kept_file_reads_as_no_diagnostics() -> None:

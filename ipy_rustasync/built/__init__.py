@@ -24,11 +24,6 @@ from types import ModuleType
 MODULE_NAME = re.compile(r"ira_[0-9a-f]{16}")
 
 
-def importable_name(module: str) -> str:
-    """The name ``module`` can be imported by in any process with the cache."""
-    return f"{__name__}.{module}"
-
-
 class _Loader(importlib.machinery.ExtensionFileLoader):
     """Loads a cached cell module and registers it as the in-process load does."""
 

@@ -47,25 +47,6 @@ class Diagnostic:
     #: about the generated glue only (e.g. its copy of a name defined twice)
     in_glue: bool = False
 
-    # The two renderings are asked of the record by code that knows nothing of this
-    # package's modules (``RustCompileError``, the magic's warnings). ``render`` is
-    # imported when asked, not at the top: it builds on these records, and the
-    # records (and ``mapping``, which makes them) do not need it.
-
-    @property
-    def rendered(self) -> str:
-        """Plain text, rustc's layout on the cell's lines."""
-        from ipy_rustasync.diagnostics import render
-
-        return render.text(self)
-
-    def html(self) -> str:
-        """An HTML block (a ``<pre>``, then our hint as a wrapping paragraph), colored
-        for light and dark themes."""
-        from ipy_rustasync.diagnostics import render
-
-        return render.html(self)
-
 
 # --- kept beside a cached module ------------------------------------------------------
 
