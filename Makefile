@@ -38,6 +38,9 @@ lint: setup
 		cargo clippy --manifest-path rust/Cargo.toml --workspace --all-targets -- -D warnings
 	CARGO_TARGET_DIR=$(TEST_CACHE)/clippy-target PYO3_PYTHON=$(CURDIR)/$(BIN)/python \
 		cargo test --manifest-path rust/Cargo.toml --workspace --lib --quiet
+# The doc examples: compiled, not run (rust/bridge/src/lib.rs says why).
+	CARGO_TARGET_DIR=$(TEST_CACHE)/clippy-target PYO3_PYTHON=$(CURDIR)/$(BIN)/python \
+		cargo test --manifest-path rust/Cargo.toml --workspace --doc --quiet
 
 # Then the bridge tests again with the loop wake-up other platforms than Unix use
 # (a loopback TCP pair: platform.rs), forced here.

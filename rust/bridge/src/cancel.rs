@@ -6,7 +6,9 @@
 //! server goodbye, flush a file, finish a transaction) takes a [`CancelHandle`]
 //! parameter, which Python never sees:
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn work(jobs: u32) -> u32 { jobs }
+//! # async fn cleanup() {}
 //! pub async fn worker(jobs: u32, cancel: ipy_rustasync::CancelHandle) -> u32 {
 //!     tokio::select! {
 //!         done = work(jobs) => done,
