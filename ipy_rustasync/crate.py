@@ -44,6 +44,7 @@ BUILD_TIME_CRATES = (
     "tokio-macros",
     "futures-macro",
     "ipy-rustasync-macros",
+    "prettyplease",
 )
 
 

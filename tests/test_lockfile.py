@@ -49,11 +49,11 @@ def test_merge_keeps_a_pin_until_a_build_needs_a_newer_compatible_release() -> N
 
 def test_seed_keeps_the_shared_graph_and_adds_the_notebooks_pins() -> None:
     base = lockfile.base()
-    shared_syn = next(p for p in base.packages if p.name == "syn" and p.version.startswith("2."))
-    old_syn = Package("syn", "2.0.1", REGISTRY, "1" * 64)
+    shared_syn = next(p for p in base.packages if p.name == "syn" and p.version.startswith("3."))
+    old_syn = Package("syn", "3.0.1", REGISTRY, "1" * 64)
     seeded = lockfile.seed(base, lockfile.parse(sidecar(old_syn, itoa("1.0.15")), "sidecar", sidecar=True))
     versions = {(p.name, p.version) for p in seeded.packages}
-    assert ("syn", shared_syn.version) in versions and ("syn", "2.0.1") not in versions
+    assert ("syn", shared_syn.version) in versions and ("syn", "3.0.1") not in versions
     assert ("itoa", "1.0.15") in versions
     closure = lockfile.closure(seeded, [Dep("itoa", "1")])
     assert closure is not None and lockfile.pins_of(closure) == ("itoa 1.0.15",)
