@@ -126,8 +126,8 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
                 call_args.push(quote! { #local });
             }
             Param::Python { name, local, ty } => {
-                let (owned, pass) = owned_type(ty, local);
-                wrapper_params.push(quote_spanned! {ty.span()=> #local: #owned });
+                let (binding, owned, pass) = owned_type(ty, local);
+                wrapper_params.push(quote_spanned! {ty.span()=> #binding: #owned });
                 call_args.push(pass);
                 py_idents.push(local);
                 py_names.push(name.as_str());
@@ -245,14 +245,15 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
     }
 }
 
-/// The owned type Python hands the wrapper for a parameter of type `ty`, and the
-/// expression that passes it on: `&str` arrives as `String` and is lent as `&s`,
-/// `&[T]` as `Vec<T>`, any other `&T` as `T`. Owning the values is what lets an async
+/// How the wrapper takes a parameter of type `ty` from Python and passes it on: its
+/// binding, the owned type Python hands it, and the expression that passes it. `&str`
+/// arrives as `String` and is lent as `&s`, `&[T]` as `Vec<T>`, any other `&T` as `T`;
+/// a `&mut` is lent from a `mut` binding. Owning the values is what lets an async
 /// function's future outlive the Python call that created it. (`check` has refused
 /// the types this cannot handle.)
-fn owned_type(ty: &Type, local: &Ident) -> (TokenStream2, TokenStream2) {
+fn owned_type(ty: &Type, local: &Ident) -> (TokenStream2, TokenStream2, TokenStream2) {
     let Type::Reference(reference) = ty else {
-        return (ty.to_token_stream(), quote! { #local });
+        return (quote! { #local }, ty.to_token_stream(), quote! { #local });
     };
     let owned = match &*reference.elem {
         Type::Path(p) if p.qself.is_none() && p.path.is_ident("str") => {
@@ -264,12 +265,11 @@ fn owned_type(ty: &Type, local: &Ident) -> (TokenStream2, TokenStream2) {
         }
         other => other.to_token_stream(),
     };
-    let pass = if reference.mutability.is_some() {
-        quote! { &mut #local }
+    if reference.mutability.is_some() {
+        (quote! { mut #local }, owned, quote! { &mut #local })
     } else {
-        quote! { &#local }
-    };
-    (owned, pass)
+        (quote! { #local }, owned, quote! { &#local })
+    }
 }
 
 /// The signature as Rust code (without the body), for the exports table and the
@@ -375,24 +375,24 @@ mod tests {
     fn parameters_arrive_owned_and_are_lent_as_declared() {
         let local: Ident = parse_quote!(x);
         let shown = |ty: Type| {
-            let (owned, pass) = owned_type(&ty, &local);
-            (owned.to_string(), pass.to_string())
+            let (binding, owned, pass) = owned_type(&ty, &local);
+            format!("{binding}: {owned} -> {pass}")
         };
         assert_eq!(
             shown(parse_quote!(&str)),
-            (":: std :: string :: String".into(), "& x".into())
+            "x: :: std :: string :: String -> & x"
         );
         assert_eq!(
             shown(parse_quote!(&[u8])),
-            (":: std :: vec :: Vec < u8 >".into(), "& x".into())
+            "x: :: std :: vec :: Vec < u8 > -> & x"
         );
         assert_eq!(
             shown(parse_quote!(&mut Vec<u8>)),
-            ("Vec < u8 >".into(), "& mut x".into())
+            "mut x: Vec < u8 > -> & mut x"
         );
         assert_eq!(
             shown(parse_quote!(HashMap<String, i64>)),
-            ("HashMap < String , i64 >".into(), "x".into())
+            "x: HashMap < String , i64 > -> x"
         );
     }
 
@@ -478,6 +478,21 @@ mod tests {
             quote! { __ira_py, "tick", false, ::std::option::Option::None, false, async move }
         ));
         assert!(!export.wrapper.to_string().contains("CancelHandle"));
+    }
+
+    #[test]
+    fn a_mutable_reference_is_lent_from_a_mutable_binding() {
+        let export = export_of(parse_quote! {
+            pub fn push(values: &mut Vec<u8>, r#in: &str) -> usize { values.len() }
+        });
+        assert!(contains(
+            &export.wrapper,
+            quote! { __ira_fn_push(__ira_py: ::pyo3::Python<'_>, mut values: Vec<u8>, r#in: ::std::string::String) }
+        ));
+        assert!(contains(
+            &export.wrapper,
+            quote! { let __ira_out = self::push(&mut values, &r#in); }
+        ));
     }
 
     #[test]
