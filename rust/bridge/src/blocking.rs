@@ -55,7 +55,8 @@ pub(crate) fn run(py: Python<'_>, call: Call, timeout: Option<Duration>) -> PyRe
                 .min(SIGNAL_CHECK)
         });
         // The detached closure must be `Send`; the receiver is `Send` but not `Sync`,
-        // so it gets the receiver by `&mut` (`Send` for a `Send` type), not by `&`.
+        // so it gets the receiver by `&mut` (`Send` for a `Send` type), not by `&`
+        // (which is all a `sync_wrapper::SyncWrapper` would buy, as a dependency).
         let receiver = &mut rx;
         let received = py.detach(move || receiver.recv_timeout(slice));
         match received {
