@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from ipy_rustasync import build, cargo, config, crate, deps, loader, lockfile
+from ipy_rustasync import build, cargo, config, crate, deps, fragment, loader, lockfile
 from ipy_rustasync.cache import Cache
+from ipy_rustasync.deps import Dep
 from ipy_rustasync.errors import RustAsyncUsageError
 
 
@@ -24,17 +25,17 @@ class Compiled:
     spec: crate.CellSpec | None = None
 
 
-def cell_deps(source: str, flags: Iterable[str | crate.Dep] = ()) -> tuple[crate.Dep, ...]:
+def cell_deps(source: str, flags: Iterable[str | Dep] = ()) -> tuple[Dep, ...]:
     """The cell's extra crates: its ```cargo block merged with ``--dep`` flags."""
-    parsed = [d if isinstance(d, crate.Dep) else crate.Dep.parse(d) for d in flags]
-    return deps.merge(("the ```cargo block", deps.fragment_deps(source)), ("--dep", parsed))
+    parsed = [d if isinstance(d, Dep) else Dep.parse(d) for d in flags]
+    return deps.combine(("the ```cargo block", fragment.deps(source)), ("--dep", parsed))
 
 
 def compile_cell(
     source: str,
     *,
     release: bool | None = None,
-    deps: Iterable[str | crate.Dep] = (),
+    deps: Iterable[str | Dep] = (),
     force: bool = False,
     watcher: cargo.Watcher | None = None,
     lock: str | Path | None = None,
@@ -71,8 +72,7 @@ def compile_cell(
         ) from None
     if lock is not None and pinned is not None:
         built = Cache.open(settings.cache_dir).crates / spec.module / "Cargo.lock"
-        resolved = built.read_text(encoding="utf-8") if built.exists() else pinned.seed
-        lockfile.record(lock, lockfile.parse(resolved, str(built)), wanted)
+        lockfile.record(lock, pinned, built, root=spec.module)
     module = loader.load(result.module, result.path)
     exports = loader.exports(module)
     if not exports:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ipy_rustasync import __version__, cells, config, crate, sources, toolchain
 from ipy_rustasync.cache import Cache
+from ipy_rustasync.deps import Dep
 from ipy_rustasync.errors import RustAsyncUsageError, RustCompileError
 from ipy_rustasync.progress import Progress
 
@@ -24,18 +25,18 @@ def _human(n: object) -> str:
 
 
 def cmd_vendor(args: argparse.Namespace) -> int:
-    deps = [crate.Dep.parse(text) for text in args.dep]
+    deps = [Dep.parse(text) for text in args.dep]
     seed = None
     if args.lock:
-        from ipy_rustasync import lockfile
+        from ipy_rustasync import cargolock, lockfile
 
         path = lockfile.choose(str(args.lock), {})
         assert path is not None
         pinned = lockfile.read(path)
         if not pinned.packages:
             raise RustAsyncUsageError(f"the lock file {path} pins no crates (it is missing or empty)")
-        deps += lockfile.as_deps(pinned)
-        seed = lockfile.render(lockfile.seed(lockfile.base(), pinned))
+        deps += cargolock.as_deps(pinned)
+        seed = cargolock.render(cargolock.seed(lockfile.base(), pinned))
     sources.vendor(Path(args.directory), deps, seed_lock=seed)
     return 0
 

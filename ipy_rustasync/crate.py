@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ipy_rustasync import __version__, toolchain
+import tomli_w  # a maintained TOML writer: every value is quoted and escaped for us
 
-# Dep and the names every cell already has live in deps.py; still importable from here.
-from ipy_rustasync.deps import RESERVED as RESERVED
-from ipy_rustasync.deps import SHARED_DEPS as SHARED_DEPS
-from ipy_rustasync.deps import Dep as Dep
+from ipy_rustasync import __version__, toolchain
+from ipy_rustasync.deps import SHARED_DEPS, Dep
 from ipy_rustasync.errors import RustAsyncUsageError
 
 #: Proc macros and build-script crates of the shared graph (see manifest()).
@@ -122,18 +120,6 @@ class CellSpec:
         return "ira_" + self.digest[:16]
 
 
-def _toml_dep(name: str, spec: object) -> str:
-    """One ``name = {...}`` line; values are JSON-quoted, which TOML accepts as basic strings."""
-    if isinstance(spec, str):
-        return f"{name} = {json.dumps(spec)}"
-    if not isinstance(spec, dict):
-        raise TypeError(spec)
-    fields = []
-    for key, value in spec.items():
-        fields.append(f"{key} = {json.dumps(value)}")
-    return f"{name} = {{ {', '.join(fields)} }}"
-
-
 def manifest(
     spec: CellSpec,
     *,
@@ -144,44 +130,33 @@ def manifest(
 ) -> str:
     """The crate's Cargo.toml. ``name``, ``bridge`` (the bridge crate's path) and
     ``exclude`` (workspace exclusions) are for ``export.py``, whose project must keep
-    every other line, the profiles above all, identical so it shares the build."""
+    every other table, the profiles above all, identical so it shares the build."""
     shared = _bridge_manifest()["dependencies"]
     name = name or spec.module
-    lines = [
-        header,
-        "[package]",
-        f"name = {json.dumps(name)}",
-        'version = "0.1.0"',
-        'edition = "2021"',
-        "publish = false",
-        "",
-        "[lib]",
-        f"name = {json.dumps(name)}",
-        'crate-type = ["cdylib"]',
-        'path = "src/lib.rs"',
-        "",
-        "[dependencies]",
-        _toml_dep("ipy-rustasync", {"path": bridge or str(rust_dir() / "bridge")}),
-        *(_toml_dep(dep, shared[dep]) for dep in SHARED_DEPS),
-        *(_toml_dep(dep.name, dep.manifest_value()) for dep in sorted(set(spec.deps))),
-        "",
+    dependencies: dict[str, Any] = {"ipy-rustasync": {"path": bridge or str(rust_dir() / "bridge")}}
+    dependencies.update((dep, shared[dep]) for dep in SHARED_DEPS)
+    dependencies.update((dep.name, dep.manifest_value()) for dep in sorted(set(spec.deps)))
+    document = {
+        "package": {"name": name, "version": "0.1.0", "edition": "2021", "publish": False},
+        "lib": {"name": name, "crate-type": ["cdylib"], "path": "src/lib.rs"},
+        "dependencies": dependencies,
         # Its own workspace root, so cargo never wanders into a parent Cargo.toml.
-        "[workspace]",
-        *([f"exclude = {json.dumps(list(exclude))}"] if exclude else []),
-        "",
-        # Debug cells build fast; the crates they lean on still run optimized.
-        "[profile.dev]",
-        "debug = false",
-        '[profile.dev.package."*"]',
-        "opt-level = 3",
-        # ... except the compile-time crates, which `"*"` would otherwise catch too
-        # (it outranks build-override): optimizing them costs most of the cold build.
-        *(f"[profile.dev.package.{name}]\nopt-level = 0" for name in BUILD_TIME_CRATES),
-        "[profile.release]",
-        "debug = false",
-        "",
-    ]
-    return "\n".join(lines)
+        "workspace": {"exclude": list(exclude)} if exclude else {},
+        "profile": {
+            # Debug cells build fast; the crates they lean on still run optimized ...
+            "dev": {
+                "debug": False,
+                "package": {
+                    "*": {"opt-level": 3},
+                    # ... except the compile-time crates, which `"*"` would otherwise catch too
+                    # (it outranks build-override): optimizing them costs most of the cold build.
+                    **{unit: {"opt-level": 0} for unit in BUILD_TIME_CRATES},
+                },
+            },
+            "release": {"debug": False},
+        },
+    }
+    return header + "\n" + tomli_w.dumps(document)
 
 
 def lib_rs(spec: CellSpec, module: str | None = None) -> str:

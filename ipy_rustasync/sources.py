@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ipy_rustasync import crate, toolchain
+from ipy_rustasync.deps import Dep
 from ipy_rustasync.errors import RustAsyncUsageError
 
 SOURCE_NAME = "ipy-rustasync-offline"
@@ -61,7 +62,7 @@ _MISSING = [
 ]
 
 
-def explain_resolution_failure(stderr: str, offline: Path | None, deps: Sequence[crate.Dep] = ()) -> str | None:
+def explain_resolution_failure(stderr: str, offline: Path | None, deps: Sequence[Dep] = ()) -> str | None:
     """One sentence for cargo's dependency-resolution failures, or None if it was not one.
 
     ``deps`` are the cell's ``--dep``s, so the suggested vendor command names the
@@ -94,9 +95,7 @@ def explain_resolution_failure(stderr: str, offline: Path | None, deps: Sequence
     return None
 
 
-def vendor(
-    directory: Path, deps: Sequence[crate.Dep] = (), *, quiet: bool = False, seed_lock: str | None = None
-) -> Path:
+def vendor(directory: Path, deps: Sequence[Dep] = (), *, quiet: bool = False, seed_lock: str | None = None) -> Path:
     """Fills ``directory`` with the runtime's crates plus ``deps`` (cargo vendor).
 
     Runs on a machine that reaches crates.io; the directory is then carried to one

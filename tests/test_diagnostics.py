@@ -1,31 +1,34 @@
 """Compiler errors on the cell's own lines, with our sentence where rustc's is not
-enough; build progress from cargo's JSON messages. Every case is a real build."""
+enough; build progress from cargo's JSON messages. Every case is a real build: the
+end-to-end path from a cell to the error the user sees. The mapping, hints and
+rendering are tested case by case on recorded builds in test_diagnostics_*.py."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import json
 import re
 import uuid
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ipy_rustasync import RustCompileError, cells, diagnostics, progress, rust_module
+from ipy_rustasync import RustCompileError, cells, crate, diagnostics, progress, rust_module
 from ipy_rustasync.diagnostics import Diagnostic
 
+from . import diagnostics_recordings as recordings
 from .conftest import cell
-
-#: What the generated glue, the bridge and PyO3's internals look like in rustc's
-#: text; none of it may reach the user.
-GLUE = re.compile(r"src/lib\.rs|__ira_|__private|pyo3::impl_|rust/bridge/|line_offset")
 
 
 def compile_error(source: str) -> RustCompileError:
     with pytest.raises(RustCompileError) as info:
         rust_module(cell(source))
     err = info.value
-    assert not GLUE.search(str(err)), str(err)
-    assert not GLUE.search(err.html()), err.html()
+    assert not recordings.GLUE.search(str(err)), str(err)
+    assert not recordings.GLUE.search(err.html()), err.html()
     return err
 
 
@@ -213,10 +216,32 @@ def test_progress_plain_output_is_a_few_lines_not_a_scroll(monkeypatch: pytest.M
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
 
 
-def test_kept_warnings_round_trip_and_a_damaged_file_reads_as_none() -> None:
+def test_kept_warnings_round_trip() -> None:
     source = "pub fn w2(a: u8) -> u8 { let unused_too = 1; a }\n"
     built = cells.compile_cell(source, force=True).build
     assert [w.message for w in built.warnings] == ["unused variable: `unused_too`"]
     assert diagnostics.loads(diagnostics.dumps(built.warnings), source) == built.warnings
-    assert diagnostics.loads("{not json", source) == []
-    assert diagnostics.loads('[{"level": "warning"}]', source) == []
+
+
+# --- the recordings the fast tests read ------------------------------------------------------
+
+
+def test_the_recorder_captures_what_the_mapping_reads(tmp_path: Path) -> None:
+    """tests/data/diagnostics/record.py still works with the build (it drives
+    cells.compile_cell with a watcher), and a fresh build of a recorded cell maps
+    to the same places as its recording."""
+    spec = importlib.util.spec_from_file_location("record", recordings.DATA / "record.py")
+    assert spec is not None and spec.loader is not None
+    recorder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recorder)
+    written = recorder.record("type_error", tmp_path)
+    fresh = json.loads(written.read_text(encoding="utf-8"))
+    assert fresh["line_offset"] == crate.LINE_OFFSET
+    assert fresh["module"].startswith("ira_")
+    text = written.read_text(encoding="utf-8")
+    assert str(recordings.DATA.parent.parent.parent) not in text and str(Path.home()) not in text
+    stored = recordings.load("type_error")
+    again = replace(stored, module=fresh["module"], messages=fresh["messages"]).diagnostics()
+    assert [(d.message, d.line, d.column, d.spans) for d in again] == [
+        (d.message, d.line, d.column, d.spans) for d in stored.diagnostics()
+    ]

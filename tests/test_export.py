@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -64,6 +65,12 @@ def maturin_build(project: Path, out: Path) -> Path:
     return wheel
 
 
+def isolated() -> dict[str, str]:
+    """The environment for the fresh venv's interpreter: without PYTHONPATH (a developer
+    running the suite from a worktree sets it), which would carry ipy-rustasync in."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 def fresh_venv(where: Path, wheel: Path) -> Path:
     """A new venv holding the wheel and nothing else but pytest (a .pth to pytest's own
     directory: no network, and ipy-rustasync's editable install is not carried over)."""
@@ -86,7 +93,12 @@ def fresh_venv(where: Path, wheel: Path) -> Path:
 
 def run_generated_tests(python: Path, project: Path, cwd: Path) -> str:
     cannot = subprocess.run(
-        [str(python), "-c", "import ipy_rustasync"], capture_output=True, text=True, cwd=cwd, check=False
+        [str(python), "-c", "import ipy_rustasync"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=isolated(),
+        check=False,
     )
     assert cannot.returncode != 0, "the fresh venv must not see ipy-rustasync"
     out = subprocess.run(
@@ -94,6 +106,7 @@ def run_generated_tests(python: Path, project: Path, cwd: Path) -> str:
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=isolated(),
         timeout=300,
         check=False,
     )
@@ -124,7 +137,8 @@ def test_a_cell_exports_to_a_project_that_builds_and_passes_its_tests(
     assert f'#[::ipy_rustasync::cell(module = "cellmod", line_offset = {crate.LINE_OFFSET})]' in lib
     assert cell(CELL) in lib
     manifest = (project / "Cargo.toml").read_text()
-    assert 'itoa = "1"' in manifest and 'ipy-rustasync = { path = "rust/bridge" }' in manifest
+    table = tomllib.loads(manifest)["dependencies"]
+    assert table["itoa"] == "1" and table["ipy-rustasync"] == {"path": "rust/bridge"}
     magics = shell.ip.magics_manager.registry["RustAsyncMagics"]
     cell_manifest = (CACHE_DIR / "crates" / magics.loaded[-1].module / "Cargo.toml").read_text()
     assert manifest[manifest.index("[profile.dev]") :] == cell_manifest[cell_manifest.index("[profile.dev]") :]
@@ -143,7 +157,9 @@ def test_a_cell_exports_to_a_project_that_builds_and_passes_its_tests(
         "    return await cellmod.twice(21), [x async for x in cellmod.count_to(3)]\n"
         "print(asyncio.run(main()), cellmod.add(2, 3))\n"
     )
-    out = subprocess.run([str(python), "-c", check], capture_output=True, text=True, cwd=tmp_path, check=False)
+    out = subprocess.run(
+        [str(python), "-c", check], capture_output=True, text=True, cwd=tmp_path, env=isolated(), check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(42, [1, 2, 3]) 5"
 
@@ -208,7 +224,8 @@ def test_a_notebooks_cells_export_as_one_module(tmp_path: Path) -> None:
     sidecar = tmp_path / "analysis.rust_async.lock"
     assert {"itoa", "smallvec"} <= set(sidecar.read_text().split('"'))
     manifest = (project / "Cargo.toml").read_text()
-    assert 'itoa = "1"' in manifest and 'smallvec = { version = "1", features = ["union"] }' in manifest
+    table = tomllib.loads(manifest)["dependencies"]
+    assert table["itoa"] == "1" and table["smallvec"] == {"version": "1", "features": ["union"]}
     lib = (project / "src" / "lib.rs").read_text()
     assert "mod cell_1 {" in lib and "mod cell_2 {" in lib
     assert points_back(project) == []
@@ -217,7 +234,9 @@ def test_a_notebooks_cells_export_as_one_module(tmp_path: Path) -> None:
     python = fresh_venv(tmp_path / "venv", wheel)
     assert "3 passed" in run_generated_tests(python, project, tmp_path)  # exports; tick() and tock() awaited
     check = "import asyncio, nbmod\nprint(nbmod.fmt(3), asyncio.run(nbmod.tock()), sorted(r[0] for r in nbmod.__ira_exports__))\n"
-    done = subprocess.run([str(python), "-c", check], capture_output=True, text=True, cwd=tmp_path, check=False)
+    done = subprocess.run(
+        [str(python), "-c", check], capture_output=True, text=True, cwd=tmp_path, env=isolated(), check=False
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "v2 3 2 ['fmt', 'tick', 'tock']"  # the later cell's fmt won
 

@@ -1,5 +1,6 @@
-"""The notebook's lock sidecar (``<notebook>.rust_async.lock``): what it pins, how it
-merges, where the notebook's path comes from, and real builds that read and write it."""
+"""The notebook's lock sidecar (``<notebook>.rust_async.lock``): where the notebook's
+path comes from, how cargo resolves what it does not pin, and real builds that read and
+write it (the pure Cargo.lock logic is tested in test_cargolock.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ipy_rustasync import crate, lockfile, toolchain
+from ipy_rustasync import cargolock, config, lockfile, toolchain
+from ipy_rustasync.cargolock import REGISTRY, Lock, Package
 from ipy_rustasync.deps import Dep
 from ipy_rustasync.errors import RustAsyncUsageError
-from ipy_rustasync.lockfile import REGISTRY, Lock, Package
 
 from .conftest import CACHE_DIR, TEST_CACHE, Shell
 
@@ -31,33 +32,24 @@ def itoa(version: str) -> Package:
 
 
 def sidecar(*packages: Package) -> str:
-    return lockfile.render(Lock(list(packages)), header=lockfile.SIDECAR_HEADER, sidecar=True)
+    return cargolock.render(Lock(list(packages)), header=lockfile.SIDECAR_HEADER, sidecar=True)
 
 
-def test_render_writes_cargos_own_layout() -> None:
-    path = crate.rust_dir() / "Cargo.lock"
-    assert lockfile.render(lockfile.base()) == path.read_text(encoding="utf-8")
-
-
-def test_merge_keeps_a_pin_until_a_build_needs_a_newer_compatible_release() -> None:
-    pinned = Lock([itoa("1.0.15")])
-    assert lockfile.merge(pinned, [itoa("1.0.10")]).packages == [itoa("1.0.15")]
-    assert lockfile.merge(pinned, [itoa("1.0.19")]).packages == [itoa("1.0.19")]
-    both = lockfile.merge(pinned, [itoa("0.4.8")])
-    assert sorted(p.version for p in both.packages) == ["0.4.8", "1.0.15"]  # another range: both stay
-
-
-def test_seed_keeps_the_shared_graph_and_adds_the_notebooks_pins() -> None:
-    base = lockfile.base()
-    shared_syn = next(p for p in base.packages if p.name == "syn" and p.version.startswith("3."))
-    old_syn = Package("syn", "3.0.1", REGISTRY, "1" * 64)
-    seeded = lockfile.seed(base, lockfile.parse(sidecar(old_syn, itoa("1.0.15")), "sidecar", sidecar=True))
-    versions = {(p.name, p.version) for p in seeded.packages}
-    assert ("syn", shared_syn.version) in versions and ("syn", "3.0.1") not in versions
-    assert ("itoa", "1.0.15") in versions
-    closure = lockfile.closure(seeded, [Dep("itoa", "1")])
-    assert closure is not None and lockfile.pins_of(closure) == ("itoa 1.0.15",)
-    assert lockfile.closure(seeded, [Dep("itoa", ">=1.0.17")]) is None  # the pin does not do: resolve
+@pytest.mark.parametrize(
+    ("requirement", "pinned"),
+    [("1", True), ("~1.0.15", True), ("<1.0.16", True), (">=1.0.17", False), ("=1.0.19", False)],
+)
+def test_what_the_pin_check_says_cargo_does(requirement: str, pinned: bool) -> None:
+    """The one version question answered without cargo (does the sidecar's pin do?)
+    against cargo's own answer: ``resolve`` keeps the pin exactly when the check
+    accepts it, and says so in the root package of the lock it wrote."""
+    seeded = cargolock.seed(lockfile.base(), Lock([itoa("1.0.15")]))
+    wanted = [Dep("itoa", requirement)]
+    resolved = lockfile.resolve(wanted, seeded, config.Settings.load())
+    found = cargolock.resolved_closure(resolved, lockfile.RESOLVE_CRATE, wanted)
+    assert found is not None and len(found) == 1
+    assert (found[0].version == "1.0.15") is pinned
+    assert (cargolock.pinned_closure(seeded, wanted) is not None) is pinned
 
 
 @pytest.mark.parametrize(
@@ -111,7 +103,7 @@ def test_cargo_takes_the_lower_of_two_compatible_pins(tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    kept = [p.version for p in lockfile.parse((root / "Cargo.lock").read_text(), "probe").packages if p.name == "itoa"]
+    kept = [p.version for p in cargolock.parse((root / "Cargo.lock").read_text(), "probe").packages if p.name == "itoa"]
     assert kept == ["1.0.15"]
 
 
@@ -136,7 +128,7 @@ def last_module(shell: Shell) -> str:
 
 def crate_versions(module: str, name: str) -> list[str]:
     text = (CACHE_DIR / "crates" / module / "Cargo.lock").read_text()
-    return [p.version for p in lockfile.parse(text, module).packages if p.name == name]
+    return [p.version for p in cargolock.parse(text, module).packages if p.name == name]
 
 
 ITOA_CELL = "pub fn pinned_fmt(n: i64) -> String { itoa::Buffer::new().format(n).to_owned() }"

@@ -764,12 +764,26 @@ def test_cr_await(twins: Pair) -> None:
         ("returned", None),
         ["CORO_CLOSED", False, False, False],
     ]
-    # inspect.getcoroutinestate reads "created" from cr_frame, which a Rust coroutine
-    # never has: a fresh one reads as closed (cr_running and cr_suspended are right).
+    # Up to 3.14 inspect.getcoroutinestate reads "created" from cr_frame, which a Rust
+    # coroutine never has: a fresh one reads as closed (cr_running and cr_suspended are
+    # right). From 3.15 it reads cr_state, which a Rust coroutine has.
+    fresh = created if sys.version_info >= (3, 15) else ["CORO_CLOSED", False, False, False]
     assert each(twins, scenario) == {
         "asyncio": [created, *rest, running],
-        "rust": [["CORO_CLOSED", False, False, False], *rest, running],
+        "rust": [fresh, *rest, running],
     }
+
+
+def test_cr_state_only_where_coroutines_have_it(twins: Pair) -> None:
+    """cr_state is new in 3.15: before, a coroutine has no such attribute."""
+
+    async def scenario(t: Twin) -> list[Any]:
+        coro, _gate = t.gated()
+        seen = [hasattr(coro, "cr_state")]
+        coro.close()
+        return [*seen, hasattr(coro, "cr_state")]
+
+    assert twins.same(scenario) == [sys.version_info >= (3, 15)] * 2
 
 
 def test_cr_await__under_a_task(twins: Pair) -> None:
@@ -904,7 +918,14 @@ def test_await_12(twins: Pair) -> None:
         return seen
 
     # The interpreter names the mistake for types.CoroutineType; any other coroutine
-    # is refused as what it is to it, a non-iterator.
+    # is refused as what it is to it, a non-iterator. 3.15 words both alike.
+    if sys.version_info >= (3, 15):
+        where = f"{__name__}.test_await_12.<locals>.scenario.<locals>.Awaitable.__await__()"
+        assert each(twins, scenario, sync=True) == {
+            "asyncio": Raised("TypeError", f"{where} must return an iterator, not coroutine"),
+            "rust": Raised("TypeError", f"{where} must return an iterator, not ipy_rustasync.RustCoroutine"),
+        }
+        return
     assert each(twins, scenario, sync=True) == {
         "asyncio": Raised("TypeError", "__await__() returned a coroutine"),
         "rust": Raised("TypeError", "__await__() returned non-iterator of type 'ipy_rustasync.RustCoroutine'"),

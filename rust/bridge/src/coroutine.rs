@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -426,6 +426,27 @@ impl RustCoroutine {
     fn cr_suspended(&self) -> bool {
         let state = lock(&self.state);
         matches!(*state, State::Awaiting(_)) || self.in_pending_task(&state)
+    }
+
+    /// What `inspect.getcoroutinestate` reads from 3.15 on: `CORO_CREATED`,
+    /// `CORO_RUNNING`, `CORO_SUSPENDED` or `CORO_CLOSED`. Before 3.15 a coroutine
+    /// has no such attribute (inspect derives the state from `cr_frame`), and
+    /// neither has this one: a run-time gate, like the interpreter's own.
+    #[getter]
+    fn cr_state(&self) -> PyResult<&'static str> {
+        if !crate::capi::version_at_least(3, 15) {
+            return Err(PyAttributeError::new_err(
+                "'ipy_rustasync.RustCoroutine' object has no attribute 'cr_state'",
+            ));
+        }
+        let state = lock(&self.state);
+        Ok(match *state {
+            State::Fresh(_) => "CORO_CREATED",
+            State::Running => "CORO_RUNNING",
+            State::Awaiting(_) => "CORO_SUSPENDED",
+            State::Handed if self.in_pending_task(&state) => "CORO_SUSPENDED",
+            State::Handed | State::Closed => "CORO_CLOSED",
+        })
     }
 
     /// A Rust coroutine has no Python frame or code object.

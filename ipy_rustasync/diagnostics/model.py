@@ -1,0 +1,96 @@
+"""What a diagnostic is: the records ``mapping`` builds and ``render`` shows, and the
+JSON form they are kept in beside a cached module.
+
+Everything here is on the cell's own lines (1-based lines and columns, as rustc
+counts them in the generated ``src/lib.rs`` minus the header); nothing here knows
+rustc's JSON or HTML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+#: ``Span.end`` of a span that runs past its first line (it is marked to that line's end).
+TO_LINE_END = -1
+
+
+@dataclass(frozen=True)
+class Span:
+    line: int  # in the cell, 1-based
+    start: int  # columns, 1-based, end exclusive (on ``line``)
+    end: int
+    primary: bool
+    label: str | None
+    replacement: str | None = None
+
+
+@dataclass(frozen=True)
+class Note:
+    level: str  # "note", "help"
+    message: str
+    spans: tuple[Span, ...] = ()
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    level: str  # "error" or "warning"
+    message: str  # the first line, e.g. "mismatched types"
+    code: str | None
+    line: int | None  # in the cell, 1-based; None if not in the cell's own text
+    column: int | None
+    spans: tuple[Span, ...]
+    notes: tuple[Note, ...]
+    hint: str | None
+    source: tuple[str, ...]  # the cell's lines, for quoting
+    #: about the generated glue only (e.g. its copy of a name defined twice)
+    in_glue: bool = False
+
+    # The two renderings are asked of the record by code that knows nothing of this
+    # package's modules (``RustCompileError``, the magic's warnings). ``render`` is
+    # imported when asked, not at the top: it builds on these records, and the
+    # records (and ``mapping``, which makes them) do not need it.
+
+    @property
+    def rendered(self) -> str:
+        """Plain text, rustc's layout on the cell's lines."""
+        from ipy_rustasync.diagnostics import render
+
+        return render.text(self)
+
+    def html(self) -> str:
+        """An HTML block (a ``<pre>``, then our hint as a wrapping paragraph), colored
+        for light and dark themes."""
+        from ipy_rustasync.diagnostics import render
+
+        return render.html(self)
+
+
+# --- kept beside a cached module ------------------------------------------------------
+
+
+def dumps(found: list[Diagnostic]) -> str:
+    """JSON for ``found`` without the cell's text (the cache has it under its hash), so
+    a cached re-run can show the warnings its build printed."""
+    return json.dumps([{k: v for k, v in dataclasses.asdict(d).items() if k != "source"} for d in found])
+
+
+def loads(text: str, source: str) -> list[Diagnostic]:
+    """What :func:`dumps` wrote, with the cell's ``source`` back in; anything unreadable
+    (an older layout, a damaged file) reads as no diagnostics: they are a courtesy."""
+    lines = tuple(source.splitlines())
+    try:
+        return [
+            Diagnostic(
+                **{k: v for k, v in d.items() if k not in ("spans", "notes")},
+                spans=tuple(Span(**span) for span in d["spans"]),
+                notes=tuple(
+                    Note(n["level"], n["message"], tuple(Span(**span) for span in n["spans"])) for n in d["notes"]
+                ),
+                source=lines,
+            )
+            for d in json.loads(text)
+        ]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []

@@ -1,0 +1,5 @@
+struct Opaque;
+
+pub fn show() -> String {
+    format!("{}", Opaque)
+}

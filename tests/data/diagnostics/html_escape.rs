@@ -1,0 +1,1 @@
+pub fn v() -> Vec<u8> { Vec::<u16>::new() }

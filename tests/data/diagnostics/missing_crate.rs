@@ -1,0 +1,1 @@
+pub fn roll() -> u32 { rand::random() }

@@ -1,0 +1,1 @@
+pub fn r() -> u32 { tokio::nope::thing() }

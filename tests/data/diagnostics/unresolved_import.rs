@@ -1,0 +1,3 @@
+use rand::Rng;
+
+pub fn roll() -> u32 { 4 }

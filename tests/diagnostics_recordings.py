@@ -1,0 +1,56 @@
+"""The rustc messages recorded in ``tests/data/diagnostics/`` (``record.py`` there
+re-records them), read back for the fast diagnostics tests: no cargo runs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ipy_rustasync.diagnostics import Diagnostic, from_messages
+
+DATA = Path(__file__).resolve().parent / "data" / "diagnostics"
+NAMES = sorted(path.stem for path in DATA.glob("*.rs"))
+
+#: What the generated glue, the bridge and PyO3's internals look like in rustc's
+#: text; none of it may reach the user.
+GLUE = re.compile(r"src/lib\.rs|__ira_|__private|pyo3::impl_|rust/bridge/|line_offset|\$ROOT|\$HOME|\$CACHE")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One cell (``NAME.rs``) and what cargo said building it (``NAME.json``)."""
+
+    name: str
+    source: str
+    module: str
+    line_offset: int
+    messages: list[dict[str, Any]]
+
+    def diagnostics(self, messages: list[dict[str, Any]] | None = None) -> list[Diagnostic]:
+        """The recording (or ``messages``, edited from it) through the mapping."""
+        return from_messages(
+            self.messages if messages is None else messages, self.source, self.module, line_offset=self.line_offset
+        )
+
+    def copy_messages(self) -> list[dict[str, Any]]:
+        """The messages, deep-copied so a test may edit them."""
+        return copy.deepcopy(self.messages)
+
+
+def load(name: str) -> Recording:
+    recorded = json.loads((DATA / f"{name}.json").read_text(encoding="utf-8"))
+    return Recording(
+        name=name,
+        source=(DATA / f"{name}.rs").read_text(encoding="utf-8"),
+        module=recorded["module"],
+        line_offset=recorded["line_offset"],
+        messages=recorded["messages"],
+    )
+
+
+def diagnose(name: str) -> list[Diagnostic]:
+    return load(name).diagnostics()
