@@ -33,11 +33,19 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	cargo fmt --manifest-path rust/Cargo.toml --all -- --check
+	cargo fmt --manifest-path rust/macros-tests/Cargo.toml -- --check
 	cargo fmt --manifest-path benchmarks/refs/Cargo.toml -- --check
 	CARGO_TARGET_DIR=$(TEST_CACHE)/clippy-target PYO3_PYTHON=$(CURDIR)/$(BIN)/python \
 		cargo clippy --manifest-path rust/Cargo.toml --workspace --all-targets -- -D warnings
 	CARGO_TARGET_DIR=$(TEST_CACHE)/clippy-target PYO3_PYTHON=$(CURDIR)/$(BIN)/python \
 		cargo test --manifest-path rust/Cargo.toml --workspace --lib --quiet
+# The doc examples: compiled, not run (rust/bridge/src/lib.rs says why).
+	CARGO_TARGET_DIR=$(TEST_CACHE)/clippy-target PYO3_PYTHON=$(CURDIR)/$(BIN)/python \
+		cargo test --manifest-path rust/Cargo.toml --workspace --doc --quiet
+# The macro's compile-fail messages as rustc prints them (trybuild; a workspace of its
+# own, see rust/macros-tests/Cargo.toml).
+	CARGO_TARGET_DIR=$(TEST_CACHE)/clippy-target PYO3_PYTHON=$(CURDIR)/$(BIN)/python \
+		cargo test --manifest-path rust/macros-tests/Cargo.toml --quiet
 
 # Then the bridge tests again with the loop wake-up other platforms than Unix use
 # (a loopback TCP pair: platform.rs), forced here.

@@ -42,6 +42,7 @@ BUILD_TIME_CRATES = (
     "tokio-macros",
     "futures-macro",
     "ipy-rustasync-macros",
+    "prettyplease",
 )
 
 

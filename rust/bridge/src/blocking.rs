@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 
 use crate::call::Call;
 use crate::convert::settle;
-use crate::panics::Guarded;
+use crate::panics::PanicCatcher;
 use crate::runtime::Active;
 
 /// How often a blocked caller wakes to let signals (Ctrl-C) in.
@@ -39,9 +39,9 @@ pub(crate) fn run(py: Python<'_>, call: Call, timeout: Option<Duration>) -> PyRe
         )));
     }
     let deadline = timeout.map(|t| Instant::now() + t);
-    let (tx, rx) = sync_channel(1);
+    let (tx, mut rx) = sync_channel(1);
     let active = Active::new()?;
-    let guarded = Guarded::new(future);
+    let guarded = PanicCatcher::new(future);
     let handle = active.spawn(async move {
         let _ = tx.send(guarded.await);
     });
@@ -49,16 +49,16 @@ pub(crate) fn run(py: Python<'_>, call: Call, timeout: Option<Duration>) -> PyRe
         Some(token) => token.cancel(),
         None => handle.abort(),
     };
-    let mut rx = rx;
     loop {
         let slice = deadline.map_or(SIGNAL_CHECK, |d| {
             d.saturating_duration_since(Instant::now())
                 .min(SIGNAL_CHECK)
         });
-        // The receiver goes into the detached closure and comes back (it is `Send`,
-        // not `Sync`).
-        let (received, back) = py.detach(move || (rx.recv_timeout(slice), rx));
-        rx = back;
+        // The detached closure must be `Send`; the receiver is `Send` but not `Sync`,
+        // so it gets the receiver by `&mut` (`Send` for a `Send` type), not by `&`
+        // (which is all a `sync_wrapper::SyncWrapper` would buy, as a dependency).
+        let receiver = &mut rx;
+        let received = py.detach(move || receiver.recv_timeout(slice));
         match received {
             Ok(outcome) => return settle(py, outcome),
             Err(RecvTimeoutError::Disconnected) => {

@@ -1,7 +1,8 @@
 //! Rust awaiting Python: an async callable or an awaitable passed into a cell
 //! function.
 //!
-//! ```ignore
+//! ```no_run
+//! # use pyo3::PyResult;
 //! pub async fn fetch_all(urls: Vec<String>, fetch: ipy_rustasync::AsyncCallable) -> PyResult<usize> {
 //!     let mut total = 0;
 //!     for url in urls {
@@ -9,6 +10,12 @@
 //!         total += body.len();
 //!     }
 //!     Ok(total)
+//! }
+//!
+//! /// Awaits a coroutine or future made in Python (`await twice(asyncio.sleep(0, 21))`).
+//! pub async fn twice(value: ipy_rustasync::PyAwaitable) -> PyResult<i64> {
+//!     let n: i64 = value.wait_as().await?;
+//!     Ok(2 * n)
 //! }
 //! ```
 //!

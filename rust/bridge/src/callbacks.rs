@@ -83,14 +83,15 @@ impl IntoIterator for DoneCallbacks {
     }
 }
 
-/// Done callbacks and the loop to run them on.
-pub(crate) type Due = Option<(Py<PyAny>, DoneCallbacks)>;
+/// A batch of done callbacks taken out of a finished future's state, with the loop
+/// to run them on; `None` when there is nothing to run.
+pub(crate) type CallbackBatch = Option<(Py<PyAny>, DoneCallbacks)>;
 
 /// `loop.call_soon(callback, future, context=ctx)` for each, as `asyncio.Future`
 /// does when it finishes. For everything a user calls (`cancel`, adding a callback
 /// to a finished future): their callbacks must not run inside the caller.
-pub(crate) fn schedule(future: &Bound<'_, PyAny>, due: Due) {
-    let Some((event_loop, callbacks)) = due else {
+pub(crate) fn schedule(future: &Bound<'_, PyAny>, batch: CallbackBatch) {
+    let Some((event_loop, callbacks)) = batch else {
         return;
     };
     schedule_each(future, event_loop.bind(future.py()), callbacks.into_iter());
@@ -116,15 +117,15 @@ fn schedule_each(
     }
 }
 
-/// Runs due callbacks now, each in its own context, as the loop would have run
+/// Runs a batch of done callbacks now, each in its own context, as the loop would have run
 /// them had they been scheduled: an exception goes to the loop's exception handler,
 /// except `KeyboardInterrupt` and `SystemExit`, which stop the loop (the callbacks
 /// not run yet are scheduled, so none is lost, and the error is returned for the
 /// caller, itself a loop callback, to raise). Only for the channel's callbacks,
 /// which deliver results: there, running the callbacks in place saves a loop turn
 /// and a handle per callback.
-pub(crate) fn run_now(future: &Bound<'_, PyAny>, due: Due) -> PyResult<()> {
-    let Some((event_loop, callbacks)) = due else {
+pub(crate) fn run_now(future: &Bound<'_, PyAny>, batch: CallbackBatch) -> PyResult<()> {
+    let Some((event_loop, callbacks)) = batch else {
         return Ok(());
     };
     let py = future.py();

@@ -97,23 +97,23 @@ pub(crate) fn run_in_context<'py>(
 /// chained to the one being handled where it is raised.
 pub(crate) fn next_result<'py>(
     py: Python<'py>,
-    sent: PyResult<Sent<'py>>,
+    sent: PyResult<SendResult<'py>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     match sent {
-        Ok(Sent::Yield(value)) => Ok(value),
-        Ok(Sent::Return(value)) if value.is_none() => {
+        Ok(SendResult::Yield(value)) => Ok(value),
+        Ok(SendResult::Return(value)) if value.is_none() => {
             Err(pyo3::exceptions::PyStopIteration::new_err(()))
         }
-        Ok(Sent::Return(value)) => Err(pyo3::exceptions::PyStopIteration::new_err((
+        Ok(SendResult::Return(value)) => Err(pyo3::exceptions::PyStopIteration::new_err((
             value.unbind(),
         ))),
         Err(err) => Err(chained(py, err)),
     }
 }
 
-/// What one C-level send step gives: a value to yield (the coroutine is suspended)
-/// or the value it returns.
-pub(crate) enum Sent<'py> {
+/// The result of one C-level send step (CPython's `PySendResult`): a value to yield
+/// (the coroutine is suspended) or the value it returns.
+pub(crate) enum SendResult<'py> {
     Yield(Bound<'py, PyAny>),
     Return(Bound<'py, PyAny>),
 }
@@ -121,7 +121,7 @@ pub(crate) enum Sent<'py> {
 /// A pyclass whose type gets an `am_send` slot.
 pub(crate) trait SendSlot: PyClass + PyTypeInfo {
     /// One step, as `send(None)` would take it (exceptions as `Err`). Must not panic.
-    fn send_slot<'py>(slf: &Bound<'py, Self>) -> PyResult<Sent<'py>>;
+    fn send_slot<'py>(slf: &Bound<'py, Self>) -> PyResult<SendResult<'py>>;
 }
 
 /// The `am_send` slot: the C-level step that `await` (on 3.10 and 3.11; 3.12 and
@@ -143,8 +143,8 @@ unsafe extern "C" fn am_send<T: SendSlot>(
         attached(|py| {
             let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<T>();
             let (status, value) = match T::send_slot(&slf) {
-                Ok(Sent::Yield(value)) => (PYGEN_NEXT, value.into_ptr()),
-                Ok(Sent::Return(value)) => (PYGEN_RETURN, value.into_ptr()),
+                Ok(SendResult::Yield(value)) => (PYGEN_NEXT, value.into_ptr()),
+                Ok(SendResult::Return(value)) => (PYGEN_RETURN, value.into_ptr()),
                 Err(err) => {
                     chained(py, err).restore(py);
                     (PYGEN_ERROR, std::ptr::null_mut())

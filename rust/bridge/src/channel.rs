@@ -37,7 +37,7 @@
 //! remembers the number current when it was queued and waits for a later spin.
 //!
 //! The channel knows nothing of the objects it completes or launches: each entry
-//! carries the function that does it (see [`Finished`] and [`Queued`]).
+//! carries the function that does it (see [`Delivery`] and [`LaunchEntry`]).
 //!
 //! Channels are found per loop, never cached globally: a `WeakKeyDictionary` maps each
 //! loop to a weak reference to its `Drain`, with a per-thread memo of the last loop
@@ -58,13 +58,13 @@ use pyo3::sync::PyOnceLock;
 
 use crate::platform::WakePair;
 use crate::running_loop::running_loop;
-use crate::spawn::{spawn_all, Finished, Launch, Sink, Slot};
+use crate::spawn::{spawn_all, Delivery, Launch, Sink, Slot};
 use crate::sync::lock;
 
 /// Work for the loop thread.
 enum Item {
     /// A future finished: complete its Python object.
-    Finished(Finished),
+    Finished(Delivery),
     /// A future was dropped before finishing: let go of its Python object.
     Released(Slot),
     /// Something Rust code asked to run on the loop (a Python callback).
@@ -78,17 +78,17 @@ pub(crate) type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 /// is nothing to spawn (it was cancelled meanwhile, or finished in an inline poll).
 pub(crate) type LaunchFn = fn(&Bound<'_, PyAny>) -> Option<Launch>;
 
-/// A started object waiting in a launch list (its slot in the registry, which keeps
-/// it alive).
-pub(crate) struct Queued {
+/// An entry of a launch list: a started object's slot in the registry (which keeps
+/// it alive) and the function that takes its future out to launch it.
+pub(crate) struct LaunchEntry {
     pub(crate) slot: Slot,
     pub(crate) launch: LaunchFn,
 }
 
-/// What [`Port::start`] says to do with a started future.
-pub(crate) enum Started {
+/// [`Port::start`]'s dispatch of a started future: spawn it now, or leave it queued.
+pub(crate) enum Dispatch {
     /// Spawn it now.
-    Now,
+    SpawnNow,
     /// Leave it: it is queued for the next [`Spin`].
     Queued,
 }
@@ -121,10 +121,10 @@ pub(crate) struct Registry {
     /// Started objects, by slot, until their outcome is delivered.
     held: Mutex<Held>,
     /// Started coroutines not yet handed to the runtime.
-    launch: Mutex<Vec<Queued>>,
+    launch: Mutex<Vec<LaunchEntry>>,
     /// Tasks not yet handed to the runtime, each with the number of the last spin
     /// scheduled before it was queued: only a later spin launches it.
-    tasks: Mutex<VecDeque<(Queued, u64)>>,
+    tasks: Mutex<VecDeque<(LaunchEntry, u64)>>,
     /// The loop callback that spins, made once. It refers back to both halves
     /// weakly: a strong reference would be a cycle no collector sees.
     spin: OnceLock<Py<Spin>>,
@@ -177,8 +177,8 @@ const LAUNCH_CHUNK: usize = 128;
 static CHANNELS: Mutex<Vec<Weak<Channel>>> = Mutex::new(Vec::new());
 
 impl Sink for Channel {
-    fn push(&self, finished: Finished) {
-        self.enqueue(Item::Finished(finished));
+    fn push(&self, delivery: Delivery) {
+        self.enqueue(Item::Finished(delivery));
     }
 
     fn release(&self, slot: Slot) {
@@ -315,23 +315,23 @@ impl Port {
 
     /// Called on the loop thread as something starts on this channel's loop. A
     /// started coroutine (`eager`) first in its loop turn is spawned at once
-    /// ([`Started::Now`]); a later one is queued for the next [`Spin`]; a task is
+    /// ([`Dispatch::SpawnNow`]); a later one is queued for the next [`Spin`]; a task is
     /// queued for a spin scheduled after now (see the module docs). Makes sure a spin
     /// is scheduled.
     pub(crate) fn start(
         &self,
         py: Python<'_>,
         event_loop: &Bound<'_, PyAny>,
-        queued: Queued,
+        queued: LaunchEntry,
         eager: bool,
-    ) -> PyResult<Started> {
+    ) -> PyResult<Dispatch> {
         let (channel, registry) = (&self.channel, &self.registry);
         let started = if !eager {
             let spin = channel.spins.load(Ordering::SeqCst);
             lock(&registry.tasks).push_back((queued, spin));
-            Started::Queued
+            Dispatch::Queued
         } else if !channel.spawned_this_turn.swap(true, Ordering::SeqCst) {
-            Started::Now
+            Dispatch::SpawnNow
         } else {
             // A long burst goes out in chunks as it builds up, so its first futures
             // start running (a timer, say) while the loop is still busy starting
@@ -340,10 +340,10 @@ impl Port {
                 launch_queued(py, registry, None);
             }
             lock(&registry.launch).push(queued);
-            Started::Queued
+            Dispatch::Queued
         };
         let spin = registry.spin(py, self)?;
-        if matches!(started, Started::Now) {
+        if matches!(started, Dispatch::SpawnNow) {
             // A spawn now: poll for its completion for a moment from now (a queued
             // one gets its window when the spin launches it).
             *lock(&spin.get().until) = Instant::now() + SPIN_WINDOW;
@@ -384,7 +384,7 @@ fn launch_queued(py: Python<'_>, registry: &Registry, spin: Option<u64>) -> bool
     // spawn a long burst together, its first share running while the loop hands
     // over the rest) and the loop's buffers stay small.
     loop {
-        let share: Vec<Queued> = {
+        let share: Vec<LaunchEntry> = {
             let mut tasks = lock(&registry.tasks);
             // Tasks are queued in order, each with the spin number current then
             // (only the loop's thread queues them), so the due ones come first.
@@ -410,7 +410,7 @@ const LAUNCHER_SHARE: usize = 1024;
 /// Launches `queued` (looked up under one lock, launched after it is released: a
 /// launch may run Python code, which may start more futures) and hands what runs
 /// on to the runtime.
-fn launch_all(py: Python<'_>, registry: &Registry, queued: Vec<Queued>) {
+fn launch_all(py: Python<'_>, registry: &Registry, queued: Vec<LaunchEntry>) {
     if queued.is_empty() {
         return;
     }
@@ -418,7 +418,7 @@ fn launch_all(py: Python<'_>, registry: &Registry, queued: Vec<Queued>) {
         let held = lock(&registry.held);
         queued
             .into_iter()
-            .filter_map(|Queued { slot, launch }| {
+            .filter_map(|LaunchEntry { slot, launch }| {
                 let (object, _) = held.objects.get(slot)?.as_ref()?;
                 Some((object.bind(py).clone(), launch))
             })
@@ -442,7 +442,7 @@ fn deliver_queued(py: Python<'_>, channel: &Channel, registry: &Registry) -> PyR
     let mut items = items.into_iter();
     while let Some(item) = items.next() {
         let delivered = match item {
-            Item::Finished(Finished {
+            Item::Finished(Delivery {
                 slot,
                 deliver,
                 outcome,

@@ -30,7 +30,7 @@ use pyo3::types::PyTuple;
 
 use crate::call::Call;
 use crate::cancel::CancelToken;
-use crate::capi::{chained, next_result, SendSlot, Sent};
+use crate::capi::{chained, next_result, SendResult, SendSlot};
 use crate::convert::{settle, Output};
 use crate::exceptions::thrown;
 use crate::future::RustFuture;
@@ -145,7 +145,10 @@ impl RustCoroutine {
     }
 
     /// One step, as `send(value)` takes it.
-    fn step<'py>(slf: &Bound<'py, Self>, value: Option<&Bound<'py, PyAny>>) -> PyResult<Sent<'py>> {
+    fn step<'py>(
+        slf: &Bound<'py, Self>,
+        value: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<SendResult<'py>> {
         let py = slf.py();
         let this = slf.get();
         let mut state = lock(&this.state);
@@ -160,13 +163,13 @@ impl RustCoroutine {
                 drop(state);
                 let stepped = this.begin(py, call);
                 match stepped {
-                    Ok(Begun::Suspended(future)) => {
+                    Ok(FirstStep::Suspended(future)) => {
                         this.set(State::Awaiting(future.clone_ref(py)));
-                        Ok(Sent::Yield(future.into_bound(py).into_any()))
+                        Ok(SendResult::Yield(future.into_bound(py).into_any()))
                     }
-                    Ok(Begun::Done(result)) => {
+                    Ok(FirstStep::Done(result)) => {
                         this.set(State::Closed);
-                        result.map(|value| Sent::Return(value.into_bound(py)))
+                        result.map(|value| SendResult::Return(value.into_bound(py)))
                     }
                     Err(err) => {
                         this.set(State::Closed);
@@ -186,7 +189,7 @@ impl RustCoroutine {
         &self,
         py: Python<'py>,
         state: std::sync::MutexGuard<'_, State>,
-    ) -> PyResult<Sent<'py>> {
+    ) -> PyResult<SendResult<'py>> {
         match &*state {
             State::Fresh(_) => Err(PyRuntimeError::new_err(REUSED)),
             State::Running => Err(PyValueError::new_err("coroutine already executing")),
@@ -204,7 +207,7 @@ impl RustCoroutine {
                 self.set(State::Closed);
                 waited
                     .outcome(py)
-                    .map(|value| Sent::Return(value.into_bound(py)))
+                    .map(|value| SendResult::Return(value.into_bound(py)))
             }
             State::Handed | State::Closed => Err(PyRuntimeError::new_err(REUSED)),
         }
@@ -212,7 +215,7 @@ impl RustCoroutine {
 
     /// Starts `call` on the running loop: inline first if asked; a future still
     /// pending is spawned, and returned for the caller to wait on.
-    fn begin(&self, py: Python<'_>, call: Call) -> PyResult<Begun> {
+    fn begin(&self, py: Python<'_>, call: Call) -> PyResult<FirstStep> {
         let Call {
             name,
             mut future,
@@ -224,7 +227,7 @@ impl RustCoroutine {
         if inline && !with_caller {
             // A future that is ready at once needs no loop at all.
             match poll_first(py, name, &mut future)? {
-                Ok(outcome) => return Ok(Begun::Done(settle(py, outcome))),
+                Ok(outcome) => return Ok(FirstStep::Done(settle(py, outcome))),
                 Err(going_on) => active = Some(going_on),
             }
         }
@@ -246,7 +249,7 @@ impl RustCoroutine {
             active,
         )?;
         waiter.get().set_blocking();
-        Ok(Begun::Suspended(waiter.unbind()))
+        Ok(FirstStep::Suspended(waiter.unbind()))
     }
 
     /// `throw(...)`: the exception is raised where the coroutine waits, which Rust
@@ -316,20 +319,25 @@ pub(crate) fn make_task(
     }
 }
 
-enum Begun {
+/// What a coroutine's first step (`begin`) gives: the future it is
+/// now suspended on, or its result when the future finished in an inline poll.
+enum FirstStep {
     Suspended(Py<RustFuture>),
     Done(PyResult<Py<PyAny>>),
 }
 
 impl SendSlot for RustCoroutine {
-    fn send_slot<'py>(slf: &Bound<'py, Self>) -> PyResult<Sent<'py>> {
+    fn send_slot<'py>(slf: &Bound<'py, Self>) -> PyResult<SendResult<'py>> {
         guarded(slf.py(), || RustCoroutine::step(slf, None))
     }
 }
 
 /// Runs a step, turning a panic in the bridge's own code into `RustPanic` (the
 /// cell's own code is caught where it runs).
-fn guarded<'py>(py: Python<'py>, f: impl FnOnce() -> PyResult<Sent<'py>>) -> PyResult<Sent<'py>> {
+fn guarded<'py>(
+    py: Python<'py>,
+    f: impl FnOnce() -> PyResult<SendResult<'py>>,
+) -> PyResult<SendResult<'py>> {
     crate::panics::guard(py, f)
 }
 
@@ -578,7 +586,7 @@ pub struct CoroutineWrapper {
 }
 
 impl SendSlot for CoroutineWrapper {
-    fn send_slot<'py>(slf: &Bound<'py, Self>) -> PyResult<Sent<'py>> {
+    fn send_slot<'py>(slf: &Bound<'py, Self>) -> PyResult<SendResult<'py>> {
         let coroutine = slf.get().coroutine.bind(slf.py());
         guarded(slf.py(), || RustCoroutine::step(coroutine, None))
     }

@@ -29,19 +29,19 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyTuple};
 
 use crate::callback::{Caller, CALLER};
-use crate::callbacks::{schedule, Callback, DoneCallbacks, Due};
+use crate::callbacks::{schedule, Callback, CallbackBatch, DoneCallbacks};
 use crate::cancel::CancelToken;
-use crate::capi::{copy_context, next_result, Finalize, SendSlot, Sent};
-use crate::channel::{channel_for, Queued, Started};
+use crate::capi::{copy_context, next_result, Finalize, SendResult, SendSlot};
+use crate::channel::{channel_for, Dispatch, LaunchEntry};
 use crate::convert::{settle, Outcome};
 use crate::runtime::Active;
-use crate::spawn::{poll_inline, spawn, BoxFuture, Completing, Completion, Launch};
+use crate::spawn::{poll_inline, spawn, BoxFuture, Completion, Launch, TaskBody};
 use crate::sync::lock;
 
 /// Where a future is in its life.
 enum Stage {
     /// Started, waiting in its loop's channel to be handed to the runtime.
-    Queued(Pending),
+    Queued(QueuedFuture),
     /// Being polled inline right now.
     Polling,
     /// On the runtime.
@@ -50,12 +50,12 @@ enum Stage {
     /// task becomes cancelled on the loop's next turn (as a Task does once its
     /// coroutine has taken the `CancelledError`).
     Cancelling,
-    Finished(Result<Py<PyAny>, Stored>),
+    Finished(Result<Py<PyAny>, StoredException>),
     Cancelled,
 }
 
-/// A queued future and what it holds on to until it runs.
-struct Pending {
+/// A future queued in its loop's channel, with what it holds on to until it runs.
+struct QueuedFuture {
     future: BoxFuture,
     inline: bool,
     /// Whether Python sees it as started (a coroutine was sent into). A task
@@ -67,24 +67,24 @@ struct Pending {
     completion: Completion,
 }
 
-/// An exception as a finished future keeps it: raising it again must not grow its
-/// traceback (asyncio keeps the traceback from when it was set).
-pub(crate) struct Stored {
+/// The exception a finished future keeps, with its traceback as it was when set:
+/// raising it again must not grow the traceback (asyncio keeps it the same way).
+pub(crate) struct StoredException {
     exc: Py<PyAny>,
     traceback: Option<Py<PyAny>>,
 }
 
-impl Stored {
+impl StoredException {
     fn new(py: Python<'_>, err: PyErr) -> Self {
         let traceback = err.traceback(py).map(|tb| tb.into_any().unbind());
-        Stored {
+        StoredException {
             exc: err.into_value(py).into_any(),
             traceback,
         }
     }
 
     fn clone_ref(&self, py: Python<'_>) -> Self {
-        Stored {
+        StoredException {
             exc: self.exc.clone_ref(py),
             traceback: self.traceback.as_ref().map(|tb| tb.clone_ref(py)),
         }
@@ -174,11 +174,12 @@ fn invalid_state(py: Python<'_>, message: &str) -> PyErr {
     }
 }
 
-/// What `cancel` leaves to do once the lock is released.
-pub(crate) struct Stopped {
+/// The cleanup stopping a future leaves for after the lock is released: the Rust
+/// future to drop and the callbacks to schedule.
+pub(crate) struct Cleanup {
     /// The Rust future, dropped outside the lock (its destructors are user code).
-    dropped: Option<Pending>,
-    due: Due,
+    dropped: Option<QueuedFuture>,
+    batch: CallbackBatch,
 }
 
 impl RustFuture {
@@ -302,7 +303,7 @@ impl RustFuture {
             future = Box::pin(CALLER.scope(caller, future));
         }
         let (sink, slot) = port.hold(slf.clone().into_any().unbind(), abandoned);
-        let pending = Pending {
+        let pending = QueuedFuture {
             future,
             inline,
             started: eager,
@@ -313,12 +314,12 @@ impl RustFuture {
             completion: Completion::new(sink, slot, deliver),
         };
         lock(&this.inner).stage = Stage::Queued(pending);
-        let queued = Queued {
+        let queued = LaunchEntry {
             slot,
             launch: launch_queued,
         };
         match port.start(py, event_loop, queued, eager) {
-            Ok(Started::Now) => {
+            Ok(Dispatch::SpawnNow) => {
                 if let Some(mut pending) = take_queued(this) {
                     if pending.inline {
                         if let Poll::Ready(outcome) =
@@ -330,13 +331,13 @@ impl RustFuture {
                     }
                     let abort = spawn(
                         pending.active,
-                        Completing::new(pending.future, pending.completion),
+                        TaskBody::new(pending.future, pending.completion),
                     );
                     set_running(this, abort);
                 }
                 Ok(())
             }
-            Ok(Started::Queued) => Ok(()),
+            Ok(Dispatch::Queued) => Ok(()),
             Err(err) => {
                 let dropped = take_queued(this);
                 drop(dropped);
@@ -369,9 +370,10 @@ impl RustFuture {
 
     /// The result as `await` gives it (raising the exception), marking it retrieved.
     pub(crate) fn outcome(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        enum Seen {
+        /// The stage as seen under the lock, copied out to act on after it.
+        enum Snapshot {
             Value(Py<PyAny>),
-            Raised(Stored),
+            Raised(StoredException),
             Cancelled,
             Pending,
         }
@@ -379,19 +381,19 @@ impl RustFuture {
             let mut inner = lock(&self.inner);
             inner.log_traceback = false;
             match &inner.stage {
-                Stage::Finished(Ok(value)) => Seen::Value(value.clone_ref(py)),
-                Stage::Finished(Err(stored)) => Seen::Raised(stored.clone_ref(py)),
-                Stage::Cancelled => Seen::Cancelled,
-                _ => Seen::Pending,
+                Stage::Finished(Ok(value)) => Snapshot::Value(value.clone_ref(py)),
+                Stage::Finished(Err(stored)) => Snapshot::Raised(stored.clone_ref(py)),
+                Stage::Cancelled => Snapshot::Cancelled,
+                _ => Snapshot::Pending,
             }
         };
         // Raising runs Python code (a `__traceback__` set, an exception's
         // constructor): only once the lock is released.
         match seen {
-            Seen::Value(value) => Ok(value),
-            Seen::Raised(stored) => Err(stored.raise(py)),
-            Seen::Cancelled => Err(self.make_cancelled_error(py)),
-            Seen::Pending => Err(invalid_state(py, "Result is not set.")),
+            Snapshot::Value(value) => Ok(value),
+            Snapshot::Raised(stored) => Err(stored.raise(py)),
+            Snapshot::Cancelled => Err(self.make_cancelled_error(py)),
+            Snapshot::Pending => Err(invalid_state(py, "Result is not set.")),
         }
     }
 
@@ -492,7 +494,7 @@ impl RustFuture {
     }
 
     /// Stops the Rust side of a future: cancelled now. False if it was not pending.
-    pub(crate) fn stop(&self, py: Python<'_>, message: Option<Py<PyAny>>) -> (bool, Stopped) {
+    pub(crate) fn stop(&self, py: Python<'_>, message: Option<Py<PyAny>>) -> (bool, Cleanup) {
         let mut inner = lock(&self.inner);
         inner.log_traceback = false;
         let before = std::mem::replace(&mut inner.stage, Stage::Cancelled);
@@ -512,30 +514,30 @@ impl RustFuture {
                 inner.stage = other;
                 return (
                     false,
-                    Stopped {
+                    Cleanup {
                         dropped: None,
-                        due: None,
+                        batch: None,
                     },
                 );
             }
         };
         let old_message = std::mem::replace(&mut inner.cancel_message, message);
-        let due = take_due(&mut inner, &self.event_loop, py);
+        let batch = take_callbacks(&mut inner, &self.event_loop, py);
         drop(inner);
         self.became_done(py);
         drop(old_message);
-        (true, Stopped { dropped, due })
+        (true, Cleanup { dropped, batch })
     }
 
     /// A queued future being cancelled: a started function with a `CancelHandle`
     /// runs, told it is cancelled, to clean up (its outcome is ignored); any other
     /// is returned, to be dropped outside the lock.
-    fn drop_queued(&self, pending: Pending) -> Option<Pending> {
+    fn drop_queued(&self, pending: QueuedFuture) -> Option<QueuedFuture> {
         match &self.cancel_token {
             Some(token) if pending.started => {
                 token.cancel();
                 let completion = pending.completion.redirected(ignore);
-                let _ = spawn(pending.active, Completing::new(pending.future, completion));
+                let _ = spawn(pending.active, TaskBody::new(pending.future, completion));
                 None
             }
             _ => Some(pending),
@@ -628,7 +630,7 @@ impl RustFuture {
         let exc = cancelled_error(py, message.as_ref())
             .into_value(py)
             .into_any();
-        let (due, dropped, old) = {
+        let (batch, dropped, old) = {
             let mut inner = lock(&this.inner);
             if !ready(&inner) {
                 return Ok(());
@@ -642,11 +644,15 @@ impl RustFuture {
                 inner.cancel_message.take(),
                 inner.cancelled_exc.replace(exc),
             );
-            (take_due(&mut inner, &this.event_loop, py), dropped, old)
+            (
+                take_callbacks(&mut inner, &this.event_loop, py),
+                dropped,
+                old,
+            )
         };
         this.became_done(py);
         drop((dropped, old, message));
-        schedule(slf.as_any(), due);
+        schedule(slf.as_any(), batch);
         Ok(())
     }
 
@@ -668,8 +674,8 @@ impl RustFuture {
             _ => None,
         };
         // Made before the lock is taken: normalizing an exception can run Python code.
-        let result = result.map_err(|err| Stored::new(py, err));
-        let due = {
+        let result = result.map_err(|err| StoredException::new(py, err));
+        let batch = {
             let mut inner = lock(&this.inner);
             if !matches!(inner.stage, Stage::Running(_) | Stage::Polling) {
                 return Ok(());
@@ -677,18 +683,18 @@ impl RustFuture {
             if let Some(exc) = cancelled {
                 inner.stage = Stage::Cancelled;
                 inner.cancelled_exc = Some(exc);
-                let due = take_due(&mut inner, &this.event_loop, py);
+                let batch = take_callbacks(&mut inner, &this.event_loop, py);
                 drop(inner);
                 this.became_done(py);
                 drop(result);
-                return crate::callbacks::run_now(slf.as_any(), due);
+                return crate::callbacks::run_now(slf.as_any(), batch);
             }
             inner.stage = Stage::Finished(result);
             inner.log_traceback = matches!(inner.stage, Stage::Finished(Err(_)));
-            take_due(&mut inner, &this.event_loop, py)
+            take_callbacks(&mut inner, &this.event_loop, py)
         };
         this.became_done(py);
-        crate::callbacks::run_now(slf.as_any(), due)?;
+        crate::callbacks::run_now(slf.as_any(), batch)?;
         // A task's `KeyboardInterrupt` or `SystemExit` also stops the loop, as
         // asyncio's Task re-raises it after setting it.
         match fatal {
@@ -728,7 +734,7 @@ fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
         || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
 }
 
-fn take_due(inner: &mut Inner, event_loop: &Py<PyAny>, py: Python<'_>) -> Due {
+fn take_callbacks(inner: &mut Inner, event_loop: &Py<PyAny>, py: Python<'_>) -> CallbackBatch {
     if inner.callbacks.is_empty() {
         return None;
     }
@@ -739,7 +745,7 @@ fn take_due(inner: &mut Inner, event_loop: &Py<PyAny>, py: Python<'_>) -> Due {
 }
 
 /// Takes the queued future out (leaving `Polling` in its place), if it is queued.
-fn take_queued(this: &RustFuture) -> Option<Pending> {
+fn take_queued(this: &RustFuture) -> Option<QueuedFuture> {
     let mut inner = lock(&this.inner);
     if !matches!(inner.stage, Stage::Queued(_)) {
         return None;
@@ -803,7 +809,7 @@ fn launch_queued(target: &Bound<'_, PyAny>) -> Option<Launch> {
     }
     let (launch, abort) = Launch::new(
         pending.active,
-        Completing::new(pending.future, pending.completion),
+        TaskBody::new(pending.future, pending.completion),
     );
     set_running(this, abort);
     Some(launch)
@@ -935,7 +941,7 @@ impl RustFuture {
             Some(context) if !context.is_none(py) => context,
             _ => copy_context(py)?,
         };
-        let due = {
+        let batch = {
             let mut inner = lock(&this.inner);
             let done = matches!(inner.stage, Stage::Finished(_) | Stage::Cancelled);
             if done {
@@ -947,7 +953,7 @@ impl RustFuture {
                 None
             }
         };
-        schedule(slf.as_any(), due);
+        schedule(slf.as_any(), batch);
         Ok(())
     }
 
@@ -983,9 +989,9 @@ impl RustFuture {
     #[pyo3(signature = (msg=None))]
     fn cancel(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> bool {
         let (cancelled, stopped) = slf.get().stop(slf.py(), msg);
-        let Stopped { dropped, due } = stopped;
+        let Cleanup { dropped, batch } = stopped;
         drop(dropped);
-        schedule(slf.as_any(), due);
+        schedule(slf.as_any(), batch);
         cancelled
     }
 
@@ -1173,7 +1179,7 @@ pub struct FutureIter {
 }
 
 impl FutureIter {
-    fn step<'py>(&self, py: Python<'py>) -> PyResult<Sent<'py>> {
+    fn step<'py>(&self, py: Python<'py>) -> PyResult<SendResult<'py>> {
         let Some(future) = lock(&self.future).as_ref().map(|f| f.clone_ref(py)) else {
             return Err(pyo3::exceptions::PyStopIteration::new_err(()));
         };
@@ -1183,17 +1189,17 @@ impl FutureIter {
                 return Err(PyRuntimeError::new_err("await wasn't used with future"));
             }
             this.blocking.store(true, Ordering::Relaxed);
-            return Ok(Sent::Yield(future.into_bound(py).into_any()));
+            return Ok(SendResult::Yield(future.into_bound(py).into_any()));
         }
         let done = lock(&self.future).take();
         drop(done);
         this.outcome(py)
-            .map(|value| Sent::Return(value.into_bound(py)))
+            .map(|value| SendResult::Return(value.into_bound(py)))
     }
 }
 
 impl SendSlot for FutureIter {
-    fn send_slot<'py>(slf: &Bound<'py, Self>) -> PyResult<Sent<'py>> {
+    fn send_slot<'py>(slf: &Bound<'py, Self>) -> PyResult<SendResult<'py>> {
         slf.get().step(slf.py())
     }
 }

@@ -28,6 +28,12 @@
 //!
 //! The crate also re-exports the versions of `pyo3`, `tokio` and `futures` the cells
 //! are built against.
+//!
+//! The examples in these docs are cell functions, and `cargo test --doc` (run by
+//! `make lint`) compiles each against this crate. They are `no_run`: PyO3's
+//! `extension-module` feature leaves libpython unlinked (the interpreter that loads
+//! a cell provides it), so a doctest executable could not link, and `no_run` stops
+//! before linking.
 
 pub use futures;
 pub use ipy_rustasync_macros::cell;

@@ -130,19 +130,19 @@ pub(crate) fn guard<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyRes
         .unwrap_or_else(|payload| Err(PanicReport::from_payload(payload.as_ref()).into_pyerr(py)))
 }
 
-/// A future whose polls run inside [`catching`]; it ends with the panic's report
-/// instead of unwinding through the runtime.
-pub(crate) struct Guarded<F: ?Sized> {
+/// Holds a future and runs each of its polls inside [`catching`], so that a panic
+/// ends it with the panic's report instead of unwinding through the runtime.
+pub(crate) struct PanicCatcher<F: ?Sized> {
     inner: Pin<Box<F>>,
 }
 
-impl<F: Future + ?Sized> Guarded<F> {
+impl<F: Future + ?Sized> PanicCatcher<F> {
     pub(crate) fn new(inner: Pin<Box<F>>) -> Self {
-        Guarded { inner }
+        PanicCatcher { inner }
     }
 }
 
-impl<F: Future + ?Sized> Future for Guarded<F> {
+impl<F: Future + ?Sized> Future for PanicCatcher<F> {
     type Output = Result<F::Output, PanicReport>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -20,7 +20,7 @@ use pyo3::prelude::*;
 use tokio::task::AbortHandle;
 
 use crate::convert::{Outcome, Output};
-use crate::panics::{catching, Guarded};
+use crate::panics::{catching, PanicCatcher};
 use crate::runtime::Active;
 use crate::sync::lock;
 
@@ -35,8 +35,9 @@ pub(crate) type Deliver = fn(Python<'_>, Py<PyAny>, Outcome) -> PyResult<()>;
 /// channel holds it; the future itself holds only this number).
 pub(crate) type Slot = usize;
 
-/// A finished future on its way to the loop.
-pub(crate) struct Finished {
+/// A finished future's delivery on its way to the loop: its outcome, the slot of
+/// the object to complete and the function that completes it.
+pub(crate) struct Delivery {
     pub(crate) slot: Slot,
     pub(crate) deliver: Deliver,
     pub(crate) outcome: Outcome,
@@ -45,7 +46,7 @@ pub(crate) struct Finished {
 /// Where finished futures go: the channel of the loop that awaits them. Called from
 /// any thread, without the GIL.
 pub(crate) trait Sink: Send + Sync {
-    fn push(&self, finished: Finished);
+    fn push(&self, delivery: Delivery);
     /// A future was dropped before finishing: its object may go.
     fn release(&self, slot: Slot);
     /// One future counted as outstanding on this sink has ended (finished or dropped).
@@ -84,7 +85,7 @@ impl Completion {
 
     fn finish_in_place(&mut self, outcome: Outcome) {
         if let Some(slot) = self.slot.take() {
-            self.sink.push(Finished {
+            self.sink.push(Delivery {
                 slot,
                 deliver: self.deliver,
                 outcome,
@@ -102,23 +103,23 @@ impl Drop for Completion {
     }
 }
 
-/// A started future as its task runs it: the cell's future (panics caught), then
-/// its outcome handed on.
-pub(crate) struct Completing {
-    future: Guarded<dyn Future<Output = Output> + Send>,
+/// The body of a started future's tokio task: the cell's future (panics caught),
+/// then its outcome handed to its completion.
+pub(crate) struct TaskBody {
+    future: PanicCatcher<dyn Future<Output = Output> + Send>,
     completion: Completion,
 }
 
-impl Completing {
+impl TaskBody {
     pub(crate) fn new(future: BoxFuture, completion: Completion) -> Self {
-        Completing {
-            future: Guarded::new(future),
+        TaskBody {
+            future: PanicCatcher::new(future),
             completion,
         }
     }
 }
 
-impl Future for Completing {
+impl Future for TaskBody {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -147,19 +148,19 @@ impl Abort {
 }
 
 /// Spawns it now, from the calling thread.
-pub(crate) fn spawn(active: Active, task: Completing) -> Abort {
+pub(crate) fn spawn(active: Active, task: TaskBody) -> Abort {
     Abort::Spawned(active.spawn(task).abort_handle())
 }
 
 /// A started future ready to be spawned with a burst.
 pub(crate) struct Launch {
     active: Active,
-    task: Abortable<Completing>,
+    task: Abortable<TaskBody>,
 }
 
 impl Launch {
     /// The launch and the switch that stops the future whenever it runs.
-    pub(crate) fn new(active: Active, task: Completing) -> (Launch, Abort) {
+    pub(crate) fn new(active: Active, task: TaskBody) -> (Launch, Abort) {
         let (abort, registration) = BatchAbort::new_pair();
         let launch = Launch {
             active,

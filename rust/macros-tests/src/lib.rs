@@ -1,0 +1,1 @@
+//! Nothing to build: the tests are `tests/compile_fail.rs` and the cells in `tests/ui/`.

@@ -1,0 +1,609 @@
+//! What each export contributes to the expansion: the `#[pyfunction]` wrapper of a
+//! plain `pub fn` (placed inside the cell's module), the line of the `#[pymodule]`
+//! that registers it, and its row of the `__ira_exports__` table.
+
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{Attribute, Ident, Item, ItemFn, ItemMacro, ItemMod, Signature, Type};
+
+use crate::check::{self, FnExport, Param, PlainFn};
+use crate::parse::{self, Unit};
+
+/// What one exported item contributes.
+pub(crate) struct Export {
+    /// The name Python binds it to.
+    pub(crate) python_name: String,
+    /// `async`, `stream`, `sync`, `pyfunction`, `class` or `exception` (the Python
+    /// side reads these).
+    pub(crate) kind: &'static str,
+    /// The Rust signature as the user wrote it, for the table (and the docstring).
+    pub(crate) signature: String,
+    /// Code that goes inside the cell's module (empty for what PyO3 wraps itself).
+    pub(crate) wrapper: TokenStream2,
+    /// The statement that adds it to the module in the `#[pymodule]`.
+    pub(crate) register: TokenStream2,
+    /// Where it is defined, for errors about it.
+    pub(crate) span: Span,
+}
+
+/// The cell's module as the user wrote it, minus the attributes only the exporter
+/// reads, with `extra` items (the wrappers) appended.
+pub(crate) fn module_with(
+    mut module: ItemMod,
+    extra: impl Iterator<Item = TokenStream2>,
+) -> ItemMod {
+    if let Some((_, items)) = module.content.as_mut() {
+        for item in items.iter_mut() {
+            if let Item::Fn(func) = item {
+                func.attrs
+                    .retain(|attr| !attr.path().is_ident("rust_async"));
+            }
+        }
+        items.extend(extra.map(Item::Verbatim));
+    }
+    module
+}
+
+/// A `#[pyclass]` struct or enum: registered by its type.
+pub(crate) fn class(mod_ident: &Ident, ident: &Ident, attrs: &[Attribute]) -> Export {
+    let cfgs = parse::cfg_attrs(attrs);
+    Export {
+        python_name: ident.to_string(),
+        kind: "class",
+        signature: format!("class {ident}"),
+        wrapper: TokenStream2::new(),
+        register: quote_spanned! {ident.span()=> #(#cfgs)* __ira_m.add_class::<self::#mod_ident::#ident>()?; },
+        span: ident.span(),
+    }
+}
+
+/// `pyo3::create_exception!(module, Name, Base)` in a cell: the class is added to
+/// the module and bound in the notebook like a function, so Python can catch it.
+pub(crate) fn exception(mod_ident: &Ident, item: &ItemMacro) -> syn::Result<Export> {
+    let name = parse::exception_name(item)?;
+    let cfgs = parse::cfg_attrs(&item.attrs);
+    let python_name = name.to_string();
+    Ok(Export {
+        python_name: python_name.clone(),
+        kind: "exception",
+        signature: format!("exception {python_name}"),
+        wrapper: TokenStream2::new(),
+        register: quote_spanned! {name.span()=>
+            #(#cfgs)* __ira_m.add(#python_name, __ira_m.py().get_type::<self::#mod_ident::#name>())?;
+        },
+        span: name.span(),
+    })
+}
+
+/// A top-level function: a user's `#[pyfunction]` as it is, a plain `pub fn` through
+/// a generated wrapper, anything else not at all (`None`), or the reason it cannot be.
+pub(crate) fn function(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<Export>> {
+    let ident = &func.sig.ident;
+    let cfgs = parse::cfg_attrs(&func.attrs);
+    match check::function(func)? {
+        FnExport::Private => Ok(None),
+        FnExport::PyFunction => Ok(Some(Export {
+            python_name: parse::pyo3_name(&func.attrs).unwrap_or_else(|| parse::python_name(ident)),
+            kind: "pyfunction",
+            signature: signature_text(&func.sig),
+            wrapper: TokenStream2::new(),
+            register: quote_spanned! {ident.span()=>
+                #(#cfgs)* __ira_m.add_function(::pyo3::wrap_pyfunction!(self::#mod_ident::#ident, __ira_m)?)?;
+            },
+            span: ident.span(),
+        })),
+        FnExport::Plain(plain) => Ok(Some(wrapped(mod_ident, func, plain))),
+    }
+}
+
+/// A plain `pub fn`'s export: a `#[pyfunction]` wrapper that takes owned Python
+/// arguments, calls the function and converts what it returns (an async one into
+/// the bridge's coroutine, a stream into its async iterator).
+fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
+    let sig = &func.sig;
+    let ident = &sig.ident;
+    let cfgs = parse::cfg_attrs(&func.attrs);
+    let python_name = parse::python_name(ident);
+    let wrapper_ident = format_ident!("__ira_fn_{}", python_name);
+    let is_async = sig.asyncness.is_some();
+    let PlainFn {
+        options,
+        params,
+        stream,
+    } = plain;
+
+    let mut wrapper_params = Vec::new(); // `name: OwnedType`
+    let mut call_args = Vec::new(); // how the wrapper passes each to the user's fn
+    let mut py_names = Vec::new();
+    let mut py_idents: Vec<&Ident> = Vec::new();
+    let mut cancel_handle: Option<&Ident> = None;
+    for param in &params {
+        match param {
+            Param::CancelHandle { local } => {
+                // Not a Python parameter: the bridge makes it and keeps the other end.
+                cancel_handle = Some(local);
+                call_args.push(quote! { #local });
+            }
+            Param::Python { name, local, ty } => {
+                let (binding, owned, pass) = owned_type(ty, local);
+                wrapper_params.push(quote_spanned! {ty.span()=> #binding: #owned });
+                call_args.push(pass);
+                py_idents.push(local);
+                py_names.push(name.as_str());
+            }
+        }
+    }
+    let text_signature = format!("({})", py_names.join(", "));
+    let signature = signature_text(sig);
+    let user_doc = parse::doc_text(&func.attrs);
+    let doc = if user_doc.is_empty() {
+        signature.clone()
+    } else {
+        format!("{signature}\n\n{user_doc}")
+    };
+    // The wrapper lives inside the cell's module (see `expand`), so `self::` is the cell.
+    let call = quote! { self::#ident(#(#call_args),*) };
+    let call = if is_async {
+        quote! { #call.await }
+    } else {
+        call
+    };
+    let call = match parse::returns_unit(&sig.output) {
+        Unit::Plain => quote! { { #call; ::ipy_rustasync::__private::NoneValue } },
+        Unit::InResult => quote! { #call.map(|()| ::ipy_rustasync::__private::NoneValue) },
+        Unit::No => call,
+    };
+    let convert = quote! {
+        #[allow(unused_imports)]
+        use ::ipy_rustasync::__private::{DisplayErrKind as _, PlainKind as _, PyErrKind as _};
+        let __ira_probe = ::ipy_rustasync::__private::probe(&__ira_out);
+        let __ira_tag = (&&&__ira_probe).ira_kind();
+    };
+    let inline = options.inline;
+    let with_caller = params
+        .iter()
+        .any(|param| matches!(param, Param::Python { ty, .. } if parse::is_python_awaitable(ty)));
+    let (make_handle, token) = match cancel_handle {
+        Some(handle) => (
+            quote! { let (#handle, __ira_token) = ::ipy_rustasync::CancelHandle::new(); },
+            quote! { ::std::option::Option::Some(__ira_token) },
+        ),
+        None => (quote! {}, quote! { ::std::option::Option::None }),
+    };
+    // The body keeps the user's span on the call so type errors point at the cell.
+    let body = if stream {
+        quote_spanned! {sig.span()=>
+            ::ipy_rustasync::__private::call_sync(__ira_py, move || {
+                let __ira_stream = #call;
+                let __ira_items = ::ipy_rustasync::futures::StreamExt::map(__ira_stream, |__ira_out| {
+                    #convert
+                    let output: ::ipy_rustasync::__private::Output =
+                        ::std::boxed::Box::new(move |__ira_py: ::pyo3::Python<'_>| __ira_tag.convert(__ira_py, __ira_out));
+                    output
+                });
+                ::ipy_rustasync::__private::new_stream(__ira_py, #python_name, __ira_items).map(|s| s.into_any())
+            })
+        }
+    } else if is_async {
+        quote_spanned! {sig.span()=>
+            #make_handle
+            ::ipy_rustasync::__private::new_coroutine(__ira_py, #python_name, #inline, #token, #with_caller, async move {
+                let __ira_out = #call;
+                #convert
+                let output: ::ipy_rustasync::__private::Output =
+                    ::std::boxed::Box::new(move |__ira_py: ::pyo3::Python<'_>| __ira_tag.convert(__ira_py, __ira_out));
+                output
+            }).map(|awaitable| awaitable.into_any())
+        }
+    } else {
+        quote_spanned! {sig.span()=>
+            ::ipy_rustasync::__private::call_sync(__ira_py, move || {
+                let __ira_out = #call;
+                #convert
+                __ira_tag.convert(__ira_py, __ira_out)
+            })
+        }
+    };
+    let wrapper = quote! {
+        #(#cfgs)*
+        #[::pyo3::pyfunction]
+        #[pyo3(name = #python_name, signature = (#(#py_idents),*), text_signature = #text_signature)]
+        #[doc = #doc]
+        #[allow(non_snake_case, clippy::too_many_arguments)]
+        pub(crate) fn #wrapper_ident(__ira_py: ::pyo3::Python<'_>, #(#wrapper_params),*) -> ::pyo3::PyResult<::pyo3::Py<::pyo3::PyAny>> {
+            #body
+        }
+    };
+    // A coroutine function is wrapped so that `inspect` and asyncio recognise it.
+    let register = if is_async {
+        quote! {
+            #(#cfgs)* ::ipy_rustasync::__private::add_async_function(
+                __ira_m,
+                ::pyo3::wrap_pyfunction!(self::#mod_ident::#wrapper_ident, __ira_m)?.into_any(),
+                &[#(#py_names),*],
+            )?;
+        }
+    } else {
+        quote! {
+            #(#cfgs)* __ira_m.add_function(::pyo3::wrap_pyfunction!(self::#mod_ident::#wrapper_ident, __ira_m)?)?;
+        }
+    };
+    Export {
+        python_name,
+        kind: if stream {
+            "stream"
+        } else if is_async {
+            "async"
+        } else {
+            "sync"
+        },
+        signature,
+        wrapper,
+        register,
+        span: ident.span(),
+    }
+}
+
+/// How the wrapper takes a parameter of type `ty` from Python and passes it on: its
+/// binding, the owned type Python hands it, and the expression that passes it. `&str`
+/// arrives as `String` and is lent as `&s`, `&[T]` as `Vec<T>`, any other `&T` as `T`;
+/// a `&mut` is lent from a `mut` binding. Owning the values is what lets an async
+/// function's future outlive the Python call that created it. (`check` has refused
+/// the types this cannot handle.)
+fn owned_type(ty: &Type, local: &Ident) -> (TokenStream2, TokenStream2, TokenStream2) {
+    let Type::Reference(reference) = ty else {
+        return (quote! { #local }, ty.to_token_stream(), quote! { #local });
+    };
+    let owned = match &*reference.elem {
+        Type::Path(p) if p.qself.is_none() && p.path.is_ident("str") => {
+            quote_spanned! {ty.span()=> ::std::string::String }
+        }
+        Type::Slice(slice) => {
+            let elem = &slice.elem;
+            quote_spanned! {ty.span()=> ::std::vec::Vec<#elem> }
+        }
+        other => other.to_token_stream(),
+    };
+    if reference.mutability.is_some() {
+        (quote! { mut #local }, owned, quote! { &mut #local })
+    } else {
+        (quote! { #local }, owned, quote! { &#local })
+    }
+}
+
+/// The signature as Rust code (without the body), for the exports table and the
+/// head of the docstring: `async fn say_after(ms: u64, who: String) -> String`.
+///
+/// prettyplease formats it as rustfmt would, so a long signature breaks over lines
+/// at its parameters. It replaced a hand-written tidy-up of the token text, which
+/// depended on how the compiler spaced tokens (and broke lines mid-signature).
+/// Cost: one small crate per cold cell build, compiled unoptimized like the other
+/// build-time crates (`BUILD_TIME_CRATES` in ipy_rustasync/crate.py).
+pub(crate) fn signature_text(sig: &Signature) -> String {
+    // A signature parsed from the cell always parses again as a function; were it
+    // not to, the token text would still do.
+    let Ok(file) = syn::parse2::<syn::File>(quote! { #sig {} }) else {
+        return sig.to_token_stream().to_string();
+    };
+    let text = prettyplease::unparse(&file);
+    let text = text.trim_end();
+    text.strip_suffix("{}")
+        .unwrap_or(text)
+        .trim_end()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    /// Whether `needle`'s tokens appear, in order and together, in `haystack`.
+    fn contains(haystack: &TokenStream2, needle: TokenStream2) -> bool {
+        haystack.to_string().contains(&needle.to_string())
+    }
+
+    fn export_of(func: ItemFn) -> Export {
+        let cell: Ident = parse_quote!(cell);
+        match function(&cell, &func) {
+            Ok(Some(export)) => export,
+            Ok(None) => panic!("not exported"),
+            Err(err) => panic!("refused: {err}"),
+        }
+    }
+
+    fn signature_of(func: ItemFn) -> String {
+        signature_text(&func.sig)
+    }
+
+    #[test]
+    fn signatures_read_as_rust_code_on_one_line_when_short() {
+        let cases: [(ItemFn, &str); 8] = [
+            (
+                parse_quote! { pub async fn say_after(ms: u64, who: String) -> String {} },
+                "async fn say_after(ms: u64, who: String) -> String",
+            ),
+            (parse_quote! { pub fn unit() {} }, "fn unit()"),
+            (
+                parse_quote! { pub fn res(x: &str) -> Result<(), String> {} },
+                "fn res(x: &str) -> Result<(), String>",
+            ),
+            (
+                parse_quote! { pub fn life<'a>(x: &'a str) -> &'a str {} },
+                "fn life<'a>(x: &'a str) -> &'a str",
+            ),
+            (
+                parse_quote! { pub fn q(x: <Vec<u8> as IntoIterator>::Item) -> PyResult<Py<PyAny>> {} },
+                "fn q(x: <Vec<u8> as IntoIterator>::Item) -> PyResult<Py<PyAny>>",
+            ),
+            (
+                parse_quote! { pub fn ptr(x: *const u8, f: fn(i64) -> i64) {} },
+                "fn ptr(x: *const u8, f: fn(i64) -> i64)",
+            ),
+            (
+                parse_quote! { pub fn mutpat(mut x: i64, r#type: i64, _: i64) -> (i64,) {} },
+                "fn mutpat(mut x: i64, r#type: i64, _: i64) -> (i64,)",
+            ),
+            (
+                parse_quote! { pub fn stream(n: u32) -> impl futures::Stream<Item = u32> + Send + 'static {} },
+                "fn stream(n: u32) -> impl futures::Stream<Item = u32> + Send + 'static",
+            ),
+        ];
+        for (func, expected) in cases {
+            assert_eq!(signature_of(func), expected);
+        }
+    }
+
+    #[test]
+    fn long_signatures_break_at_their_parameters_as_rustfmt_would() {
+        let func: ItemFn = parse_quote! {
+            pub async fn fetch_all(urls: Vec<String>, fetch: ipy_rustasync::AsyncCallable) -> PyResult<usize> {}
+        };
+        assert_eq!(
+            signature_of(func),
+            "async fn fetch_all(\n    urls: Vec<String>,\n    fetch: ipy_rustasync::AsyncCallable,\n) -> PyResult<usize>"
+        );
+        let func: ItemFn = parse_quote! { pub fn wh<T>(x: T) -> T where T: Clone {} };
+        assert_eq!(
+            signature_of(func),
+            "fn wh<T>(x: T) -> T\nwhere\n    T: Clone,"
+        );
+    }
+
+    #[test]
+    fn parameters_arrive_owned_and_are_lent_as_declared() {
+        let local: Ident = parse_quote!(x);
+        let shown = |ty: Type| {
+            let (binding, owned, pass) = owned_type(&ty, &local);
+            format!("{binding}: {owned} -> {pass}")
+        };
+        assert_eq!(
+            shown(parse_quote!(&str)),
+            "x: :: std :: string :: String -> & x"
+        );
+        assert_eq!(
+            shown(parse_quote!(&[u8])),
+            "x: :: std :: vec :: Vec < u8 > -> & x"
+        );
+        assert_eq!(
+            shown(parse_quote!(&mut Vec<u8>)),
+            "mut x: Vec < u8 > -> & mut x"
+        );
+        assert_eq!(
+            shown(parse_quote!(HashMap<String, i64>)),
+            "x: HashMap < String , i64 > -> x"
+        );
+    }
+
+    #[test]
+    fn a_plain_fn_gets_a_sync_wrapper_named_and_documented_for_python() {
+        let export = export_of(parse_quote! {
+            /// Adds.
+            #[cfg(unix)]
+            pub fn add(a: i64, r#b: i64) -> i64 { a + b }
+        });
+        assert_eq!(export.python_name, "add");
+        assert_eq!(export.kind, "sync");
+        assert_eq!(export.signature, "fn add(a: i64, r#b: i64) -> i64");
+        let doc = "fn add(a: i64, r#b: i64) -> i64\n\nAdds.";
+        assert!(contains(
+            &export.wrapper,
+            quote! {
+                #[cfg(unix)]
+                #[::pyo3::pyfunction]
+                #[pyo3(name = "add", signature = (a, r#b), text_signature = "(a, b)")]
+                #[doc = #doc]
+                #[allow(non_snake_case, clippy::too_many_arguments)]
+                pub(crate) fn __ira_fn_add(__ira_py: ::pyo3::Python<'_>, a: i64, r#b: i64)
+            }
+        ));
+        assert!(contains(
+            &export.wrapper,
+            quote! { ::ipy_rustasync::__private::call_sync }
+        ));
+        assert!(contains(
+            &export.wrapper,
+            quote! { let __ira_out = self::add(a, r#b); }
+        ));
+        assert!(contains(
+            &export.register,
+            quote! { #[cfg(unix)] __ira_m.add_function(::pyo3::wrap_pyfunction!(self::cell::__ira_fn_add, __ira_m)?)?; }
+        ));
+    }
+
+    #[test]
+    fn an_async_fn_becomes_a_coroutine_function_with_its_options() {
+        let export = export_of(parse_quote! {
+            #[rust_async(inline)]
+            pub async fn work(n: u32, cancel: CancelHandle, f: AsyncCallable) -> u32 { n }
+        });
+        assert_eq!(export.kind, "async");
+        assert!(contains(
+            &export.wrapper,
+            quote! { signature = (n, f), text_signature = "(n, f)" }
+        ));
+        assert!(contains(
+            &export.wrapper,
+            quote! {
+                let (cancel, __ira_token) = ::ipy_rustasync::CancelHandle::new();
+                ::ipy_rustasync::__private::new_coroutine
+            }
+        ));
+        assert!(contains(
+            &export.wrapper,
+            quote! { __ira_py, "work", true, ::std::option::Option::Some(__ira_token), true, async move }
+        ));
+        assert!(contains(
+            &export.wrapper,
+            quote! { let __ira_out = self::work(n, cancel, f).await; }
+        ));
+        assert!(contains(
+            &export.register,
+            quote! {
+                ::ipy_rustasync::__private::add_async_function(
+                    __ira_m,
+                    ::pyo3::wrap_pyfunction!(self::cell::__ira_fn_work, __ira_m)?.into_any(),
+                    &["n", "f"],
+                )?;
+            }
+        ));
+    }
+
+    #[test]
+    fn an_async_fn_without_options_is_spawned_and_has_no_cancel_handle() {
+        let export = export_of(parse_quote! { pub async fn tick() -> u8 { 1 } });
+        assert!(contains(
+            &export.wrapper,
+            quote! { __ira_py, "tick", false, ::std::option::Option::None, false, async move }
+        ));
+        assert!(!export.wrapper.to_string().contains("CancelHandle"));
+    }
+
+    #[test]
+    fn a_mutable_reference_is_lent_from_a_mutable_binding() {
+        let export = export_of(parse_quote! {
+            pub fn push(values: &mut Vec<u8>, r#in: &str) -> usize { values.len() }
+        });
+        assert!(contains(
+            &export.wrapper,
+            quote! { __ira_fn_push(__ira_py: ::pyo3::Python<'_>, mut values: Vec<u8>, r#in: ::std::string::String) }
+        ));
+        assert!(contains(
+            &export.wrapper,
+            quote! { let __ira_out = self::push(&mut values, &r#in); }
+        ));
+    }
+
+    #[test]
+    fn unit_returns_become_none_for_python() {
+        let export = export_of(parse_quote! { pub fn nothing() {} });
+        assert!(contains(
+            &export.wrapper,
+            quote! { { self::nothing(); ::ipy_rustasync::__private::NoneValue } }
+        ));
+        let export =
+            export_of(parse_quote! { pub async fn maybe() -> Result<(), String> { Ok(()) } });
+        assert!(contains(
+            &export.wrapper,
+            quote! { self::maybe().await.map(|()| ::ipy_rustasync::__private::NoneValue) }
+        ));
+        let export = export_of(parse_quote! { pub fn one() -> () {} });
+        assert!(contains(
+            &export.wrapper,
+            quote! { { self::one(); ::ipy_rustasync::__private::NoneValue } }
+        ));
+    }
+
+    #[test]
+    fn a_stream_becomes_an_async_iterator() {
+        let export = export_of(parse_quote! {
+            pub fn count(n: u32) -> impl Stream<Item = u32> { futures::stream::iter(0..n) }
+        });
+        assert_eq!(export.kind, "stream");
+        assert!(contains(
+            &export.wrapper,
+            quote! { ::ipy_rustasync::__private::new_stream(__ira_py, "count", __ira_items) }
+        ));
+    }
+
+    #[test]
+    fn a_users_pyfunction_keeps_its_own_name_and_wrapper() {
+        let export = export_of(parse_quote! {
+            #[pyfunction]
+            #[pyo3(name = "plus")]
+            pub fn add(a: i64, b: i64) -> i64 { a + b }
+        });
+        assert_eq!(
+            (export.python_name.as_str(), export.kind),
+            ("plus", "pyfunction")
+        );
+        assert_eq!(export.signature, "fn add(a: i64, b: i64) -> i64");
+        assert!(export.wrapper.is_empty());
+        assert!(contains(
+            &export.register,
+            quote! { __ira_m.add_function(::pyo3::wrap_pyfunction!(self::cell::add, __ira_m)?)?; }
+        ));
+    }
+
+    #[test]
+    fn classes_and_exceptions_are_registered_by_type() {
+        let cell: Ident = parse_quote!(cell);
+        let item: syn::ItemStruct =
+            parse_quote! { #[pyclass] #[cfg(unix)] pub struct Point { x: i64 } };
+        let export = class(&cell, &item.ident, &item.attrs);
+        assert_eq!(
+            (
+                export.python_name.as_str(),
+                export.kind,
+                export.signature.as_str()
+            ),
+            ("Point", "class", "class Point")
+        );
+        assert!(contains(
+            &export.register,
+            quote! { #[cfg(unix)] __ira_m.add_class::<self::cell::Point>()?; }
+        ));
+        let item: ItemMacro = parse_quote! { pyo3::create_exception!(cell, NotFound, PyKeyError); };
+        let export = exception(&cell, &item).expect("an exception");
+        assert_eq!(
+            (
+                export.python_name.as_str(),
+                export.kind,
+                export.signature.as_str()
+            ),
+            ("NotFound", "exception", "exception NotFound")
+        );
+        assert!(contains(
+            &export.register,
+            quote! { __ira_m.add("NotFound", __ira_m.py().get_type::<self::cell::NotFound>())?; }
+        ));
+    }
+
+    #[test]
+    fn the_module_loses_only_rust_async_attributes_and_gains_the_wrappers() {
+        let module: ItemMod = parse_quote! {
+            mod cell {
+                #[rust_async(inline)]
+                #[inline]
+                pub async fn f() {}
+                #[rust_async]
+                struct Kept;
+            }
+        };
+        let module = module_with(module, [quote! { fn __ira_fn_f() {} }].into_iter());
+        let expected: ItemMod = parse_quote! {
+            mod cell {
+                #[inline]
+                pub async fn f() {}
+                #[rust_async]
+                struct Kept;
+                fn __ira_fn_f() {}
+            }
+        };
+        assert_eq!(
+            module.to_token_stream().to_string(),
+            expected.to_token_stream().to_string()
+        );
+    }
+}
