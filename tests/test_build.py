@@ -181,6 +181,7 @@ def test_wheel_ships_the_rust_crates_and_builds_from_them(tmp_path: Path) -> Non
     assert "ipy_rustasync/_rust/Cargo.lock" in names
     assert "ipy_rustasync/_kernel_ext/kernel.json" in names
     assert not [n for n in names if "/target/" in n]
+    assert not [n for n in names if "/macros-tests/" in n]  # the macro's own tests, linked by no cell
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True

@@ -4,9 +4,11 @@ contracts hold, and they fail when a circle or an upward import comes back."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import ipy_rustasync.built
@@ -72,3 +74,24 @@ def test_the_loader_names_the_built_package_it_does_not_import() -> None:
     loader): the name must be that package's."""
     assert ipy_rustasync.built.__name__ == loader.BUILT_PACKAGE
     assert loader.importable_name("ira_0123456789abcdef") == f"{ipy_rustasync.built.__name__}.ira_0123456789abcdef"
+
+
+def test_the_architecture_page_names_every_module() -> None:
+    """ARCHITECTURE.md walks the package module by module: a module it does not name
+    (added since), or one it names that is gone, means the page is out of date."""
+    page = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    package = ROOT / "ipy_rustasync"
+    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    modules |= {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    named = set(re.findall(r"`([a-z_]+)(?:/|\.py)?`", page))
+    assert sorted(modules - named) == [], "modules ARCHITECTURE.md does not name"
+    in_layers = {m.strip() for line in layer_lines() for m in line.split(":")}
+    assert in_layers == modules, "the layers contract and the package's modules differ"
+
+
+def layer_lines() -> list[str]:
+    """The layers of the contract in pyproject.toml, top to bottom."""
+    with (ROOT / "pyproject.toml").open("rb") as fh:
+        config = tomllib.load(fh)
+    (layers,) = [c["layers"] for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers"]
+    return list(layers)
