@@ -9,6 +9,7 @@ machine and every later cell is a warm, sub-second build.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 #: builds and runs cells in this process (the tier other Pythons run: Makefile);
 #: ``kernel`` starts Jupyter kernels; ``browser`` drives chromium; ``load`` is the
 #: long-running stress. ``make test`` runs them all.
+# A suite started in the background by a non-interactive shell (`make test &`, nohup, some
+# CI runners) inherits SIGINT ignored, and every process it starts (the scripts the
+# interrupt tests run, the kernels) would inherit that and never see Ctrl-C: three
+# interrupt tests failed that way. A handler here is reset to the default in each child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 TIERS: dict[str, str] = {
     "test_bridge_source": "unit",
     "test_platforms": "unit",

@@ -977,9 +977,8 @@ def test_run_is_interruptible() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    # Seen once in a loaded full run: the interrupt was missed and the call ran its 60 s
-    # ("gate free: True" alone); not reproduced in 40 loaded runs of this script. The
-    # child's stderr (an "Exception ignored" would say a finalizer swallowed it) is kept.
+    # A child that inherited SIGINT ignored runs the whole 60 s ("gate free: True" alone):
+    # tests/conftest.py restores the default for a suite started in the background.
     assert lines[0].startswith("interrupted after"), out.stdout + out.stderr
     assert float(lines[0].split()[-1]) < 2.0
     assert lines[1] == "gate free: True"
