@@ -12,22 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import run_python
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def python(
-    code: str, *, env: dict[str, str] | None = None, exe: str = sys.executable, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Runs ``code`` in a fresh interpreter: a kernel restart, as far as caching goes."""
-    return subprocess.run(
-        [exe, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=900,
-        check=False,
-        cwd=cwd,
-    )
 
 
 SCRIPT = """
@@ -71,7 +58,7 @@ def test_plain_script_asyncio_run(tmp_path: Path) -> None:
 def test_cached_cell_after_restart_never_runs_cargo(tmp_path: Path) -> None:
     source = "pub async fn restart_probe() -> u32 { 11 }\n"
     code = SCRIPT.format(source=source, call="restart_probe()")
-    first = python(code)
+    first = run_python(code, timeout=900)
     assert first.returncode == 0, first.stderr
     assert "RESULT 11" in first.stdout
     # A cargo and rustc that record being called, first on PATH.
@@ -87,7 +74,7 @@ def test_cached_cell_after_restart_never_runs_cargo(tmp_path: Path) -> None:
     for tool in ("cargo", "rustc"):
         (spy / tool).chmod(0o755)
     env = {"PATH": f"{spy}:{os.environ['PATH']}"}
-    second = python(code, env=env)
+    second = run_python(code, env=env, timeout=900)
     assert second.returncode == 0, second.stderr
     assert second.stdout.splitlines()[0] == "CACHED"
     assert "RESULT 11" in second.stdout
@@ -95,7 +82,7 @@ def test_cached_cell_after_restart_never_runs_cargo(tmp_path: Path) -> None:
     # ... and a restart after that runs no tool at all: the answer is remembered
     # under a fingerprint of the compiler files.
     log.unlink()
-    third = python(code, env=env)
+    third = run_python(code, env=env, timeout=900)
     assert third.returncode == 0, third.stderr
     assert third.stdout.splitlines()[0] == "CACHED"
     assert not log.exists(), log.read_text()
@@ -107,7 +94,8 @@ def test_python3_spelling_reuses_the_dependency_build() -> None:
     python3 = Path(sys.prefix) / "bin" / "python3"
     if not python3.exists():
         pytest.skip("no bin/python3 in this environment")
-    out = python(SCRIPT.format(source="pub async fn spelled() -> u8 { 3 }\n", call="spelled()"), exe=str(python3))
+    source = "pub async fn spelled() -> u8 { 3 }\n"
+    out = run_python(SCRIPT.format(source=source, call="spelled()"), exe=str(python3), timeout=900)
     assert out.returncode == 0, out.stderr
     assert "RESULT 3" in out.stdout
     assert "Compiling pyo3" not in out.stdout, out.stdout
@@ -186,7 +174,7 @@ def test_wheel_ships_the_rust_crates_and_builds_from_them(tmp_path: Path) -> Non
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True
     )
-    out = python(
+    out = run_python(
         """
         import asyncio, ipy_rustasync
         from ipy_rustasync import crate, rust_module
@@ -198,6 +186,7 @@ def test_wheel_ships_the_rust_crates_and_builds_from_them(tmp_path: Path) -> Non
         """,
         env={"PYTHONPATH": str(site)},
         cwd=tmp_path,  # not the checkout, whose ipy_rustasync/ would shadow the wheel's
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr
     assert f"RUST {site / 'ipy_rustasync' / '_rust'}" in out.stdout
@@ -270,10 +259,10 @@ def test_rustc_answer_is_remembered_until_the_compiler_changes(tmp_path: Path) -
         fake.chmod(0o755)
 
     fake_rustc("1.90.0")
-    assert [python(ask, env=env).stdout.strip() for _ in range(3)] == ["rustc 1.90.0"] * 3
+    assert [run_python(ask, env=env).stdout.strip() for _ in range(3)] == ["rustc 1.90.0"] * 3
     assert calls.read_text().count("x") == 1
     fake_rustc("1.91.0 (updated)")  # a new compiler: a new file, so a new fingerprint
-    assert python(ask, env=env).stdout.strip() == "rustc 1.91.0 (updated)"
+    assert run_python(ask, env=env).stdout.strip() == "rustc 1.91.0 (updated)"
     assert calls.read_text().count("x") == 2
 
 
@@ -285,7 +274,7 @@ def test_a_fresh_cache_remembers_the_compilers_answer_from_the_first_cell(tmp_pa
     (fake / "cargo").write_text("#!/bin/sh\nexit 1\n")  # the build itself fails at once
     (fake / "cargo").chmod(0o755)
     cache = tmp_path / "fresh-cache"
-    out = python(
+    out = run_python(
         """
         from ipy_rustasync import rust_module
         from ipy_rustasync.build import BuildError

@@ -20,6 +20,7 @@ from ipy_rustasync.deps import Dep
 from ipy_rustasync.errors import RustAsyncUsageError
 
 from .conftest import CACHE_DIR, TEST_CACHE, Shell
+from .helpers import run_python
 
 #: crates.io checksums of two itoa releases (the tests pin one, then the other)
 ITOA = {
@@ -217,7 +218,7 @@ def test_scripts_pass_a_sidecar_to_rust_module(tmp_path: Path) -> None:
         print(mod.pinned_fmt(3))
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=600)
+    out = run_python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3"
     assert [p.name for p in lockfile.read(tmp_path / "script.lock").packages] == ["itoa"]
@@ -251,11 +252,11 @@ def test_vendor_takes_a_notebooks_pins_for_the_offline_build(tmp_path: Path) -> 
             print("PINS", *c.spec.pins, c.module.pinned_fmt(15))
         """
     )
-    run = [sys.executable, "-c", code, f"// {tmp_path.name}\n{ITOA_CELL}"]
+    source = f"// {tmp_path.name}\n{ITOA_CELL}"
     env = offline_env(tmp_path, directory)
-    built = subprocess.run(run, env=env, capture_output=True, text=True, timeout=900, check=False)
+    built = run_python(code, source, env=env, timeout=900)
     assert built.stdout.strip() == "PINS itoa 1.0.15 15", built.stdout + built.stderr
     pins.write_text(sidecar(itoa("1.0.19")))  # not in the directory now
-    failed = subprocess.run(run, env=env, capture_output=True, text=True, timeout=900, check=False)
+    failed = run_python(code, source, env=env, timeout=900)
     assert failed.stdout.startswith("ERROR the crate `itoa`"), failed.stdout + failed.stderr
     assert f"add `--lock {pins}` to that `ipy-rustasync vendor` command" in failed.stdout

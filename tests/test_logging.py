@@ -4,10 +4,6 @@ miss, the cargo command, each phase's time), and nothing at the default level.""
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
-import textwrap
 import uuid
 
 import pytest
@@ -15,6 +11,7 @@ import pytest
 from ipy_rustasync.logs import Phase
 
 from .conftest import Shell
+from .helpers import run_python
 
 
 def test_a_real_build_records_its_steps_at_debug(shell: Shell, caplog: pytest.LogCaptureFixture) -> None:
@@ -74,14 +71,7 @@ rust_module(source)
 
 def test_nothing_is_emitted_at_the_default_level_and_the_recipe_turns_it_on() -> None:
     source = f"pub fn quiet_{uuid.uuid4().hex[:8]}() -> u8 {{ 6 }}\n"
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(BUILD), source],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        env=dict(os.environ),
-    )
+    out = run_python(BUILD, source, timeout=900)
     assert out.returncode == 0, out.stderr
     quiet, _, debug = out.stderr.partition("QUIET\n")
     assert quiet == ""

@@ -7,12 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from .conftest import TEST_CACHE, Shell
+from .helpers import run_python
 
 CELL = """
 import asyncio, sys
@@ -74,14 +74,7 @@ def test_vendor_keeps_checksums(vendored: Path) -> None:
 
 def build_offline(source: str, dep: str, tmp: Path, crates: Path) -> subprocess.CompletedProcess[str]:
     """Builds ``source`` with ``--dep dep`` in a fresh process, offline from ``crates``."""
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(CELL), source, dep],
-        env=offline_env(tmp, crates),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return run_python(CELL, source, dep, env=offline_env(tmp, crates), timeout=900)
 
 
 def test_build_and_await_with_no_network(vendored: Path, tmp_path: Path) -> None:
