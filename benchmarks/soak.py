@@ -21,16 +21,15 @@ end it waits out the runtime's idle period and counts threads again. The report 
 ``benchmarks/results/soak.md`` (``--out``).
 
 The cell is built ``--release`` into ``.test-cache/bench-cache`` unless
-``IPY_RUSTASYNC_CACHE_DIR`` is set, as ``benchmarks/bridge.py`` does.
+``IPY_RUSTASYNC_CACHE_DIR`` is set, as ``benchmarks/bridge.py`` does. The cell and the
+cancellation storm (``load.py``) and the memory, thread and file-descriptor probes
+(``probes.py``) are ``tests/test_load.py``'s too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
-import ctypes.util
-import gc
 import importlib.util
 import os
 import random
@@ -45,68 +44,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from load import CELL, storm
+from probes import MB, Memory, open_fds, rss, settled_memory, threads
 from report import machine, publish
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CELL_CACHE = ROOT / ".test-cache" / "bench-cache"
-
-CELL = r"""
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
-static STARTED: AtomicUsize = AtomicUsize::new(0);
-static DROPPED: AtomicUsize = AtomicUsize::new(0);
-static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Tracked;
-impl Tracked {
-    fn new() -> Self { STARTED.fetch_add(1, Ordering::SeqCst); Tracked }
-}
-impl Drop for Tracked {
-    fn drop(&mut self) { DROPPED.fetch_add(1, Ordering::SeqCst); }
-}
-
-pub fn started() -> usize { STARTED.load(Ordering::SeqCst) }
-pub fn dropped() -> usize { DROPPED.load(Ordering::SeqCst) }
-pub fn alive_tasks() -> usize {
-    ipy_rustasync::runtime().map(|rt| rt.metrics().num_alive_tasks()).unwrap_or(usize::MAX)
-}
-
-pub async fn ready(x: u64) -> u64 { x }
-
-#[rust_async(inline)]
-pub async fn ready_inline(x: u64) -> u64 { x }
-
-pub async fn echo_after(ms: u64, x: u64) -> u64 {
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-    x
-}
-
-pub async fn contend(x: u64, hold_ms: u64) -> u64 {
-    let _tracked = Tracked::new();
-    let _guard = GATE.lock().await;
-    tokio::task::yield_now().await;
-    if hold_ms > 0 { tokio::time::sleep(Duration::from_millis(hold_ms)).await; }
-    x
-}
-
-pub async fn nap(x: u64, us: u64) -> u64 {
-    let _tracked = Tracked::new();
-    tokio::time::sleep(Duration::from_micros(us)).await;
-    x
-}
-
-pub fn count_to(n: u64) -> impl futures::Stream<Item = u64> + Send {
-    futures::stream::iter(0..n)
-}
-
-pub async fn sum_via(items: Vec<i64>, f: ipy_rustasync::AsyncCallable) -> pyo3::PyResult<i64> {
-    let mut total = 0;
-    for i in items { total += f.call_as::<i64, _>((i,)).await?; }
-    Ok(total)
-}
-"""
 
 SEQUENTIAL = 1_000_000
 #: One round of the mixed load (counts per kind).
@@ -114,70 +58,6 @@ SEQ_READY, SEQ_INLINE, GATHER_READY, GATHER_SLEEPS = 500, 2_000, 2_000, 1_000
 STORM, STREAM_ITEMS, CALLBACKS, VIA_RUN = 200, 500, 50, 100
 #: A new event loop every this many rounds (and the `ipy_rustasync.run` calls between).
 LOOP_ROUNDS = 10
-MB = 1 << 20
-
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
-_MALLINFO2_FIELDS = (
-    "arena",
-    "ordblks",
-    "smblks",
-    "hblks",
-    "hblkhd",
-    "usmblks",
-    "fsmblks",
-    "uordblks",
-    "fordblks",
-    "keepcost",
-)
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in _MALLINFO2_FIELDS]
-
-
-_MALLINFO2 = getattr(_LIBC, "mallinfo2", None)
-if _MALLINFO2 is not None:
-    _MALLINFO2.restype = _MallInfo2
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def heap() -> int | None:
-    """Bytes malloc has handed out and not had back (glibc only)."""
-    if _MALLINFO2 is None:
-        return None
-    info = _MALLINFO2()
-    return int(info.uordblks + info.hblkhd)
-
-
-def threads() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return 0
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-@dataclass(frozen=True)
-class Settled:
-    rss: int
-    heap: int | None
-    blocks: int
-
-
-def settled() -> Settled:
-    gc.collect()
-    trim = getattr(_LIBC, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-    return Settled(rss(), heap(), sys.getallocatedblocks())
 
 
 def mb(n: int | None) -> str:
@@ -189,14 +69,14 @@ class Sample:
     t: float  # seconds since the mixed load began
     ops_per_s: float
     rss: int  # as it is
-    settled: Settled  # after gc.collect() and malloc_trim(0)
+    settled: Memory  # after gc.collect() and malloc_trim(0)
     threads: int
     fds: int
     tasks: int
 
 
 def sample(t: float, ops_per_s: float, rs: ModuleType) -> Sample:
-    return Sample(t, ops_per_s, rss(), settled(), threads(), open_fds(), rs.alive_tasks())
+    return Sample(t, ops_per_s, rss(), settled_memory(), threads(), open_fds(), rs.alive_tasks())
 
 
 def progress(msg: str) -> None:
@@ -222,40 +102,6 @@ async def gathered(aws: list[Awaitable[int]], want: list[int], what: str) -> int
     return len(aws)
 
 
-async def storm(rs: ModuleType, rng: random.Random, ended: Counter[str]) -> int:
-    """Tasks awaiting a tokio mutex or a sleep, cancelled 0-2 ms after they start."""
-    loop = asyncio.get_running_loop()
-
-    async def victim(aw: Awaitable[int], delay: float, way: str) -> int:
-        if way == "task":
-            loop.call_later(delay, asyncio.current_task().cancel)  # type: ignore[union-attr]
-            return await aw
-        if way == "future":
-            future = asyncio.ensure_future(aw)
-            loop.call_later(delay, future.cancel)
-            return await future
-        return await asyncio.wait_for(aw, delay)
-
-    tasks, expected = [], []
-    for i in range(STORM):
-        aw = rs.contend(i, rng.choice([0, 0, 1])) if rng.random() < 0.5 else rs.nap(i, rng.randrange(0, 5_000))
-        way = rng.choice(["task", "future", "wait_for"])
-        tasks.append(asyncio.create_task(victim(aw, rng.uniform(0, 0.002), way)))
-        expected.append(i)
-        if rng.random() < 0.1:
-            await asyncio.sleep(0)
-    for want, got in zip(expected, await asyncio.gather(*tasks, return_exceptions=True), strict=True):
-        if isinstance(got, asyncio.CancelledError):
-            ended["cancelled"] += 1
-        elif isinstance(got, TimeoutError):
-            ended["timed out"] += 1
-        elif got == want:
-            ended["finished"] += 1
-        else:
-            raise AssertionError(f"storm task {want} ended with {got!r}")
-    return STORM
-
-
 async def double(x: int) -> int:
     await asyncio.sleep(0)
     return 2 * x
@@ -270,7 +116,8 @@ async def one_round(rs: ModuleType, rng: random.Random, ops: Counter[str], ended
     ops["gathered sleeps"] += await gathered(
         [rs.echo_after(1 + i % 5, i) for i in range(GATHER_SLEEPS)], list(range(GATHER_SLEEPS)), "gathered sleeps"
     )
-    ops["storm tasks"] += await storm(rs, rng, ended)
+    ended.update(await storm(rs, rng.randrange(1 << 30), STORM))
+    ops["storm tasks"] += STORM
     items = [x async for x in rs.count_to(STREAM_ITEMS)]
     if items != list(range(STREAM_ITEMS)):
         raise AssertionError("the stream's items came wrong")
@@ -332,11 +179,11 @@ def run(args: argparse.Namespace, caught: list[warnings.WarningMessage]) -> list
 
     # --- 1,000,000 sequential awaits
     progress(f"{args.sequential:,} sequential ready awaits")
-    seq_before = settled()
+    seq_before = settled_memory()
     start = time.perf_counter()
     asyncio.run(sequential(rs.ready, args.sequential))
     seq_took = time.perf_counter() - start
-    seq_after = settled()
+    seq_after = settled_memory()
 
     # --- the mixed load
     progress(f"mixed load for {args.minutes:g} min, a sample every {args.interval:g} s")

@@ -24,88 +24,26 @@ Timings are printed, never asserted: the machine is shared.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import gc
 import importlib.util
-import os
-import random
-import subprocess
-import sys
 import textwrap
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import pytest
 
 import ipy_rustasync
+from benchmarks.load import CELL, STORM, storm
+from benchmarks.probes import MB, Memory, open_fds, settled_memory
 from ipy_rustasync import rust_module
 
-CELL = r"""
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
-static STARTED: AtomicUsize = AtomicUsize::new(0);
-static DROPPED: AtomicUsize = AtomicUsize::new(0);
-static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Counts the futures that began running and the ones dropped since (finished or
-/// cancelled): equal once nothing is left behind.
-struct Tracked;
-impl Tracked {
-    fn new() -> Self { STARTED.fetch_add(1, Ordering::SeqCst); Tracked }
-}
-impl Drop for Tracked {
-    fn drop(&mut self) { DROPPED.fetch_add(1, Ordering::SeqCst); }
-}
-
-pub fn started() -> usize { STARTED.load(Ordering::SeqCst) }
-pub fn dropped() -> usize { DROPPED.load(Ordering::SeqCst) }
-
-/// Tasks alive on this cell's tokio runtime: every awaitable spawns one, dropped when
-/// its future finishes or is cancelled.
-pub fn alive_tasks() -> usize {
-    ipy_rustasync::runtime().map(|rt| rt.metrics().num_alive_tasks()).unwrap_or(usize::MAX)
-}
-
-/// `x`, after a tokio sleep of `ms` milliseconds.
-pub async fn echo_after(ms: u64, x: u64) -> u64 {
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-    x
-}
-
-/// `x`, at once (the default path: spawned on the runtime, completed through the loop).
-pub async fn ready(x: u64) -> u64 { x }
-
-/// `x`, at once, in the inline first poll.
-#[rust_async(inline)]
-pub async fn ready_inline(x: u64) -> u64 { x }
-
-/// Takes the shared tokio mutex and holds it across `yields` scheduler yields and a
-/// sleep of `hold_ms` milliseconds.
-pub async fn contend(x: u64, yields: u32, hold_ms: u64) -> u64 {
-    let _tracked = Tracked::new();
-    let _guard = GATE.lock().await;
-    for _ in 0..yields { tokio::task::yield_now().await; }
-    if hold_ms > 0 { tokio::time::sleep(Duration::from_millis(hold_ms)).await; }
-    x
-}
-
-/// `x`, after a tokio sleep of `us` microseconds (tokio rounds up to whole ms).
-pub async fn nap(x: u64, us: u64) -> u64 {
-    let _tracked = Tracked::new();
-    tokio::time::sleep(Duration::from_micros(us)).await;
-    x
-}
-"""
+from .helpers import run_python
 
 #: uvloop is in the test extra; the storm and the loop-per-run test run on it too.
 LOOPS = ["asyncio", *(["uvloop"] if importlib.util.find_spec("uvloop") else [])]
-MB = 1 << 20
 
 
 @pytest.fixture(scope="module")
@@ -125,57 +63,6 @@ def run_on(kind: str, main: Coroutine[Any, Any, Any]) -> Any:
 
 # --- memory ----------------------------------------------------------------------------
 
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in [
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        ]
-    ]
-
-
-_MALLINFO2 = getattr(_LIBC, "mallinfo2", None)
-if _MALLINFO2 is not None:
-    _MALLINFO2.restype = _MallInfo2
-
-
-@dataclass(frozen=True)
-class Memory:
-    rss: int  # bytes resident (/proc/self/statm)
-    heap: int | None  # bytes malloc has handed out and not had back (glibc only)
-    blocks: int  # CPython allocator blocks in use
-
-    def __str__(self) -> str:
-        heap = "?" if self.heap is None else f"{self.heap / MB:.2f} MB"
-        return f"RSS {self.rss / MB:.1f} MB, malloc in use {heap}, Python blocks {self.blocks:,}"
-
-
-def settled_memory() -> Memory:
-    """What the process holds once garbage is collected and free heap pages are returned."""
-    gc.collect()
-    trim = getattr(_LIBC, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-    with open("/proc/self/statm") as statm:
-        rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    heap = None
-    if _MALLINFO2 is not None:
-        info = _MALLINFO2()
-        heap = info.uordblks + info.hblkhd
-    return Memory(rss=rss, heap=heap, blocks=sys.getallocatedblocks())
-
 
 def check_growth(what: str, before: Memory, after: Memory, *, rss: int, heap: int, blocks: int) -> None:
     """Prints the figures, then fails if any grew past its bound (bytes, bytes, blocks)."""
@@ -187,10 +74,6 @@ def check_growth(what: str, before: Memory, after: Memory, *, rss: int, heap: in
         assert grown <= heap, f"{what}: malloc in use grew by {grown:,} bytes (bound {heap:,})"
     grown = after.blocks - before.blocks
     assert grown <= blocks, f"{what}: {grown:,} more Python blocks in use (bound {blocks:,})"
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 # --- 100,000 concurrent awaits ------------------------------------------------------------
@@ -291,59 +174,6 @@ def test_sequential_ready_awaits_leak_nothing(rs: ModuleType) -> None:
 
 # --- a cancellation storm -----------------------------------------------------------------
 
-STORM = 1_000
-CANCEL_WITHIN_S = 0.002
-
-
-async def storm(rs: ModuleType, seed: int) -> dict[str, int]:
-    """1,000 tasks, each awaiting a Rust future that either queues for and holds a
-    shared tokio mutex (across yields, a third of them also across a 1 ms sleep, so a
-    queue forms) or sleeps 0-5 ms, and cancelled 0-2 ms after it starts (seeded),
-    in one of three ways: ``task.cancel()``, ``cancel()`` on the task ``ensure_future`` made of
-    it, or a ``wait_for`` timeout. The tasks start in batches of 1-20 with a
-    loop iteration between, so starts, cancellations and completions interleave.
-    Returns how the tasks ended."""
-    rng = random.Random(seed)
-    loop = asyncio.get_running_loop()
-
-    async def victim(aw: Awaitable[int], delay: float, way: str) -> int:
-        if way == "task":
-            loop.call_later(delay, asyncio.current_task().cancel)  # type: ignore[union-attr]
-            return await aw
-        if way == "future":
-            future = asyncio.ensure_future(aw)  # a RustTask: the Rust future runs with no Task stepping it
-            assert asyncio.isfuture(future) and future is not aw
-            loop.call_later(delay, future.cancel)
-            return await future
-        return await asyncio.wait_for(aw, delay)
-
-    tasks: list[asyncio.Task[int]] = []
-    expected: list[tuple[str, int]] = []
-    while len(tasks) < STORM:
-        for _ in range(min(rng.randint(1, 20), STORM - len(tasks))):
-            x = seed * 1_000_000 + len(tasks)
-            if rng.random() < 0.5:
-                aw = rs.contend(x, rng.randrange(0, 4), rng.choice([0, 0, 1]))
-            else:
-                aw = rs.nap(x, rng.randrange(0, 5_000))
-            way = rng.choice(["task", "future", "wait_for"])
-            tasks.append(asyncio.create_task(victim(aw, rng.uniform(0, CANCEL_WITHIN_S), way)))
-            expected.append((way, x))
-        await asyncio.sleep(0)
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    ended = {"finished": 0, "cancelled": 0, "timed out": 0}
-    for (way, want), got in zip(expected, results, strict=True):
-        if isinstance(got, asyncio.CancelledError):
-            assert way != "wait_for", got
-            ended["cancelled"] += 1
-        elif isinstance(got, TimeoutError):
-            assert way == "wait_for", got
-            ended["timed out"] += 1
-        else:
-            assert got == want, f"{way}: {got!r}, expected {want}"
-            ended["finished"] += 1
-    return ended
-
 
 @pytest.mark.parametrize("debug", [True, False], ids=["debug", "no-debug"])
 @pytest.mark.parametrize("loop_kind", LOOPS)
@@ -414,8 +244,7 @@ def test_edited_cells_give_their_sockets_back_once_idle() -> None:
         print(before, during, fds())
         """
     )
-    env = {**os.environ, "IPY_RUSTASYNC_IDLE_SECONDS": "0.5"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    out = run_python(code, env={"IPY_RUSTASYNC_IDLE_SECONDS": "0.5"})
     assert out.returncode == 0, out.stderr
     before, during, after = map(int, out.stdout.split())
     assert during >= before + 16, (before, during, after)  # a socket pair per cell library while in use
@@ -475,10 +304,7 @@ def test_runtime_threads_go_one_idle_period_after_the_last_call() -> None:
         print(base, busy, threads(), time.monotonic() - last)
         """
     )
-    env = {**os.environ, "IPY_RUSTASYNC_IDLE_SECONDS": str(period)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False, env=env
-    )
+    out = run_python(code, env={"IPY_RUSTASYNC_IDLE_SECONDS": str(period)}, timeout=300)
     assert out.returncode == 0, out.stderr
     base, busy, idle, took = out.stdout.split()
     print(
