@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from jupyter_client.manager import KernelManager, start_new_kernel
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
+from .helpers import run_python
 from .kernels import Kernel, text_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,10 +32,10 @@ def test_top_level_await_in_the_kernels_running_loop(kernel: Kernel) -> None:
         "pub fn add(a: i64, b: i64) -> i64 { a + b }\n"
     )
     assert "say_after (async), add" in out
-    assert "'Hello, Alice!'" in kernel.ok("import asyncio; asyncio.get_running_loop(); await say_after(20, 'Alice')")
-    assert "5" in kernel.ok("add(2, 3)")
-    kernel.ok("pending = say_after(1, 'next cell')")
-    assert "'Hello, next cell!'" in kernel.ok("await pending")
+    assert kernel.ok("import asyncio; asyncio.get_running_loop(); await say_after(20, 'Alice')") == "'Hello, Alice!'\n"
+    assert kernel.ok("add(2, 3)") == "5\n"
+    assert kernel.ok("pending = say_after(1, 'next cell')") == ""
+    assert kernel.ok("await pending") == "'Hello, next cell!'\n"
 
 
 def test_compile_error_stops_run_all_and_names_the_cell_line(kernel: Kernel) -> None:
@@ -75,7 +76,7 @@ def test_panic_leaves_the_kernel_alive(kernel: Kernel) -> None:
     assert reply["status"] == "error"
     assert reply["ename"] == "RustPanic"
     assert "kaboom" in reply["evalue"]
-    assert "2" in kernel.ok("1 + 1")
+    assert kernel.ok("1 + 1") == "2\n"
 
 
 def test_unknown_flag_is_a_usage_error_not_a_traceback(kernel: Kernel) -> None:
@@ -109,7 +110,7 @@ def test_interrupting_an_awaited_cell_drops_the_rust_future(kernel: Kernel) -> N
             break
     assert reply["content"]["status"] == "error"
     # The Rust future (and the lock it held) is gone: the next call gets the gate at once.
-    assert "True" in kernel.ok("import asyncio\nawait asyncio.wait_for(take_gate(), 0.5)")
+    assert kernel.ok("import asyncio\nawait asyncio.wait_for(take_gate(), 0.5)") == "True\n"
 
 
 def _send(kernel: Kernel, msg_type: str, content: dict[str, Any], subshell_id: str | None = None) -> str:
@@ -157,7 +158,7 @@ def test_subshells_await_on_their_own_thread_and_loop(kernel: Kernel) -> None:
     slow_reply = _reply(kernel, slow)
     assert slow_reply["status"] == "ok", slow_reply
     assert time.monotonic() - started > 0.5, "the subshell's cell waited for the main shell's"
-    assert "(1, 2, True, 3)" in kernel.ok("main_result, sub_result, sub_thread, sub_sync")
+    assert kernel.ok("main_result, sub_result, sub_thread, sub_sync") == "(1, 2, True, 3)\n"
     deleted = _reply(kernel, _send(kernel, "delete_subshell_request", {"subshell_id": subshell}), control=True)
     assert deleted["status"] == "ok"
 
@@ -173,7 +174,7 @@ def test_sync_code_in_a_cell_uses_ipy_rustasync_run(kernel: Kernel) -> None:
         "    return ipy_rustasync.run(hold_gate(5)), ipy_rustasync.run(py_side())\n"
         "print(sync_helper())"
     )
-    assert "(5, 'python')" in out
+    assert out == "(5, 'python')\n"
 
 
 def test_asyncio_run_in_a_cell_gets_a_hint(kernel: Kernel) -> None:
@@ -183,15 +184,7 @@ def test_asyncio_run_in_a_cell_gets_a_hint(kernel: Kernel) -> None:
     assert "cannot be called from a running event loop" in text
     assert "use top-level `await ...`, or `ipy_rustasync.run(...)`" in text
     assert "%rust_async --nest" in text
-    assert "2" in kernel.ok("1 + 1")
-
-
-def _new_kernel(env: dict[str, str]) -> Kernel:
-    km, kc = start_new_kernel(kernel_name="python3", env=env)
-    k = Kernel.__new__(Kernel)
-    k.km, k.kc = km, kc
-    k.ok("%load_ext ipy_rustasync")
-    return k
+    assert kernel.ok("1 + 1") == "2\n"
 
 
 def test_nest_opt_in_applies_to_this_kernel_only(tmp_path: Path) -> None:
@@ -199,7 +192,7 @@ def test_nest_opt_in_applies_to_this_kernel_only(tmp_path: Path) -> None:
     awaits in the same cell (it once spun the kernel at full CPU forever); a later
     kernel is not affected unless the user saves the default on purpose."""
     env = {**os.environ, "IPY_RUSTASYNC_CONFIG": str(tmp_path / "config.toml")}
-    k = _new_kernel(env)
+    k = Kernel(env, load_ext=True)
     try:
         assert "this kernel only" in k.ok("%rust_async --nest")
         k.ok(GATE)
@@ -216,7 +209,7 @@ def test_nest_opt_in_applies_to_this_kernel_only(tmp_path: Path) -> None:
     finally:
         k.km.shutdown_kernel(now=True)
     assert not (tmp_path / "config.toml").exists()
-    k = _new_kernel(env)
+    k = Kernel(env, load_ext=True)
     try:
         reply, _ = k.execute("import asyncio\nasyncio.run(asyncio.sleep(0))")
         assert reply["status"] == "error" and "cannot be called from a running event loop" in reply["evalue"]
@@ -225,9 +218,9 @@ def test_nest_opt_in_applies_to_this_kernel_only(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "ipy_rustasync.cli", "config", "nest", "true"], env=env, check=True, capture_output=True
     )
-    k = _new_kernel(env)
+    k = Kernel(env, load_ext=True)
     try:
-        assert "py" in k.ok("import asyncio\nprint(asyncio.run(asyncio.sleep(0, 'py')))")  # the saved default
+        assert k.ok("import asyncio\nprint(asyncio.run(asyncio.sleep(0, 'py')))") == "py\n"  # the saved default
     finally:
         k.km.shutdown_kernel(now=True)
 
@@ -248,9 +241,8 @@ def test_nest_with_the_archived_nest_asyncio_runs_each_way_once(tmp_path: Path) 
 
         pytest.skip(f"nest_asyncio 1.6.0 could not be downloaded: {got.stderr.strip()[-200:]}")
     (wheel,) = wheel_dir.glob("*.whl")
-    k = Kernel()
+    k = Kernel(load_ext=True)
     try:
-        k.ok("%load_ext ipy_rustasync")
         k.ok(GATE)
         k.ok(f"import sys; sys.path.insert(0, {str(wheel)!r}); import nest_asyncio; nest_asyncio.apply()")
         out = k.ok(
@@ -287,7 +279,7 @@ async def plain():
 print(uvloop.run(plain()))
 print(asyncio.run(plain(), **({"loop_factory": uvloop.new_event_loop} if sys.version_info >= (3, 12) else {})))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = run_python(code, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert "which nest-asyncio2 cannot patch" in lines[0] and "uvloop" in lines[0]
@@ -333,11 +325,8 @@ def test_the_logging_recipe_shows_a_builds_steps_under_the_cell(kernel: Kernel) 
 
 
 def test_warm_on_load_and_the_warm_line_magic() -> None:
-    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ, "IPY_RUSTASYNC_WARM_ON_LOAD": "1"})
+    k = Kernel({**os.environ, "IPY_RUSTASYNC_WARM_ON_LOAD": "1"}, load_ext=True)
     try:
-        k = Kernel.__new__(Kernel)
-        k.km, k.kc = km, kc
-        k.ok("%load_ext ipy_rustasync")
         deadline = time.monotonic() + 300
         shown = k.ok("%rust_async")
         while "warm:    building in the background" in shown and time.monotonic() < deadline:
@@ -346,7 +335,7 @@ def test_warm_on_load_and_the_warm_line_magic() -> None:
         assert "warm:    already built" in shown or "warm:    built in" in shown, shown
         assert "rust_async: dependencies already built" in k.ok("%rust_async --warm")
     finally:
-        km.shutdown_kernel(now=True)
+        k.km.shutdown_kernel(now=True)
 
 
 def test_kernelspec_installs_and_starts_with_the_extension_loaded(tmp_path: Path) -> None:
@@ -367,13 +356,10 @@ def test_kernelspec_installs_and_starts_with_the_extension_loaded(tmp_path: Path
     )
     km.start_kernel()
     try:
-        k = Kernel.__new__(Kernel)
-        k.km, k.kc = km, km.client()
-        k.kc.start_channels()
-        k.kc.wait_for_ready(timeout=60)
+        k = Kernel.attach(km)
         # No %load_ext: the kernel loaded the extension itself.
         assert "from_spec (async)" in k.ok("%%rust_async\npub async fn from_spec() -> u8 { 7 }\n")
-        assert "7" in k.ok("await from_spec()")
+        assert k.ok("await from_spec()") == "7\n"
         k.kc.stop_channels()
     finally:
         km.shutdown_kernel(now=True)
