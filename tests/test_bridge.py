@@ -8,18 +8,20 @@ import contextvars
 import gc
 import os
 import socket
-import subprocess
 import sys
 import textwrap
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
 
 import ipy_rustasync
 from ipy_rustasync import RustCompileError, RustPanic, rust_module
+
+from .helpers import run_python
 
 BRIDGE = r"""
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,8 +72,13 @@ pub async fn echo_inline(value: pyo3::Py<pyo3::PyAny>) -> pyo3::Py<pyo3::PyAny> 
 #[rust_async(inline)]
 pub async fn ready_inline() -> u64 { 2 }
 
+static SLEEPERS: AtomicUsize = AtomicUsize::new(0);
+/// How many sleepy_inline calls have begun (their first poll ran).
+pub fn sleepers() -> usize { SLEEPERS.load(Ordering::SeqCst) }
+
 #[rust_async(inline)]
 pub async fn sleepy_inline(ms: u64) -> String {
+    SLEEPERS.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(ms)).await;
     format!("slept {ms} ms")
 }
@@ -198,6 +205,16 @@ def rs() -> ModuleType:
     return rust_module(BRIDGE)
 
 
+async def reaches(count: Callable[[], int], value: int, seconds: float = 5.0) -> int:
+    """Reads ``count`` (a counter of the cell's, moved on the runtime's threads) until it
+    reaches ``value`` or ``seconds`` pass, the loop turning meanwhile; returns the last
+    reading, for the caller to compare."""
+    deadline = time.monotonic() + seconds
+    while (now := count()) < value and time.monotonic() < deadline:
+        await asyncio.sleep(0.002)
+    return now
+
+
 # --- where the future runs ----------------------------------------------------------
 
 
@@ -248,12 +265,29 @@ def test_inline_ready_future_finishes_in_the_first_send(rs: ModuleType) -> None:
 
 
 def test_inline_pending_future_moves_to_the_runtime(rs: ModuleType) -> None:
-    async def main() -> list[str]:
-        return list(await asyncio.gather(*(rs.sleepy_inline(30) for _ in range(20))))
+    """20 inline sleeps gathered are pending at once: each one's first poll (in the
+    task's first step) returns pending and the sleep goes on on the runtime. All 20
+    first steps run in one pass of the loop, so when the first result reaches Python
+    all 20 sleeps have begun, however loaded the machine; one after another, the first
+    would find 1 begun, the second 2, ..."""
+
+    async def main() -> tuple[list[str], list[int]]:
+        begun: list[int] = []
+        before = rs.sleepers()
+
+        async def one() -> str:
+            slept: str = await rs.sleepy_inline(30)
+            begun.append(rs.sleepers() - before)
+            return slept
+
+        return list(await asyncio.gather(*(one() for _ in range(20)))), begun
 
     start = time.perf_counter()
-    assert asyncio.run(main()) == ["slept 30 ms"] * 20
-    assert time.perf_counter() - start < 2.0  # concurrent, not 20 x 30 ms one after another... roughly
+    results, begun = asyncio.run(main())
+    took = time.perf_counter() - start
+    assert results == ["slept 30 ms"] * 20
+    assert begun == [20] * 20
+    assert took < 2.0  # loose, not a measure of concurrency: a lost or late wake-up
 
 
 @pytest.mark.parametrize("value", [(1, 2), (), None, ValueError("a value"), StopIteration(3), [1]])
@@ -496,8 +530,7 @@ def test_asyncio_apis_wrap_it_in_a_rust_task(rs: ModuleType) -> None:
         # Cancelling a gather cancels (drops) the Rust futures under it.
         started = rs.started()
         outer = asyncio.gather(rs.hold_gate(60_000), rs.sleep_ms(60_000))
-        while rs.started() == started:
-            await asyncio.sleep(0.001)
+        assert await reaches(rs.started, started + 1) > started
         outer.cancel()
         with pytest.raises(asyncio.CancelledError):
             await outer
@@ -535,11 +568,7 @@ def test_a_task_starts_on_the_next_loop_turn_and_run_until_complete_takes_it(rs:
         started = rs.started()
         fut = asyncio.ensure_future(rs.hold_gate(1))
         assert rs.started() == started  # a task starts on the loop's next turn, as asyncio's do
-        for _ in range(500):
-            if rs.started() > started:
-                break
-            await asyncio.sleep(0.001)
-        assert rs.started() == started + 1
+        assert await reaches(rs.started, started + 1) == started + 1
         assert await fut == 1
 
     asyncio.run(main())
@@ -565,17 +594,12 @@ def test_task_cancel_drops_the_rust_future(rs: ModuleType) -> None:
     async def main() -> None:
         started = rs.started()
         task = asyncio.create_task(rs.hold_gate(60_000))
-        while rs.started() == started:
-            await asyncio.sleep(0.001)
+        assert await reaches(rs.started, started + 1) > started
         before = rs.dropped()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        for _ in range(200):
-            if rs.dropped() > before:
-                break
-            await asyncio.sleep(0.001)
-        assert rs.dropped() == before + 1
+        assert await reaches(rs.dropped, before + 1) == before + 1
 
     asyncio.run(main())
     assert _gate_free_within(rs, 0.05)
@@ -589,17 +613,12 @@ def test_cancelling_a_gather_drops_every_rust_future_of_the_burst(rs: ModuleType
     async def main() -> None:
         before, started = rs.dropped(), rs.started()
         burst = asyncio.gather(*(rs.hold_gate(60_000) for _ in range(5)))
-        while rs.started() == started:  # one holds the gate, four wait for it
-            await asyncio.sleep(0.001)
+        assert await reaches(rs.started, started + 1) > started  # one holds the gate, four wait for it
         await asyncio.sleep(0.02)
         burst.cancel()
         with pytest.raises(asyncio.CancelledError):
             await burst
-        for _ in range(500):
-            if rs.dropped() >= before + 5:
-                break
-            await asyncio.sleep(0.002)
-        assert rs.dropped() == before + 5
+        assert await reaches(rs.dropped, before + 5) == before + 5
 
     asyncio.run(main())
     assert _gate_free_within(rs, 0.05)
@@ -619,8 +638,7 @@ def test_garbage_collected_running_awaitable_drops_the_future(rs: ModuleType) ->
         started = rs.started()
         aw = rs.hold_gate(60_000)
         aw.send(None)  # started on the runtime, then abandoned
-        while rs.started() == started:
-            await asyncio.sleep(0.001)
+        assert await reaches(rs.started, started + 1) > started
         del aw
         gc.collect()
 
@@ -689,11 +707,9 @@ def test_cancelled_before_its_spawn_it_never_runs(rs: ModuleType) -> None:
         assert "pending" in repr(waiters[1])
         assert waiters[1].cancel() and waiters[1].cancelled()
         assert waiters[2].cancel()
-        for _ in range(500):
-            if rs.cleaned() > cleaned:
-                break
-            await asyncio.sleep(0.002)
-        assert rs.cleaned() == cleaned + 1, "the started CancelHandle function never saw its cancellation"
+        assert await reaches(rs.cleaned, cleaned + 1) == cleaned + 1, (
+            "the started CancelHandle function never saw its cancellation"
+        )
         assert rs.started() == started, "a future cancelled before its spawn ran anyway"
         await waiters[0]
         for coro in (first, gated, polite):
@@ -721,13 +737,6 @@ def test_cancel_handle_lets_rust_clean_up(rs: ModuleType) -> None:
     dropped: the caller gets CancelledError at once, the Rust side runs its
     (async) cleanup; Python never sees the parameter."""
 
-    async def wait_cleaned(count: int) -> None:
-        for _ in range(1000):
-            if rs.cleaned() > count:
-                return
-            await asyncio.sleep(0.002)
-        raise AssertionError("the Rust side never saw the cancellation")
-
     async def main() -> None:
         before = rs.cleaned()
         task = asyncio.create_task(rs.polite())
@@ -737,10 +746,10 @@ def test_cancel_handle_lets_rust_clean_up(rs: ModuleType) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
         assert time.perf_counter() - start < 0.5
-        await wait_cleaned(before)
+        assert await reaches(rs.cleaned, before + 1) > before, "the Rust side never saw the cancellation"
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(rs.polite(), 0.01)
-        await wait_cleaned(before + 1)
+        assert await reaches(rs.cleaned, before + 2) > before + 1, "the Rust side never saw the cancellation"
 
     asyncio.run(main())
     assert rs.polite.__text_signature__ == "()"
@@ -771,7 +780,7 @@ def test_no_event_loop_is_closed_noise_when_asyncio_run_shuts_down() -> None:
         print("done")
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False)
+    out = run_python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "done"
     assert out.stderr == "", out.stderr
@@ -974,7 +983,7 @@ def test_run_is_interruptible() -> None:
         print("gate free:", ipy_rustasync.run(rs.take_gate(), timeout=1))
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False)
+    out = run_python(code)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     # A child that inherited SIGINT ignored runs the whole 60 s ("gate free: True" alone):
@@ -1016,8 +1025,7 @@ def test_run_timeout_and_interrupt_fire_on_time_while_every_worker_is_blocked() 
         blockers.join()
         """
     )
-    env = {**os.environ, "IPY_RUSTASYNC_WORKER_THREADS": str(os.cpu_count() or 2)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    out = run_python(code, env={"IPY_RUSTASYNC_WORKER_THREADS": str(os.cpu_count() or 2)})
     assert out.returncode == 0, out.stderr
     timed_out, interrupted, blocked = out.stdout.splitlines()
     assert blocked == f"blocked {2 * (os.cpu_count() or 2)}"  # the workers really were busy meanwhile
@@ -1094,10 +1102,7 @@ def test_idle_runtimes_give_their_threads_back() -> None:
         print(base, busy, idle)
         """
     )
-    env = {**os.environ, "IPY_RUSTASYNC_IDLE_SECONDS": "0.3"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=False, env=env
-    )
+    out = run_python(code, env={"IPY_RUSTASYNC_IDLE_SECONDS": "0.3"}, timeout=900)
     assert out.returncode == 0, out.stderr
     base, busy, idle = map(int, out.stdout.split())
     workers = os.cpu_count() or 1
