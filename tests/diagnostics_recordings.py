@@ -54,3 +54,14 @@ def load(name: str) -> Recording:
 
 def diagnose(name: str) -> list[Diagnostic]:
     return load(name).diagnostics()
+
+
+def foreign_error() -> tuple[Diagnostic, str]:
+    """The error of ``dep_misuse`` as if it were in another crate (``itoa``): the
+    diagnostic, and the text rustc rendered for it."""
+    recording = load("dep_misuse")
+    messages = recording.copy_messages()
+    for m in messages:
+        m["target"]["name"] = "itoa"
+    (foreign,) = recording.diagnostics(messages)
+    return foreign, str(messages[0]["message"]["rendered"]).rstrip()

@@ -12,7 +12,7 @@ import pytest
 from ipy_rustasync.diagnostics import Note, Span
 from ipy_rustasync.diagnostics.model import TO_LINE_END
 
-from .diagnostics_recordings import GLUE, NAMES, diagnose, load
+from .diagnostics_recordings import GLUE, NAMES, diagnose, foreign_error, load
 
 #: (level, code, message, cell line, column) of every diagnostic a recording maps to,
 #: checked by hand against its ``.rs`` (columns are 1-based, as rustc counts them).
@@ -204,12 +204,7 @@ def test_errors_about_the_glue_alone_are_kept_when_nothing_else_explains_the_fai
 
 
 def test_another_crates_error_keeps_rustcs_text_and_its_warnings_are_not_ours() -> None:
-    recording = load("dep_misuse")
-    messages = recording.copy_messages()
-    for m in messages:
-        m["target"]["name"] = "itoa"
-    (foreign,) = recording.diagnostics(messages)
-    rendered = messages[0]["message"]["rendered"].rstrip()
+    foreign, rendered = foreign_error()
     assert (foreign.level, foreign.code, foreign.line, foreign.spans) == ("error", "E0277", None, ())
     assert foreign.message == "the trait bound `&str: Integer` is not satisfied"
     assert foreign.notes == (Note("note", rendered.partition("\n")[2]),)

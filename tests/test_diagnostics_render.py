@@ -11,7 +11,7 @@ import pytest
 
 from ipy_rustasync.diagnostics import Diagnostic, dumps, loads, render, summary
 
-from .diagnostics_recordings import GLUE, NAMES, diagnose, load
+from .diagnostics_recordings import GLUE, NAMES, diagnose, foreign_error, load
 
 
 def test_text_is_rustcs_layout_on_the_cell() -> None:
@@ -84,12 +84,8 @@ def test_a_warning_says_its_lint_only_in_the_note_and_shows_a_replacement() -> N
 
 
 def test_another_crates_error_is_rustcs_text_without_a_place() -> None:
-    recording = load("dep_misuse")
-    messages = recording.copy_messages()
-    for m in messages:
-        m["target"]["name"] = "itoa"
-    (foreign,) = recording.diagnostics(messages)
-    rest = messages[0]["message"]["rendered"].rstrip().partition("\n")[2]
+    foreign, rendered = foreign_error()
+    rest = rendered.partition("\n")[2]
     first, *others = rest.splitlines()
     assert render.text(foreign).splitlines() == [
         "error[E0277]: the trait bound `&str: Integer` is not satisfied",
