@@ -3,16 +3,18 @@ contracts hold, and they fail when a circle or an upward import comes back."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import ipy_rustasync.built
 from ipy_rustasync import loader
+
+from .helpers import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT = (
@@ -24,16 +26,7 @@ LINT = (
 def lint(package_parent: Path) -> subprocess.CompletedProcess[str]:
     """import-linter with the repository's contracts on the package in ``package_parent``
     (the working directory, which comes first on the path)."""
-    env = {**os.environ, "PYTHONPATH": str(package_parent)}
-    return subprocess.run(
-        [sys.executable, "-c", LINT],
-        cwd=package_parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_python(LINT, env={"PYTHONPATH": str(package_parent)}, cwd=package_parent, timeout=300)
 
 
 def test_the_contracts_hold() -> None:
@@ -49,24 +42,24 @@ def copy_of_package(tmp_path: Path) -> Path:
     return tmp_path / "ipy_rustasync"
 
 
-def test_a_circle_brought_back_breaks_them(tmp_path: Path) -> None:
-    """crate.py importing the package's front again (the circle issue 15 removed:
-    crate read ``__version__`` from the package's ``__init__``) fails the layers."""
+@pytest.mark.parametrize(
+    ("module", "imported"),
+    [
+        # crate.py importing the package's front again: the circle issue 15 removed
+        # (crate read ``__version__`` from the package's ``__init__``).
+        ("crate", "magic"),
+        # versions.py, of the pure lock-file and version logic, importing what runs cargo.
+        ("versions", "toolchain"),
+    ],
+    ids=["a-circle-brought-back", "impure-lock-logic"],
+)
+def test_an_import_the_contracts_forbid_breaks_them(tmp_path: Path, module: str, imported: str) -> None:
     package = copy_of_package(tmp_path)
-    crate = package / "crate.py"
-    crate.write_text(crate.read_text(encoding="utf-8") + "\nfrom ipy_rustasync import magic  # noqa: E402\n")
+    source = package / f"{module}.py"
+    source.write_text(source.read_text(encoding="utf-8") + f"\nfrom ipy_rustasync import {imported}  # noqa: E402\n")
     out = lint(tmp_path)
     assert out.returncode != 0, out.stdout
-    assert "ipy_rustasync.crate -> ipy_rustasync.magic" in out.stdout, out.stdout
-
-
-def test_impure_lock_logic_breaks_them(tmp_path: Path) -> None:
-    package = copy_of_package(tmp_path)
-    versions = package / "versions.py"
-    versions.write_text(versions.read_text(encoding="utf-8") + "\nfrom ipy_rustasync import toolchain  # noqa: E402\n")
-    out = lint(tmp_path)
-    assert out.returncode != 0, out.stdout
-    assert "ipy_rustasync.versions -> ipy_rustasync.toolchain" in out.stdout, out.stdout
+    assert f"ipy_rustasync.{module} -> ipy_rustasync.{imported}" in out.stdout, out.stdout
 
 
 def test_the_loader_names_the_built_package_it_does_not_import() -> None:
