@@ -56,10 +56,11 @@ enum State {
 
 /// A Rust future as a Python coroutine.
 ///
-/// Not tracked by the garbage collector: the only object it refers to is the future
-/// it waits on, which its loop's channel holds while it runs (and abandons, dropping
-/// its callbacks, if the loop goes away first), and which refers back to nothing
-/// that could lead here once it is done.
+/// It needs no garbage collector: the only object it refers to is the future it waits
+/// on, which its loop's channel holds while it runs (and abandons, dropping its
+/// callbacks, if the loop goes away first), and which refers back to nothing that
+/// could lead here once it is done. (PyO3 0.30 makes every pyclass a GC type, so it
+/// is tracked all the same: that costs each call, see the README's bridge figures.)
 #[pyclass(frozen, weakref, name = "RustCoroutine", module = "ipy_rustasync")]
 pub struct RustCoroutine {
     name: &'static str,
