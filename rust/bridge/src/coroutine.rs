@@ -440,13 +440,15 @@ impl RustCoroutine {
                 "'ipy_rustasync.RustCoroutine' object has no attribute 'cr_state'",
             ));
         }
-        let state = lock(&self.state);
-        Ok(match *state {
-            State::Fresh(_) => "CORO_CREATED",
-            State::Running => "CORO_RUNNING",
-            State::Awaiting(_) => "CORO_SUSPENDED",
-            State::Handed if self.in_pending_task(&state) => "CORO_SUSPENDED",
-            State::Handed | State::Closed => "CORO_CLOSED",
+        // The same answers as `cr_running` and `cr_suspended` (one rule for each).
+        Ok(if self.cr_running() {
+            "CORO_RUNNING"
+        } else if self.cr_suspended() {
+            "CORO_SUSPENDED"
+        } else if matches!(*lock(&self.state), State::Fresh(_)) {
+            "CORO_CREATED"
+        } else {
+            "CORO_CLOSED"
         })
     }
 
