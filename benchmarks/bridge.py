@@ -15,7 +15,7 @@ turns across the bridges, so a burst of load on the shared machine hits every co
 alike.
 
 Both the cell and the reference crate are built with the project's cargo driver
-(``ipy_rustasync.build``) in the release profile, into ``.test-cache/`` (cells go to
+(``ipy_rustasync._pipeline.build``) in the release profile, into ``.test-cache/`` (cells go to
 ``.test-cache/bench-cache`` unless ``IPY_RUSTASYNC_CACHE_DIR`` is set; the first run
 builds the dependency graphs, about 30 s each on 2 cores). Every measurement gets a fresh
 event loop (``asyncio.run``, default loop) and the heap is collected between rows.
@@ -319,7 +319,7 @@ def ready_row(what: str, found: dict[str, Figure], ours: str = "ours", **limits:
 def build_refs() -> ModuleType:
     """Builds ``benchmarks/refs`` with the project's cargo command and environment,
     release profile, and imports it as ``ira_bench_refs``."""
-    from ipy_rustasync import cargo
+    from ipy_rustasync._pipeline import cargo
 
     manifest = REFS / "Cargo.toml"
     cmd = cargo.cargo_command(manifest, REFS_TARGET, release=True, extra=[])
@@ -340,7 +340,7 @@ def build_refs() -> ModuleType:
 
 def build_inline() -> ModuleType:
     """The inline-path cell."""
-    from ipy_rustasync.cells import compile_cell
+    from ipy_rustasync._pipeline.cells import compile_cell
 
     return compile_cell(INLINE_CELL, release=True).module
 
@@ -429,7 +429,7 @@ def main() -> None:
     began = time.perf_counter()
 
     os.environ.setdefault("IPY_RUSTASYNC_CACHE_DIR", str(CELL_CACHE))
-    from ipy_rustasync.cells import compile_cell
+    from ipy_rustasync._pipeline.cells import compile_cell
 
     progress("building the cell and the reference crate (release)")
     ours = compile_cell(CELL, release=True).module

@@ -255,7 +255,7 @@ def main() -> None:
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
-    from ipy_rustasync import config
+    from ipy_rustasync._settings import config
 
     settings = config.Settings.load()
     shell_config = Config()

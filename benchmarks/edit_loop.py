@@ -40,7 +40,7 @@ def in_new_process(source: str) -> tuple[float, float]:
         f"""
         import time
         t0 = time.perf_counter()
-        from ipy_rustasync.cells import compile_cell
+        from ipy_rustasync._pipeline.cells import compile_cell
         t1 = time.perf_counter()
         c = compile_cell({source!r})
         assert c.build.cached
@@ -62,7 +62,7 @@ def main() -> None:
     rows: list[tuple[str, str]] = []
     if args.cold:
         os.environ["IPY_RUSTASYNC_CACHE_DIR"] = tempfile.mkdtemp(prefix="ira-cold-")
-    from ipy_rustasync.cells import compile_cell
+    from ipy_rustasync._pipeline.cells import compile_cell
 
     t = time.perf_counter()
     first = compile_cell(CELL.format(tag="first"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def machine() -> str:
     """``Machine: x86_64, 2 cores, Python 3.11.7, rustc 1.95.0 (...).``"""
-    from ipy_rustasync import toolchain  # late: the benchmarks set the cache dir first
+    from ipy_rustasync._settings import toolchain  # late: the benchmarks set the cache dir first
 
     rustc = toolchain.rustc_version().splitlines()[0]
     return f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {rustc}."

@@ -163,7 +163,7 @@ def run(args: argparse.Namespace, caught: list[warnings.WarningMessage]) -> list
 
     os.environ.setdefault("IPY_RUSTASYNC_CACHE_DIR", str(CELL_CACHE))
     import ipy_rustasync
-    from ipy_rustasync.cells import compile_cell
+    from ipy_rustasync._pipeline.cells import compile_cell
 
     progress("building the cell (release)")
     rs = compile_cell(CELL, release=True).module

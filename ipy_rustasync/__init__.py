@@ -14,10 +14,10 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ipy_rustasync.cells import rust_module
-from ipy_rustasync.errors import RustCompileError, RustError, RustPanic
-from ipy_rustasync.loops import run
-from ipy_rustasync.version import __version__
+from ipy_rustasync._base.errors import RustAsyncUsageError, RustCompileError, RustError, RustPanic, ToolchainError
+from ipy_rustasync._base.version import __version__
+from ipy_rustasync._pipeline.cells import rust_module
+from ipy_rustasync._runtime.loops import run
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -26,9 +26,11 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "RustAsyncUsageError",
     "RustCompileError",
     "RustError",
     "RustPanic",
+    "ToolchainError",
     "__version__",
     "load_ipython_extension",
     "run",
@@ -41,9 +43,9 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Called by ``%load_ext ipy_rustasync``: registers the magics, the hint after a
     nested ``asyncio.run``, and, if their settings are on, nest-asyncio2 and a
     background build of the shared dependencies."""
-    from ipy_rustasync import loops
-    from ipy_rustasync.context import Context
-    from ipy_rustasync.magic import RustAsyncMagics
+    from ipy_rustasync._front.magic import RustAsyncMagics
+    from ipy_rustasync._runtime import loops
+    from ipy_rustasync._settings.context import Context
 
     magics = RustAsyncMagics(ipython)
     ipython.register_magics(magics)
@@ -51,14 +53,12 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
         ipython.events.register("post_run_cell", loops.asyncio_run_hint)
     settings = Context.load().settings
     if settings.nest:
-        from ipy_rustasync.errors import RustAsyncUsageError
-
         try:
             loops.nest()
         except RustAsyncUsageError as err:
             print(f"rust_async: the nest setting is on, but {err}", file=sys.stderr)
     if settings.warm_on_load:
-        from ipy_rustasync.cells import BackgroundWarm
+        from ipy_rustasync._pipeline.cells import BackgroundWarm
 
         magics.background_warm = BackgroundWarm()
     if "ipykernel" in type(ipython).__module__:
@@ -71,7 +71,8 @@ def _prefetch_toolchain() -> None:
     one, whose name includes that version) does not wait for it."""
     import threading
 
-    from ipy_rustasync import crate, toolchain
+    from ipy_rustasync._settings import toolchain
+    from ipy_rustasync._sources import crate
 
     def work() -> None:
         try:
@@ -85,7 +86,7 @@ def _prefetch_toolchain() -> None:
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Removes the event hooks; loaded modules stay loaded, bound names stay bound."""
-    from ipy_rustasync import loops
+    from ipy_rustasync._runtime import loops
 
     if loops.asyncio_run_hint in ipython.events.callbacks["post_run_cell"]:
         ipython.events.unregister("post_run_cell", loops.asyncio_run_hint)

@@ -102,7 +102,7 @@ def test_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
     os.environ.pop("IPY_RUSTASYNC_OFFLINE_CRATES", None)
     os.environ.pop("IPY_RUSTASYNC_RELEASE", None)
     CACHE_DIR.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "ipy_rustasync.cli", "warm"], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "ipy_rustasync._front.cli", "warm"], check=True, cwd=ROOT)
     yield
     os.environ.clear()
     os.environ.update(saved)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ipy_rustasync.diagnostics import Diagnostic, from_messages
+from ipy_rustasync._presentation.diagnostics import Diagnostic, from_messages
 
 DATA = Path(__file__).resolve().parent / "data" / "diagnostics"
 NAMES = sorted(path.stem for path in DATA.glob("*.rs"))

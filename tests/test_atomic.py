@@ -1,4 +1,4 @@
-"""The one atomic write (ipy_rustasync/atomic.py): whole files or none, a temporary
+"""The one atomic write (ipy_rustasync/_base/atomic.py): whole files or none, a temporary
 name no other writer shares, nothing left behind, a disk flush where asked."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ipy_rustasync import atomic, config
+from ipy_rustasync._base import atomic
+from ipy_rustasync._settings import config
 
 
 def test_write_replaces_the_whole_file_and_leaves_nothing_beside_it(tmp_path: Path) -> None:

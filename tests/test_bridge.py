@@ -382,7 +382,7 @@ def test_async_fn_returning_a_stream_is_refused_with_a_hint() -> None:
 
 
 def test_a_cells_own_exception_type(rs: ModuleType) -> None:
-    from ipy_rustasync import loader
+    from ipy_rustasync._pipeline import loader
 
     assert ("NotFound", "exception") in [(e.name, e.kind) for e in loader.exports(rs)]
     assert issubclass(rs.NotFound, KeyError)

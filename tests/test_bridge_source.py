@@ -105,7 +105,7 @@ def test_cell_modules_say_they_need_the_gil() -> None:
     included, default to claiming free-threading support)."""
     generators = {
         "the cell exporter": ROOT / "rust" / "macros" / "src" / "lib.rs",
-        "a multi-cell export": ROOT / "ipy_rustasync" / "cell_macro.py",
+        "a multi-cell export": ROOT / "ipy_rustasync" / "_sources" / "cell_macro.py",
     }
     for what, path in generators.items():
         # Attribute lines (or the string that writes one), not messages that name it,

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
     import asyncio, sys
-    from ipy_rustasync.cells import compile_cell
+    from ipy_rustasync._pipeline.cells import compile_cell
     class Lines(list):
         def expect(self, units): pass
         def line(self, text): self.append(text)
@@ -136,7 +136,7 @@ def test_two_processes_build_at_once() -> None:
 
 
 def test_cache_is_private(tmp_path: Path) -> None:
-    from ipy_rustasync.cache import Cache
+    from ipy_rustasync._settings.cache import Cache
 
     cache = Cache.open(Path(os.environ["IPY_RUSTASYNC_CACHE_DIR"]))
     assert cache.root.stat().st_mode & 0o077 == 0
@@ -177,8 +177,9 @@ def test_wheel_ships_the_rust_crates_and_builds_from_them(tmp_path: Path) -> Non
     out = run_python(
         """
         import asyncio, ipy_rustasync
-        from ipy_rustasync import crate, rust_module
-        from ipy_rustasync import kernelspec
+        from ipy_rustasync._sources import crate
+        from ipy_rustasync import rust_module
+        from ipy_rustasync._front import kernelspec
         print("RUST", crate.rust_dir())
         print("KERNEL", kernelspec.spec_dir())
         mod = rust_module("pub async fn from_wheel() -> String { String::from(\\"wheel ok\\") }")
@@ -195,7 +196,7 @@ def test_wheel_ships_the_rust_crates_and_builds_from_them(tmp_path: Path) -> Non
 
 
 def test_cli_cache_info_and_config(tmp_path: Path) -> None:
-    cli = [sys.executable, "-m", "ipy_rustasync.cli"]
+    cli = [sys.executable, "-m", "ipy_rustasync._front.cli"]
     info = subprocess.run([*cli, "cache", "info"], capture_output=True, text=True, check=True)
     assert "modules:" in info.stdout and "target:" in info.stdout
     cfg = {"IPY_RUSTASYNC_CONFIG": str(tmp_path / "c.toml")}
@@ -214,8 +215,10 @@ def test_maturin_and_our_cargo_share_the_dependency_build(tmp_path: Path) -> Non
     """Cells are built with ``cargo rustc`` in maturin's environment; maturin itself,
     run on a cell crate in the same target directory, must find everything fresh
     (a different environment would recompile PyO3 and everything above it)."""
-    from ipy_rustasync import cargo, crate, toolchain
-    from ipy_rustasync.context import Context
+    from ipy_rustasync._pipeline import cargo
+    from ipy_rustasync._settings import toolchain
+    from ipy_rustasync._settings.context import Context
+    from ipy_rustasync._sources import crate
 
     maturin = Path(sys.executable).parent / "maturin"
     if not maturin.exists():
@@ -277,7 +280,7 @@ def test_a_fresh_cache_remembers_the_compilers_answer_from_the_first_cell(tmp_pa
     out = run_python(
         """
         from ipy_rustasync import rust_module
-        from ipy_rustasync.build import BuildError
+        from ipy_rustasync._pipeline.build import BuildError
         try:
             rust_module("pub fn first() {}")
         except BuildError as err:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from ipy_rustasync import cargolock, crate, lockfile
-from ipy_rustasync.cargolock import REGISTRY, Lock, Package
-from ipy_rustasync.deps import Dep
-from ipy_rustasync.errors import RustAsyncUsageError
+from ipy_rustasync._base.errors import RustAsyncUsageError
+from ipy_rustasync._sources import cargolock, crate, lockfile
+from ipy_rustasync._sources.cargolock import REGISTRY, Lock, Package
+from ipy_rustasync._sources.deps import Dep
 
 
 def pkg(name: str, version: str, *dependencies: str) -> Package:

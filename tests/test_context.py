@@ -1,4 +1,4 @@
-"""One reading of the settings per call (ipy_rustasync/context.py), one place that
+"""One reading of the settings per call (ipy_rustasync/_settings/context.py), one place that
 knows the cache's layout (cache.py), one place that knows the exporter macro's names
 (cell_macro.py)."""
 
@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ipy_rustasync import cell_macro, cells, config, crate
-from ipy_rustasync.cache import Cache
-from ipy_rustasync.context import Context
-from ipy_rustasync.errors import RustAsyncUsageError
+from ipy_rustasync._base.errors import RustAsyncUsageError
+from ipy_rustasync._pipeline import cells
+from ipy_rustasync._settings import config
+from ipy_rustasync._settings.cache import Cache
+from ipy_rustasync._settings.context import Context
+from ipy_rustasync._sources import cell_macro, crate
 
 from .conftest import Shell
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from ipy_rustasync import crate, deps, fragment
-from ipy_rustasync.cells import cell_deps
-from ipy_rustasync.deps import Dep
-from ipy_rustasync.errors import RustAsyncUsageError
+from ipy_rustasync._base.errors import RustAsyncUsageError
+from ipy_rustasync._pipeline.cells import cell_deps
+from ipy_rustasync._sources import crate, deps, fragment
+from ipy_rustasync._sources.deps import Dep
 
 from .conftest import Shell, cell
 

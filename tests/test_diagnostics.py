@@ -16,8 +16,11 @@ from typing import Any
 
 import pytest
 
-from ipy_rustasync import RustCompileError, cells, crate, diagnostics, progress, rust_module
-from ipy_rustasync.diagnostics import Diagnostic, render
+from ipy_rustasync import RustCompileError, rust_module
+from ipy_rustasync._pipeline import cells
+from ipy_rustasync._presentation import diagnostics, progress
+from ipy_rustasync._presentation.diagnostics import Diagnostic, render
+from ipy_rustasync._sources import crate
 
 from . import diagnostics_recordings as recordings
 from .conftest import cell

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipy_rustasync.diagnostics import hints
+from ipy_rustasync._presentation.diagnostics import hints
 
 from .diagnostics_recordings import NAMES, diagnose, load
 

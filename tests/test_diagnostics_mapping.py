@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ipy_rustasync.diagnostics import Note, Span
-from ipy_rustasync.diagnostics.model import TO_LINE_END
+from ipy_rustasync._presentation.diagnostics import Note, Span
+from ipy_rustasync._presentation.diagnostics.model import TO_LINE_END
 
 from .diagnostics_recordings import GLUE, NAMES, diagnose, foreign_error, load
 
@@ -253,12 +253,12 @@ def _top_level_imports(module: str) -> set[str]:
 
 def test_mapping_and_hints_never_load_rendering() -> None:
     seen: set[str] = set()
-    todo = ["ipy_rustasync.diagnostics.mapping", "ipy_rustasync.diagnostics.hints"]
+    todo = ["ipy_rustasync._presentation.diagnostics.mapping", "ipy_rustasync._presentation.diagnostics.hints"]
     while todo:
         module = todo.pop()
-        if module in seen or not module.startswith("ipy_rustasync.diagnostics."):
+        if module in seen or not module.startswith("ipy_rustasync._presentation.diagnostics."):
             continue
         seen.add(module)
         todo.extend(_top_level_imports(module))
-    assert "ipy_rustasync.diagnostics.model" in seen  # the walk does follow imports
-    assert "ipy_rustasync.diagnostics.render" not in seen
+    assert "ipy_rustasync._presentation.diagnostics.model" in seen  # the walk does follow imports
+    assert "ipy_rustasync._presentation.diagnostics.render" not in seen

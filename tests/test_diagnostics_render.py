@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from ipy_rustasync.diagnostics import Diagnostic, dumps, loads, render, summary
+from ipy_rustasync._presentation.diagnostics import Diagnostic, dumps, loads, render, summary
 
 from .diagnostics_recordings import GLUE, NAMES, diagnose, foreign_error, load
 

@@ -17,9 +17,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ipy_rustasync import cargo, crate, toolchain
-from ipy_rustasync.errors import RustAsyncUsageError
-from ipy_rustasync.export import Source, export
+from ipy_rustasync._base.errors import RustAsyncUsageError
+from ipy_rustasync._pipeline import cargo
+from ipy_rustasync._pipeline.export import Source, export
+from ipy_rustasync._settings import toolchain
+from ipy_rustasync._sources import crate
 
 from .conftest import CACHE_DIR, ROOT, TEST_CACHE, Shell, cell
 
@@ -213,7 +215,7 @@ def test_a_notebooks_cells_export_as_one_module(tmp_path: Path) -> None:
     write_notebook(notebook)
     project = EXPORTS / "nbmod"
     out = subprocess.run(
-        [sys.executable, "-m", "ipy_rustasync.cli", "export", str(project), "--name", "nbmod", str(notebook)],
+        [sys.executable, "-m", "ipy_rustasync._front.cli", "export", str(project), "--name", "nbmod", str(notebook)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -254,7 +256,7 @@ def test_export_refuses_what_it_cannot_write(tmp_path: Path) -> None:
         export(tmp_path / "tokio", [Source("pub fn f() -> u8 { 1 }\n")])
     empty = tmp_path / "empty.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), empty)
-    cli = [sys.executable, "-m", "ipy_rustasync.cli", "export", str(tmp_path / "out")]
+    cli = [sys.executable, "-m", "ipy_rustasync._front.cli", "export", str(tmp_path / "out")]
     out = subprocess.run([*cli, str(empty)], capture_output=True, text=True, check=False)
     assert out.returncode == 2
     assert out.stderr.strip() == f"ipy-rustasync: the notebook {empty} has no %%rust_async cells"

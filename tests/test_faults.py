@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from ipy_rustasync import cells, crate
-from ipy_rustasync.cache import EXT_SUFFIX, Cache
+from ipy_rustasync._pipeline import cells
+from ipy_rustasync._settings.cache import EXT_SUFFIX, Cache
+from ipy_rustasync._sources import crate
 
 from .conftest import CACHE_DIR, ROOT
 from .helpers import run_python
@@ -33,7 +34,7 @@ def fresh_source(name: str = "fault") -> str:
 
 BUILD = """
     import sys
-    from ipy_rustasync.cells import compile_cell
+    from ipy_rustasync._pipeline.cells import compile_cell
     try:
         compile_cell(sys.argv[1] if len(sys.argv) > 1 else {source!r})
     except Exception as err:
@@ -84,7 +85,7 @@ def test_build_killed_halfway_leaves_nothing_loadable_and_rebuilds(tmp_path: Pat
         textwrap.dedent(
             """
             import sys
-            from ipy_rustasync.cells import compile_cell
+            from ipy_rustasync._pipeline.cells import compile_cell
             class Say:
                 def expect(self, units): pass
                 def message(self, message): pass
@@ -186,7 +187,7 @@ def test_a_module_swapped_in_under_another_cells_name_is_never_loaded() -> None:
     out = run_python(
         """
         import sys
-        from ipy_rustasync.cells import compile_cell
+        from ipy_rustasync._pipeline.cells import compile_cell
         mod = compile_cell(sys.argv[1]).module
         print(sorted(n for n in dir(mod) if not n.startswith("_")))
         """.replace("sys.argv[1]", repr(mine))

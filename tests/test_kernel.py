@@ -216,7 +216,10 @@ def test_nest_opt_in_applies_to_this_kernel_only(tmp_path: Path) -> None:
     finally:
         k.km.shutdown_kernel(now=True)
     subprocess.run(
-        [sys.executable, "-m", "ipy_rustasync.cli", "config", "nest", "true"], env=env, check=True, capture_output=True
+        [sys.executable, "-m", "ipy_rustasync._front.cli", "config", "nest", "true"],
+        env=env,
+        check=True,
+        capture_output=True,
     )
     k = Kernel(env, load_ext=True)
     try:
@@ -264,8 +267,8 @@ def test_nest_refuses_a_loop_it_cannot_patch_and_leaves_others_working(tmp_path:
     every uvloop run failed after it)."""
     code = """
 import asyncio, sys, uvloop
-from ipy_rustasync import loops
-from ipy_rustasync.errors import RustAsyncUsageError
+from ipy_rustasync._runtime import loops
+from ipy_rustasync._base.errors import RustAsyncUsageError
 
 async def refuse():
     try:
@@ -342,7 +345,7 @@ def test_kernelspec_installs_and_starts_with_the_extension_loaded(tmp_path: Path
     from jupyter_client.kernelspec import KernelSpecManager
 
     out = subprocess.run(
-        [sys.executable, "-m", "ipy_rustasync.cli", "kernel", "install", "--prefix", str(tmp_path)],
+        [sys.executable, "-m", "ipy_rustasync._front.cli", "kernel", "install", "--prefix", str(tmp_path)],
         capture_output=True,
         text=True,
         check=True,

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import ipy_rustasync
 import ipy_rustasync.built
-from ipy_rustasync import loader
+from ipy_rustasync._pipeline import loader
 
 from .helpers import run_python
 
@@ -47,16 +48,20 @@ def copy_of_package(tmp_path: Path) -> Path:
     [
         # crate.py importing the package's front again: the circle issue 15 removed
         # (crate read ``__version__`` from the package's ``__init__``).
-        ("crate", "magic"),
+        ("_sources.crate", "_front.magic"),
         # versions.py, of the pure lock-file and version logic, importing what runs cargo.
-        ("versions", "toolchain"),
+        ("_sources.versions", "_settings.toolchain"),
+        # inside one layer: a build step importing the pipeline that drives it.
+        ("_pipeline.build", "_pipeline.cells"),
     ],
-    ids=["a-circle-brought-back", "impure-lock-logic"],
+    ids=["a-circle-brought-back", "impure-lock-logic", "upward-inside-a-layer"],
 )
 def test_an_import_the_contracts_forbid_breaks_them(tmp_path: Path, module: str, imported: str) -> None:
     package = copy_of_package(tmp_path)
-    source = package / f"{module}.py"
-    source.write_text(source.read_text(encoding="utf-8") + f"\nfrom ipy_rustasync import {imported}  # noqa: E402\n")
+    source = package.joinpath(*module.split(".")).with_suffix(".py")
+    parent, name = imported.rsplit(".", 1)
+    line = f"\nfrom ipy_rustasync.{parent} import {name}  # noqa: E402\n"
+    source.write_text(source.read_text(encoding="utf-8") + line)
     out = lint(tmp_path)
     assert out.returncode != 0, out.stdout
     assert f"ipy_rustasync.{module} -> ipy_rustasync.{imported}" in out.stdout, out.stdout
@@ -74,17 +79,40 @@ def test_the_architecture_page_names_every_module() -> None:
     (added since), or one it names that is gone, means the page is out of date."""
     page = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
     package = ROOT / "ipy_rustasync"
-    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
-    modules |= {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    modules = {p.stem for p in package.rglob("*.py") if p.stem != "__init__" and "_rust" not in p.parts}
+    modules |= {p.parent.name for p in package.rglob("__init__.py") if p.parent != package}
     named = set(re.findall(r"`([a-z_]+)(?:/|\.py)?`", page))
     assert sorted(modules - named) == [], "modules ARCHITECTURE.md does not name"
-    in_layers = {m.strip() for line in layer_lines() for m in line.split(":")}
-    assert in_layers == modules, "the layers contract and the package's modules differ"
+
+
+def test_every_layer_is_a_private_subpackage_in_the_contract() -> None:
+    """The tree shows the layers: the package's top level holds its public face
+    (``__init__``), ``built`` (a name pickles store) and one private subpackage per
+    layer, each in the layers contract, so a module cannot sit outside every layer."""
+    package = ROOT / "ipy_rustasync"
+    top = {p.name for p in package.iterdir() if p.name not in {"__pycache__", "py.typed", "_rust", "_kernel_ext"}}
+    layers = {m.strip() for line in layer_lines() for m in line.split(":")}
+    assert top - {"__init__.py"} == layers
+    assert all(name.startswith("_") for name in layers - {"built"})
+
+
+def test_what_is_public_is_what_the_readme_documents() -> None:
+    """``ipy_rustasync.__all__`` is the public API: the README names each entry, and the
+    exceptions say ``ipy_rustasync.<Name>`` in tracebacks, not their private module."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in ipy_rustasync.__all__ if name not in readme]
+    assert missing == [], "public names the README does not document"
+    for name in ipy_rustasync.__all__:
+        obj = getattr(ipy_rustasync, name)
+        if isinstance(obj, type):
+            assert obj.__module__ == "ipy_rustasync", name
 
 
 def layer_lines() -> list[str]:
-    """The layers of the contract in pyproject.toml, top to bottom."""
+    """The layers of the top-level contract in pyproject.toml (its container is the
+    package itself), top to bottom."""
     with (ROOT / "pyproject.toml").open("rb") as fh:
         config = tomllib.load(fh)
-    (layers,) = [c["layers"] for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers"]
+    contracts = config["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in contracts if c["type"] == "layers" and c["containers"] == ["ipy_rustasync"]]
     return list(layers)

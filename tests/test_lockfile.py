@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ipy_rustasync import cargolock, lockfile, toolchain
-from ipy_rustasync.cargolock import REGISTRY, Lock, Package
-from ipy_rustasync.context import Context
-from ipy_rustasync.deps import Dep
-from ipy_rustasync.errors import RustAsyncUsageError
+from ipy_rustasync._base.errors import RustAsyncUsageError
+from ipy_rustasync._settings import toolchain
+from ipy_rustasync._settings.context import Context
+from ipy_rustasync._sources import cargolock, lockfile
+from ipy_rustasync._sources.cargolock import REGISTRY, Lock, Package
+from ipy_rustasync._sources.deps import Dep
 
 from .conftest import CACHE_DIR, TEST_CACHE, Shell
 from .helpers import run_python
@@ -235,15 +236,25 @@ def test_vendor_takes_a_notebooks_pins_for_the_offline_build(tmp_path: Path) -> 
     # The directory tests/test_offline.py vendors into (its fixture vendors it afresh),
     # so both share one offline dependency build.
     directory = TEST_CACHE / "vendor"
-    cli = [sys.executable, "-m", "ipy_rustasync.cli", "vendor", str(directory), "--dep", "itoa@1", "--lock", str(pins)]
+    cli = [
+        sys.executable,
+        "-m",
+        "ipy_rustasync._front.cli",
+        "vendor",
+        str(directory),
+        "--dep",
+        "itoa@1",
+        "--lock",
+        str(pins),
+    ]
     out = subprocess.run(cli, capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stderr
     assert [m.read_text().count('version = "1.0.15"') for m in directory.glob("itoa*/Cargo.toml")] == [1]
     code = textwrap.dedent(
         f"""
         import sys
-        from ipy_rustasync.cells import compile_cell
-        from ipy_rustasync.errors import RustAsyncUsageError
+        from ipy_rustasync._pipeline.cells import compile_cell
+        from ipy_rustasync._base.errors import RustAsyncUsageError
         try:
             c = compile_cell(sys.argv[1], deps=["itoa@1"], lock={str(pins)!r})
         except RustAsyncUsageError as err:

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from ipy_rustasync.logs import Phase
+from ipy_rustasync._base.logs import Phase
 
 from .conftest import Shell
 from .helpers import run_python
@@ -29,7 +29,9 @@ def test_a_real_build_records_its_steps_at_debug(shell: Shell, caplog: pytest.Lo
     phases = {r.phase: r for r in records if hasattr(r, "phase")}
     assert {"hash", "cargo", "install", "load", "bind"} <= set(phases)
     assert all(r.levelno == logging.DEBUG and r.seconds >= 0 and r.cell_module == module for r in phases.values())
-    assert phases["cargo"].name == "ipy_rustasync.build" and phases["bind"].name == "ipy_rustasync.magic"
+    assert (
+        phases["cargo"].name == "ipy_rustasync._pipeline.build" and phases["bind"].name == "ipy_rustasync._front.magic"
+    )
 
     caplog.clear()
     shell.rust(source)
@@ -76,5 +78,5 @@ def test_nothing_is_emitted_at_the_default_level_and_the_recipe_turns_it_on() ->
     quiet, _, debug = out.stderr.partition("QUIET\n")
     assert quiet == ""
     assert out.stdout == ""
-    assert "DEBUG:ipy_rustasync.build:ira_" in debug and ": cache hit, " in debug, debug
-    assert "DEBUG:ipy_rustasync.cells:ira_" in debug and ": load done in " in debug, debug
+    assert "DEBUG:ipy_rustasync._pipeline.build:ira_" in debug and ": cache hit, " in debug, debug
+    assert "DEBUG:ipy_rustasync._pipeline.cells:ira_" in debug and ": load done in " in debug, debug

@@ -16,8 +16,8 @@ from .helpers import run_python
 
 CELL = """
 import asyncio, sys
-from ipy_rustasync.cells import compile_cell
-from ipy_rustasync.errors import RustAsyncUsageError
+from ipy_rustasync._pipeline.cells import compile_cell
+from ipy_rustasync._base.errors import RustAsyncUsageError
 try:
     compiled = compile_cell(sys.argv[1], deps=sys.argv[2:])
 except RustAsyncUsageError as err:
@@ -36,7 +36,7 @@ def vendored() -> Path:
     # target directory) stays warm between test runs on one machine.
     directory = TEST_CACHE / "vendor"
     out = subprocess.run(
-        [sys.executable, "-m", "ipy_rustasync.cli", "vendor", str(directory), "--dep", "itoa@1"],
+        [sys.executable, "-m", "ipy_rustasync._front.cli", "vendor", str(directory), "--dep", "itoa@1"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -112,7 +112,7 @@ def test_a_tampered_vendored_crate_is_refused(vendored: Path, tmp_path: Path) ->
 
 
 def test_line_magic_remembers_the_offline_setting(shell: Shell, vendored: Path, tmp_path: Path) -> None:
-    from ipy_rustasync import config
+    from ipy_rustasync._settings import config
 
     ip = shell.ip
     saved = os.environ.get("IPY_RUSTASYNC_CONFIG")

@@ -1,4 +1,4 @@
-"""The logic of every platform difference (ipy_rustasync/platforms.py), for each
+"""The logic of every platform difference (ipy_rustasync/_settings/platforms.py), for each
 platform, run here on Linux: only Linux runs the whole suite (README, "Platforms")."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ipy_rustasync import cache, cargo, config, platforms
+from ipy_rustasync._pipeline import cargo
+from ipy_rustasync._settings import cache, config, platforms
 
 
 def test_permission_checks_only_where_posix_permissions_exist() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipy_rustasync import versions
+from ipy_rustasync._sources import versions
 
 CARGO_SAYS = [
     ("1.0.19", "1", True),

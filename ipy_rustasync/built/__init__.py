@@ -29,7 +29,7 @@ class _Loader(importlib.machinery.ExtensionFileLoader):
 
     def exec_module(self, module: ModuleType) -> None:
         super().exec_module(module)
-        from ipy_rustasync import loader
+        from ipy_rustasync._pipeline import loader
 
         loader.register(module)
 
@@ -41,7 +41,7 @@ class _Finder(importlib.abc.MetaPathFinder):
         package, _, name = fullname.rpartition(".")
         if package != __name__ or not MODULE_NAME.fullmatch(name):
             return None
-        from ipy_rustasync.context import Context
+        from ipy_rustasync._settings.context import Context
 
         cache = Context.load().cache
         found = cache.trusted_module(name)

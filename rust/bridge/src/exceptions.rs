@@ -1,6 +1,6 @@
 //! The Python exception classes the bridge raises, shared by every cell.
 //!
-//! They live in the Python package (`ipy_rustasync.errors`), not in this crate:
+//! They live in the Python package (`ipy_rustasync._base.errors`, imported here by their public names `ipy_rustasync.RustError`/`RustPanic`), not in this crate:
 //! each cell is its own extension module, and a class created per cell would make
 //! `except ipy_rustasync.RustPanic` miss every cell but one.
 
@@ -19,7 +19,7 @@ fn class<'py>(
     cell: &'static PyOnceLock<Py<PyType>>,
     name: &str,
 ) -> PyResult<&'py Bound<'py, PyType>> {
-    cell.import(py, "ipy_rustasync.errors", name)
+    cell.import(py, "ipy_rustasync", name)
 }
 
 /// Builds `cls(message)` and sets the given extra attributes on it.

@@ -75,7 +75,10 @@ def scrub(value: Any, paths: list[tuple[str, str]]) -> Any:
 
 def record(name: str, out_dir: Path = HERE) -> Path:
     """Builds ``NAME.rs`` (from here) and writes ``NAME.json`` into ``out_dir``."""
-    from ipy_rustasync import cells, crate, errors, toolchain
+    from ipy_rustasync._base import errors
+    from ipy_rustasync._pipeline import cells
+    from ipy_rustasync._settings import toolchain
+    from ipy_rustasync._sources import crate
 
     source = (HERE / f"{name}.rs").read_text(encoding="utf-8")
     recorder = Recorder()

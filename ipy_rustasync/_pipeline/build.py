@@ -1,0 +1,169 @@
+"""Building a cell: crate -> ``cargo rustc`` -> extension module in the cache.
+
+A built module is looked up by its content hash first, so an unchanged cell never
+starts cargo. Builds hold one file lock (``filelock``, with a timeout and a message
+naming the holder) because every cell shares one cargo target directory; the module
+is written under a temporary name and renamed, so a build killed halfway never
+leaves a file that could be loaded.
+
+Cargo is driven the way maturin drives it (the same ``cargo rustc --lib`` with the
+same PyO3 environment: ``maturin_env``), so a maturin build of a cell crate and ours
+share every artifact. We skip maturin itself on the hot path because it spends
+0.4-0.6 s per build (two ``cargo metadata`` runs, three interpreter queries, a wheel)
+before and after a 0.5 s cell compile, and because we want cargo's JSON messages,
+which maturin consumes. ``tests/test_build.py`` checks the equivalence.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import filelock
+
+from ipy_rustasync._base.errors import RustAsyncUsageError, RustCompileError
+from ipy_rustasync._base.logs import Phase
+from ipy_rustasync._pipeline import cargo
+from ipy_rustasync._pipeline.cargo import cargo_command
+from ipy_rustasync._presentation import diagnostics
+from ipy_rustasync._settings import toolchain
+from ipy_rustasync._settings.cache import Cache
+from ipy_rustasync._settings.context import Context
+from ipy_rustasync._sources import crate, registry
+
+log = logging.getLogger(__name__)
+
+#: What the OS says when a write fails for lack of room (ENOSPC, EDQUOT, EFBIG, and
+#: SIGXFSZ: the file size limit, which kills the writing compiler).
+_DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|File too large|signal: 25\b|SIGXFSZ")
+
+#: How long a build waits for another kernel's build before giving up.
+LOCK_TIMEOUT = float(os.environ.get("IPY_RUSTASYNC_LOCK_TIMEOUT", "900"))
+
+
+@dataclass
+class BuildResult:
+    module: str
+    path: Path
+    cached: bool
+    seconds: float
+    warnings: list[diagnostics.Diagnostic] = field(default_factory=list)
+
+
+class BuildError(RustAsyncUsageError):
+    """The build failed for a reason other than the cell's code."""
+
+
+def build(
+    spec: crate.CellSpec,
+    context: Context,
+    *,
+    force: bool = False,
+    watcher: cargo.Watcher | None = None,
+) -> BuildResult:
+    """Returns the module for ``spec``, building it unless it is cached."""
+    start = time.perf_counter()
+    cache = context.cache
+    if not force and (path := cache.trusted_module(spec.module)):
+        log.debug("%s: cache hit, %s", spec.module, path)
+        return _cached(spec, cache, path, start)
+    log.debug("%s: %s", spec.module, "rebuild forced (--force)" if force else "cache miss, building")
+    toolchain.check()
+    lock = filelock.FileLock(str(cache.lock), timeout=LOCK_TIMEOUT)
+    waiting = time.perf_counter()
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        owner = cache.lock_owner
+        holder = owner.read_text(encoding="utf-8").strip() if owner.exists() else "another process"
+        raise BuildError(
+            f"gave up after {LOCK_TIMEOUT:.0f} s waiting for the build lock {cache.lock}, held by {holder}; "
+            "wait for that build or stop it"
+        ) from None
+    log.debug("%s: build lock held after %.3f s", spec.module, time.perf_counter() - waiting)
+    try:
+        cache.lock_owner.write_text(f"pid {os.getpid()} ({sys.argv[0] or sys.executable})\n", encoding="utf-8")
+        if not force and (path := cache.trusted_module(spec.module)):
+            log.debug("%s: cache hit after waiting (another process built it), %s", spec.module, path)
+            return _cached(spec, cache, path, start)
+        root = crate.write(spec, cache.crates)
+        found = _run_cargo(spec, context, root, watcher)
+        path = cache.module_path(spec.module)
+        warnings = [d for d in found if d.level == "warning"]
+        cache.save_warnings(spec.module, diagnostics.dumps(warnings))
+        return BuildResult(spec.module, path, cached=False, seconds=time.perf_counter() - start, warnings=warnings)
+    finally:
+        cache.lock_owner.unlink(missing_ok=True)
+        lock.release()
+
+
+def _cached(spec: crate.CellSpec, cache: Cache, path: Path, start: float) -> BuildResult:
+    """A cache hit, with the warnings its build printed (a re-run shows them again)."""
+    saved = cache.load_warnings(spec.module)
+    warnings = diagnostics.loads(saved, spec.source) if saved else []
+    return BuildResult(spec.module, path, cached=True, seconds=time.perf_counter() - start, warnings=warnings)
+
+
+def _run_cargo(
+    spec: crate.CellSpec, context: Context, root: Path, watcher: cargo.Watcher | None
+) -> list[diagnostics.Diagnostic]:
+    """Compiles the crate and moves its cdylib into the cache; returns the diagnostics."""
+    offline = context.settings.offline_crates
+    target = context.target
+    cmd = cargo_command(root / "Cargo.toml", target, release=spec.release, extra=registry.configure(root, offline))
+    # Cells with the same dependencies build the same units; remembered per set.
+    units_key = f"{'release' if spec.release else 'dev'} {' '.join(str(d) for d in sorted(set(spec.deps)))}".strip()
+    memo = context.cache.units_memo(target)
+    if watcher is not None:
+        watcher.expect(cargo.expected_units(memo, units_key, root / "Cargo.lock"))
+    log.debug("%s: running %s (in %s)", spec.module, shlex.join(cmd), root)
+    with Phase(log, "cargo", spec.module):
+        outcome = cargo.run(cmd, root, watcher)
+    log.debug("%s: cargo %s, %d units", spec.module, "succeeded" if outcome.ok else "failed", outcome.artifacts())
+    found = diagnostics.from_messages(outcome.compiler_messages(), spec.source, spec.module)
+    artifact = outcome.cdylib(spec.module)
+    if not outcome.ok or artifact is None:
+        raise _failure(spec, context, outcome, found)
+    cargo.remember_units(memo, units_key, outcome.artifacts())
+    with Phase(log, "install", spec.module):
+        context.cache.install(artifact, spec.module)
+    return found
+
+
+def _failure(
+    spec: crate.CellSpec, context: Context, outcome: cargo.Outcome, found: list[diagnostics.Diagnostic]
+) -> Exception:
+    offline = context.settings.offline_crates
+    said = outcome.text + "\n".join(str(m.get("message", {}).get("rendered")) for m in outcome.compiler_messages())
+    if full := _DISK_FULL.search(said):
+        return BuildError(
+            f"the build could not write its files ({_why(full[0])}): free some disk space, or move the cache "
+            f"({context.cache.root}) with IPY_RUSTASYNC_CACHE_DIR; "
+            "`ipy-rustasync cache clear --all` removes the shared build"
+        )
+    errors = [d for d in found if d.level == "error"]
+    if not errors:
+        sentence = registry.explain_resolution_failure(outcome.text, offline, spec.deps)
+        if sentence:
+            return BuildError(sentence)
+        tail = "\n".join(outcome.text.strip().splitlines()[-20:])
+        return BuildError(f"the build failed without a compiler message; cargo said:\n{tail}")
+    first = errors[0]
+    where = f" (cell line {first.line})" if first.line else ""
+    headline = f"the cell did not compile: {diagnostics.summary(found)}; first: {first.message}{where}"
+    return RustCompileError(
+        headline,
+        found,
+        texts=[diagnostics.render.text(d) for d in found],
+        htmls=[diagnostics.render.html(d) for d in found],
+    )
+
+
+def _why(said: str) -> str:
+    return "the file size limit, `ulimit -f`, was exceeded" if "25" in said or "SIGXFSZ" in said else said

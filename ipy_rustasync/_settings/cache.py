@@ -1,0 +1,197 @@
+"""The per-user cache: its layout, and the checks that make it safe to load code from.
+
+<cache>/crates/<module>/   generated crates (content-addressed)
+<cache>/crates/<module>/Cargo.lock     what the cell's build resolved (lock files, export)
+<cache>/target/            the one cargo target directory every cell shares
+<cache>/target-offline-<tag>/          the same for a vendored crate directory
+<cache>/target*/ipy-rustasync-units.json  how many units each dependency set builds (progress)
+<cache>/modules/<module><EXT_SUFFIX>   built extension modules, by content hash
+<cache>/modules/<module>.sha256         the module's checksum, checked before loading
+<cache>/modules/<module>.warnings.json  the warnings its build printed, shown again on re-runs
+<cache>/build.lock         held while a build writes crates/, target/, modules/
+<cache>/build.lock.owner   who holds it (pid and program), named when a build gives up waiting
+<cache>/rustc-vV.json      ``rustc -vV`` remembered with the compiler's fingerprint (named by toolchain.py)
+<cache>/resolve-*/         lockfile.resolve's scratch crates, removed when it is done (named there)
+
+This class is the one place that knows these names: other modules ask it for paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import sysconfig
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from ipy_rustasync._base import atomic
+from ipy_rustasync._base.errors import RustAsyncUsageError
+from ipy_rustasync._settings import platforms
+from ipy_rustasync._settings.config import private_dir
+
+EXT_SUFFIX: str = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+
+
+@dataclass(frozen=True)
+class Cache:
+    root: Path
+
+    @classmethod
+    def open(cls, root: Path) -> Cache:
+        """Creates the cache (mode 0700) and checks it is this user's alone."""
+        try:
+            private_dir(root)
+        except OSError as err:
+            raise RustAsyncUsageError(
+                f"cannot use {root} as the cache directory ({err.strerror or err}); "
+                "set IPY_RUSTASYNC_CACHE_DIR to a writable directory"
+            ) from None
+        return cls(root)
+
+    @property
+    def crates(self) -> Path:
+        return self.root / "crates"
+
+    def crate_dir(self, module: str) -> Path:
+        """The generated crate of ``module`` (crate.write puts it at ``crates/<module>``)."""
+        return self.crates / module
+
+    def crate_lock(self, module: str) -> Path:
+        """The Cargo.lock the build of ``module`` resolved."""
+        return self.crate_dir(module) / "Cargo.lock"
+
+    @property
+    def target(self) -> Path:
+        return self.root / "target"
+
+    def target_for(self, offline: Path | None) -> Path:
+        """The shared target directory for one crate source. Vendored crates sit at
+        other paths than cargo's registry copies, so mixing the two in one target
+        directory would make each build recompile every dependency for the other."""
+        if offline is None:
+            return self.target
+        tag = hashlib.sha256(str(offline).encode()).hexdigest()[:12]
+        return self.root / f"target-offline-{tag}"
+
+    @property
+    def modules(self) -> Path:
+        return self.root / "modules"
+
+    def units_memo(self, target: Path) -> Path:
+        """Where a target directory remembers its builds' unit counts (cargo.py)."""
+        return target / "ipy-rustasync-units.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "build.lock"
+
+    @property
+    def lock_owner(self) -> Path:
+        return self.root / "build.lock.owner"
+
+    def module_path(self, module: str) -> Path:
+        return self.modules / f"{module}{EXT_SUFFIX}"
+
+    def checksum_path(self, module: str) -> Path:
+        return self.modules / f"{module}.sha256"
+
+    def warnings_path(self, module: str) -> Path:
+        return self.modules / f"{module}.warnings.json"
+
+    def save_warnings(self, module: str, text: str) -> None:
+        """Keeps the build's warnings beside the module (best effort: they are
+        informational, so a failed write only means a re-run shows none)."""
+        with contextlib.suppress(OSError):
+            atomic.write(self.warnings_path(module), text)
+
+    def load_warnings(self, module: str) -> str | None:
+        try:
+            return self.warnings_path(module).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def install(self, artifact: Path, module: str) -> Path:
+        """Copies a built library into the cache with its checksum. Written under
+        temporary names and renamed, so a reader sees the old files or the whole new
+        ones, never a partial module (a build killed halfway leaves only a temp file)."""
+        dest = self.module_path(module)
+        try:
+            self.modules.mkdir(mode=0o700, exist_ok=True)
+            # The checksum first: a module renamed into place always has its checksum.
+            with atomic.replacing(dest) as tmp:
+                shutil.copyfile(artifact, tmp)
+                os.chmod(tmp, 0o700)
+                atomic.write(self.checksum_path(module), f"{_sha256(tmp)} {tmp.stat().st_size}\n")
+        except OSError as err:
+            raise RustAsyncUsageError(
+                f"could not write the built module to {self.modules} ({err.strerror or err}); "
+                "free some disk space or set IPY_RUSTASYNC_CACHE_DIR to another directory"
+            ) from None
+        return dest
+
+    def trusted_module(self, module: str) -> Path | None:
+        """The cached module file if it exists, only this user could have written it,
+        and it is byte for byte what the build wrote (a truncated or damaged file is
+        removed, with a warning, so the caller rebuilds it)."""
+        path = self.module_path(module)
+        try:
+            info = path.lstat()
+            dir_info = self.modules.stat()
+        except OSError:  # not there (or ``modules`` is not a directory: the build says so)
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if platforms.posix_permissions() and not (_own_and_private(info) and _own_and_private(dir_info)):
+            return None
+        try:
+            digest, size = self.checksum_path(module).read_text(encoding="utf-8").split()
+            intact = int(size) == info.st_size and _sha256(path) == digest
+        except (OSError, ValueError):
+            intact = False
+        if not intact:
+            warnings.warn(
+                f"the cached module {path.name} does not match its checksum (damaged or truncated); rebuilding it",
+                stacklevel=2,
+            )
+            path.unlink(missing_ok=True)
+            self.checksum_path(module).unlink(missing_ok=True)
+            return None
+        return path
+
+    def info(self) -> dict[str, object]:
+        def size(path: Path) -> int:
+            if not path.exists():
+                return 0
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+        modules = sorted(self.modules.glob(f"ira_*{EXT_SUFFIX}")) if self.modules.exists() else []
+        return {
+            "root": str(self.root),
+            "modules": len(modules),
+            "modules_bytes": size(self.modules),
+            "crates_bytes": size(self.crates),
+            "target_bytes": sum(size(p) for p in self.root.glob("target*")),
+        }
+
+    def clear(self, *, keep_target: bool = False) -> None:
+        """Removes built modules and crates (and the shared target unless ``keep_target``)."""
+        targets = () if keep_target else tuple(self.root.glob("target*"))
+        for path in (self.modules, self.crates, *targets):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _own_and_private(info: os.stat_result) -> bool:
+    """This user's, and not writable by group or others (POSIX only: see platforms)."""
+    return info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,153 @@
+"""Finding cargo and rustc, and saying what to install when one is missing.
+
+Checked lazily (at the first build, or by ``ipy-rustasync doctor``) rather than at
+``%load_ext`` so that loading the extension stays instant; every failure is one
+``ToolchainError`` sentence naming what to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ipy_rustasync._base import atomic
+from ipy_rustasync._base.errors import ToolchainError
+
+RUSTUP_HINT = (
+    "install a Rust toolchain with rustup (https://rustup.rs) or your package manager, then restart the kernel"
+)
+
+
+def _which(name: str, env_var: str) -> str:
+    override = os.environ.get(env_var)
+    if override:
+        return override
+    found = shutil.which(name)
+    if found:
+        return found
+    # rustup's default location, for kernels started without ~/.cargo/bin on PATH
+    # (a desktop launcher, a service).
+    home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
+    candidate = home / "bin" / name
+    if candidate.exists():
+        return str(candidate)
+    raise ToolchainError(f"`{name}` was not found on PATH; {RUSTUP_HINT}")
+
+
+def cargo() -> str:
+    """Path of the cargo that builds cells (``CARGO`` overrides)."""
+    return _which("cargo", "CARGO")
+
+
+@functools.cache
+def rustc_version() -> str:
+    """``rustc -vV``: part of every cell's build hash (another compiler, another module).
+
+    Running it costs ~25 ms (most of a cached cell's load after a restart), so the
+    answer is remembered in the cache next to a fingerprint of every file that could
+    change it (``_fingerprint``) and reused while that is unchanged. Memoized per
+    process too: a toolchain switched under a running kernel counts after a restart."""
+    rustc = _which("rustc", "RUSTC")
+    memo = _memo_file()
+    key = _fingerprint(rustc)
+    if memo is not None and key is not None:
+        try:
+            saved = json.loads(memo.read_text(encoding="utf-8"))
+            if saved.get("fingerprint") == key and isinstance(saved.get("version"), str):
+                return str(saved["version"])
+        except (OSError, ValueError, AttributeError):
+            pass
+    # Asked from the cache directory, where builds run: a rust-toolchain.toml next to
+    # the notebook must not make the hash name a compiler the build does not use.
+    cwd = memo.parent if memo is not None and memo.parent.is_dir() else None
+    version = _ask_rustc(rustc, cwd)
+    if memo is not None and key is not None and memo.parent.is_dir():
+        with contextlib.suppress(OSError):  # a memo only: asked again next time
+            atomic.write(memo, json.dumps({"fingerprint": key, "version": version}))
+    return version
+
+
+def _ask_rustc(rustc: str, cwd: Path | None) -> str:
+    try:
+        out = subprocess.run([rustc, "-vV"], capture_output=True, text=True, timeout=60, check=False, cwd=cwd)
+    except OSError as err:
+        raise ToolchainError(f"could not run `{rustc}` ({err}); {RUSTUP_HINT}") from None
+    if out.returncode != 0:
+        first = (out.stderr.strip().splitlines() or ["no output"])[0]
+        raise ToolchainError(f"`rustc -vV` failed ({first}); {RUSTUP_HINT}")
+    return out.stdout.strip()
+
+
+def _memo_file() -> Path | None:
+    from ipy_rustasync._settings.config import Settings  # late: config is not needed to find tools
+
+    try:
+        return Settings.load().cache_dir / "rustc-vV.json"
+    except Exception:  # noqa: BLE001 - a bad config is reported by the build itself
+        return None
+
+
+def _fingerprint(rustc: str) -> str | None:
+    """Changes whenever ``rustc -vV`` could answer differently: the rustc on PATH and,
+    behind a rustup proxy, rustup's settings (``rustup default``) and every installed
+    toolchain's compiler (``rustup update`` replaces it). None if any is unreadable."""
+    paths = [Path(rustc)]
+    if Path(rustc).resolve().name.startswith("rustup"):
+        home = Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
+        paths += [home / "settings.toml", *sorted(home.glob("toolchains/*/bin/rustc"))]
+    parts = [f"{name}={os.environ.get(name, '')}" for name in ("RUSTC", "RUSTUP_TOOLCHAIN", "RUSTUP_HOME", "PATH")]
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        parts.append(f"{path}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+MIN_RUSTC = (1, 85)  # tokio 1.54 and PyO3 0.30 both need 1.85
+
+
+def check() -> str:
+    """Everything a build needs, or a ToolchainError; returns the rustc release line."""
+    cargo()
+    version = rustc_version()
+    release = next((line.split(":", 1)[1].strip() for line in version.splitlines() if line.startswith("release:")), "")
+    try:
+        major, minor = (int(part) for part in release.split(".")[:2])
+    except ValueError:
+        raise ToolchainError(f"could not read the rustc version from {version.splitlines()[0]!r}") from None
+    if (major, minor) < MIN_RUSTC:
+        need = ".".join(map(str, MIN_RUSTC))
+        raise ToolchainError(
+            f"rustc {release} is too old (the pinned tokio and PyO3 need {need} or newer); run `rustup update`"
+        )
+    return release
+
+
+@functools.cache
+def interpreter() -> str:
+    """This Python, spelled the same however it was started.
+
+    ``.venv/bin/python`` and ``.venv/bin/python3`` are one interpreter, but PyO3's build
+    script reruns (and recompiles PyO3 and everything above it) when PYO3_PYTHON's
+    spelling changes, and Jupyter launches kernels by whichever name its own script's
+    shebang used. So: the environment's ``bin/python`` if it is this interpreter, else
+    the resolved executable."""
+    exe = Path(sys.executable)
+    bindir = "Scripts" if os.name == "nt" else "bin"
+    for name in ("python", "python3"):
+        candidate = Path(sys.prefix) / bindir / name
+        try:
+            if candidate.exists() and os.path.samefile(candidate, exe):
+                return str(candidate)
+        except OSError:
+            continue
+    return str(exe.resolve())
