@@ -28,14 +28,14 @@ use pyo3::exceptions::{PyAttributeError, PyRuntimeError, PyTypeError, PyValueErr
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::call::Call;
+use crate::call::{Body, Call, Started};
 use crate::cancel::CancelToken;
 use crate::capi::{chained, next_result, SendResult, SendSlot};
 use crate::convert::{settle, Output};
 use crate::exceptions::thrown;
 use crate::future::RustFuture;
 use crate::running_loop::running_loop;
-use crate::spawn::{poll_first, runtime_warning};
+use crate::spawn::{poll_first, runtime_warning, BoxFuture};
 use crate::sync::lock;
 
 const REUSED: &str = "cannot reuse already awaited coroutine";
@@ -94,7 +94,41 @@ where
             name,
             state: Mutex::new(State::Fresh(Call {
                 name,
-                future: Box::pin(future),
+                body: Body::Ready(Box::pin(future)),
+                inline,
+                cancel_token: token,
+                with_caller,
+            })),
+            fresh: AtomicBool::new(true),
+            task_done: AtomicBool::new(false),
+        },
+    )
+}
+
+/// A coroutine for an async `#[pymethods]` method: `make` runs when the call starts
+/// (on the thread that starts it, attached), borrows the object and makes the
+/// future, so that the borrow lasts from the first step to the end of the call, as
+/// for PyO3's own async methods, not from the moment the coroutine is created.
+pub fn new_deferred_coroutine<F, M>(
+    py: Python<'_>,
+    name: &'static str,
+    inline: bool,
+    token: Option<CancelToken>,
+    with_caller: bool,
+    make: M,
+) -> PyResult<Py<RustCoroutine>>
+where
+    F: std::future::Future<Output = Output> + Send + 'static,
+    M: FnOnce(Python<'_>) -> PyResult<F> + Send + 'static,
+{
+    let make = move |py: Python<'_>| -> PyResult<BoxFuture> { Ok(Box::pin(make(py)?)) };
+    Py::new(
+        py,
+        RustCoroutine {
+            name,
+            state: Mutex::new(State::Fresh(Call {
+                name,
+                body: Body::Deferred(Box::new(make)),
                 inline,
                 cancel_token: token,
                 with_caller,
@@ -217,13 +251,13 @@ impl RustCoroutine {
     /// Starts `call` on the running loop: inline first if asked; a future still
     /// pending is spawned, and returned for the caller to wait on.
     fn begin(&self, py: Python<'_>, call: Call) -> PyResult<FirstStep> {
-        let Call {
+        let Started {
             name,
             mut future,
             inline,
             cancel_token,
             with_caller,
-        } = call;
+        } = call.start(py);
         let mut active = None;
         if inline && !with_caller {
             // A future that is ready at once needs no loop at all.

@@ -158,7 +158,9 @@ impl<F: Future + ?Sized> Future for PanicCatcher<F> {
 /// Calls a cell's sync function; a panic raises `RustPanic` instead of PyO3's
 /// `PanicException` (a `BaseException` that `except Exception` would not catch).
 pub fn call_sync<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
-    catching(f).unwrap_or_else(|report| Err(report.into_pyerr(py)))
+    // Inside the runtime's context, so `tokio::spawn` and tokio's timers work in a
+    // plain `pub fn` as they do in an async one.
+    crate::runtime::in_runtime(|| catching(f)).unwrap_or_else(|report| Err(report.into_pyerr(py)))
 }
 
 /// Records where the cell starts in `src/lib.rs` (for panic locations) and installs
