@@ -69,8 +69,7 @@ fn busy<T: PyClass>(method: &str, exclusive: bool) -> PyErr {
     let class = T::NAME;
     let why = if exclusive {
         format!(
-            "{method}() takes `&mut self`, and another call on this {class} is still running \
-             (an awaitable that has not finished, or was not dropped, holds it)"
+            "{method}() takes `&mut self`, and another call on this {class} is still running"
         )
     } else {
         format!("{method}() takes `&self`, and a call on this {class} that takes `&mut self` is still running")

@@ -389,6 +389,27 @@ mod tests {
     }
 
     #[test]
+    fn tokio_main_is_refused_with_what_to_write_instead() {
+        let (message, _) = refusal("#[tokio::main]\npub async fn main() {}");
+        assert!(
+            message.starts_with("`#[tokio::main]` is not needed here"),
+            "{message}"
+        );
+        assert!(message.contains("write `pub async fn main(...)` without it"));
+    }
+
+    #[test]
+    fn a_python_token_is_passed_to_a_sync_fn_and_refused_on_an_async_one() {
+        let func = parsed("pub fn f(py: Python<'_>, x: u8) {}");
+        assert!(matches!(plain(&func).params[0], Param::Token));
+        let (message, _) = refusal("pub async fn f(py: Python<'_>) {}");
+        assert!(
+            message.starts_with("an `async fn` cannot take `Python<'_>`"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn rust_async_options_are_checked_with_the_function() {
         let (message, _) = refusal("#[rust_async(inline)] pub fn f() {}");
         assert!(message.starts_with("`#[rust_async(inline)]` is for `async fn`s"));

@@ -474,3 +474,179 @@ fn with_module(attrs: &mut [Attribute], module: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::ToTokens;
+
+    fn printed(tokens: impl ToTokens) -> String {
+        tokens.to_token_stream().to_string()
+    }
+
+    fn split(block: ItemImpl) -> (ItemImpl, Option<ItemImpl>, Vec<String>) {
+        let mut block = block;
+        let (plain, errors) = split_pymethods(&mut block);
+        (
+            block,
+            plain,
+            errors.iter().map(ToString::to_string).collect(),
+        )
+    }
+
+    #[test]
+    fn an_async_method_moves_to_a_plain_impl_and_a_wrapper_takes_its_python_name() {
+        let (pymethods, plain, errors) = split(parse_quote! {
+            #[pymethods]
+            impl Counter {
+                fn get(&self) -> u64 { self.n }
+                /// Adds.
+                async fn bump(&mut self, by: u64) -> u64 { self.n += by; self.n }
+            }
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        let plain = plain.expect("the async method moved out");
+        assert!(plain.attrs.is_empty(), "the plain impl is not #[pymethods]");
+        assert_eq!(plain.items.len(), 1);
+        assert!(printed(&plain).contains("async fn bump (& mut self , by : u64)"));
+        let wrapper = printed(&pymethods.items[1]);
+        assert!(wrapper.contains("# [pyo3 (name = \"bump\")]"), "{wrapper}");
+        assert!(
+            wrapper.contains(
+                "fn __ira_async_bump (__ira_slf : :: pyo3 :: Bound < '_ , Self > , by : u64)"
+            ),
+            "{wrapper}"
+        );
+        assert!(
+            wrapper.contains("exclusive (__ira_object . bind (__ira_py) , \"Counter.bump\") ?"),
+            "{wrapper}"
+        );
+        assert!(wrapper.contains("new_deferred_coroutine"), "{wrapper}");
+        assert!(
+            wrapper.contains("# [doc = r\" Adds.\"]"),
+            "the docstring stays with the Python method: {wrapper}"
+        );
+        // The sync method stays, its body in the runtime's context.
+        assert!(printed(&pymethods.items[0]).contains("in_runtime (move | |"));
+    }
+
+    #[test]
+    fn receivers_pick_the_borrow_and_a_name_given_is_kept() {
+        let (pymethods, _, errors) = split(parse_quote! {
+            #[pymethods]
+            impl C {
+                async fn read(&self) -> u8 { 1 }
+                async fn owned(slf: Py<Self>) -> u8 { 1 }
+                #[staticmethod]
+                async fn stat(x: u8) -> u8 { x }
+                #[pyo3(name = "other")]
+                async fn named(&self) -> u8 { 1 }
+            }
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        let printed: Vec<String> = pymethods.items.iter().map(printed).collect();
+        assert!(
+            printed[0].contains("shared (__ira_object"),
+            "{}",
+            printed[0]
+        );
+        assert!(printed[1]
+            .contains("__ira_this : :: pyo3 :: Py < Self > , __ira_py : :: pyo3 :: Python < '_ >"));
+        assert!(
+            printed[1].contains("new_coroutine (__ira_py"),
+            "no borrow to defer: {}",
+            printed[1]
+        );
+        assert!(printed[2].contains("# [staticmethod]") && printed[2].contains("Self :: stat (x)"));
+        assert!(printed[3].contains("# [pyo3 (name = \"other\")]"));
+        assert_eq!(printed[3].matches("name =").count(), 1, "{}", printed[3]);
+    }
+
+    #[test]
+    fn receivers_an_async_call_cannot_hold_are_refused() {
+        for method in [
+            quote! { async fn by_value(self) -> u8 { 1 } },
+            quote! { async fn guard(slf: PyRef<'_, Self>) -> u8 { 1 } },
+            quote! { #[classmethod] async fn class(cls: &Bound<'_, PyType>) -> u8 { 1 } },
+        ] {
+            let (_, _, errors) = split(parse_quote! { #[pymethods] impl C { #method } });
+            assert_eq!(errors.len(), 1, "{method}");
+            assert!(errors[0].contains("async"), "{}", errors[0]);
+        }
+    }
+
+    #[test]
+    fn an_async_pyfunction_is_wrapped_and_registered_as_a_coroutine_function() {
+        let func: ItemFn = parse_quote! {
+            #[pyfunction]
+            #[pyo3(signature = (seconds, result = None))]
+            async fn sleep(seconds: f64, result: Option<Py<PyAny>>) -> Option<Py<PyAny>> { result }
+        };
+        assert!(is_async_pyfunction(&func));
+        let export = async_pyfunction(&parse_quote!(cell), &func).expect("exported");
+        assert_eq!(
+            (export.python_name.as_str(), export.kind),
+            ("sleep", "async")
+        );
+        let wrapper = export.wrapper.to_string();
+        assert!(wrapper.contains("# [pyfunction] # [pyo3 (signature = (seconds , result = None))] # [pyo3 (name = \"sleep\")]"), "{wrapper}");
+        assert!(
+            wrapper.contains("self :: sleep (seconds , result) . await"),
+            "{wrapper}"
+        );
+        assert!(export.register.to_string().contains("add_async_function"));
+        let mut stripped = func.clone();
+        strip_async_pyfunction(&mut stripped);
+        assert!(stripped.attrs.is_empty());
+    }
+
+    #[test]
+    fn a_cancel_handle_parameter_is_made_by_the_bridge_not_passed_by_python() {
+        let func: ItemFn = parse_quote! {
+            #[pyfunction]
+            async fn c(#[pyo3(cancel_handle)] cancel: ipy_rustasync::CancelHandle, x: u8) -> u8 { x }
+        };
+        let wrapper = async_pyfunction(&parse_quote!(cell), &func)
+            .expect("exported")
+            .wrapper
+            .to_string();
+        assert!(
+            wrapper.contains("__ira_py : :: pyo3 :: Python < '_ > , x : u8)"),
+            "{wrapper}"
+        );
+        assert!(
+            wrapper.contains(
+                "let (cancel , __ira_token) = :: ipy_rustasync :: CancelHandle :: new ()"
+            ),
+            "{wrapper}"
+        );
+        let mut stripped = func;
+        strip_async_pyfunction(&mut stripped);
+        assert!(
+            !printed(&stripped).contains("pyo3"),
+            "a plain fn cannot keep PyO3's parameter attribute"
+        );
+    }
+
+    #[test]
+    fn classes_name_the_module_other_processes_import() {
+        assert_eq!(
+            importable_module("ira_0123456789abcdef"),
+            "ipy_rustasync.built.ira_0123456789abcdef"
+        );
+        assert_eq!(importable_module("my_project"), "my_project");
+        assert_eq!(importable_module("ira_short"), "ira_short");
+        let mut attrs: Vec<Attribute> = vec![parse_quote!(#[pyclass])];
+        with_module(&mut attrs, "m");
+        assert_eq!(printed(&attrs[0]), "# [pyclass (module = \"m\")]");
+        let mut attrs: Vec<Attribute> = vec![parse_quote!(#[pyo3::pyclass(frozen)])];
+        with_module(&mut attrs, "m");
+        assert_eq!(
+            printed(&attrs[0]),
+            "# [pyo3 :: pyclass (frozen , module = \"m\")]"
+        );
+        let mut attrs: Vec<Attribute> = vec![parse_quote!(#[pyclass(module = "mine")])];
+        with_module(&mut attrs, "m");
+        assert_eq!(printed(&attrs[0]), "# [pyclass (module = \"mine\")]");
+    }
+}
