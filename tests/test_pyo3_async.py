@@ -272,3 +272,57 @@ impl C {
     with pytest.raises(RustCompileError) as failure:
         rust_module(source)
     assert "an async method takes `&self`, `&mut self` or `slf: Py<Self>`" in str(failure.value)
+
+
+SYNC_PYO3 = r"""
+use pyo3::prelude::*;
+use pyo3::exceptions::PyValueError;
+
+#[pyfunction]
+pub fn parse_it(s: &str) -> PyResult<u64> {
+    let n: u64 = s.parse().map_err(|e: std::num::ParseIntError| PyValueError::new_err(e.to_string()))?;
+    if n == 0 {
+        return Err(PyValueError::new_err("zero"));
+    }
+    Ok(n)
+}
+
+#[pyfunction]
+pub fn echo<'py>(x: &Bound<'py, PyAny>) -> Bound<'py, PyAny> { x.clone() }
+
+#[pyfunction]
+pub fn spawned_on_tokio() -> bool { tokio::runtime::Handle::try_current().is_ok() }
+
+#[pyclass]
+pub struct C { v: u64 }
+
+#[pymethods]
+impl C {
+    #[new]
+    fn new() -> Self { C { v: 1 } }
+    #[getter]
+    fn v(&self) -> u64 { self.v }
+    #[setter]
+    fn set_v(&mut self, v: u64) { self.v = v; }
+    fn checked(&self, s: String) -> PyResult<u64> {
+        Ok(s.parse::<u64>().map_err(|e| PyValueError::new_err(e.to_string()))? + self.v)
+    }
+    fn __repr__(&self) -> String { format!("C({})", self.v) }
+}
+"""
+
+
+def test_pyo3s_sync_items_keep_their_meaning_inside_the_runtimes_context() -> None:
+    """Their bodies run inside `in_runtime(move || ...)`: early `return`, `?`,
+    lifetimes, getters, setters and dunders are as PyO3 makes them."""
+    module = rust_module(SYNC_PYO3)
+    assert module.parse_it("5") == 5
+    with pytest.raises(ValueError, match="zero"):
+        module.parse_it("0")
+    with pytest.raises(ValueError, match="invalid digit"):
+        module.parse_it("x")
+    assert module.echo("x") == "x"
+    assert module.spawned_on_tokio()
+    c = module.C()
+    c.v = 4
+    assert (c.v, c.checked("3"), repr(c)) == (4, 7, "C(4)")

@@ -192,7 +192,10 @@ fn try_entered<R, F: FnOnce() -> R>(
                 let _context = handle.enter();
                 f()
             };
-            let active = keep(&out).then_some(Active { handle });
+            // `then`, not `then_some`: an `Active` made and dropped here would uncount
+            // the work a second time (below), wrapping the count so the runtime
+            // never went idle.
+            let active = keep(&out).then(|| Active { handle });
             (out, active)
         }
     };
