@@ -88,19 +88,14 @@ pub fn new_coroutine<F>(
 where
     F: std::future::Future<Output = Output> + Send + 'static,
 {
-    Py::new(
+    RustCoroutine::fresh(
         py,
-        RustCoroutine {
+        Call {
             name,
-            state: Mutex::new(State::Fresh(Call {
-                name,
-                body: Body::Ready(Box::pin(future)),
-                inline,
-                cancel_token: token,
-                with_caller,
-            })),
-            fresh: AtomicBool::new(true),
-            task_done: AtomicBool::new(false),
+            body: Body::Ready(Box::pin(future)),
+            inline,
+            cancel_token: token,
+            with_caller,
         },
     )
 }
@@ -122,19 +117,14 @@ where
     M: FnOnce(Python<'_>) -> PyResult<F> + Send + 'static,
 {
     let make = move |py: Python<'_>| -> PyResult<BoxFuture> { Ok(Box::pin(make(py)?)) };
-    Py::new(
+    RustCoroutine::fresh(
         py,
-        RustCoroutine {
+        Call {
             name,
-            state: Mutex::new(State::Fresh(Call {
-                name,
-                body: Body::Deferred(Box::new(make)),
-                inline,
-                cancel_token: token,
-                with_caller,
-            })),
-            fresh: AtomicBool::new(true),
-            task_done: AtomicBool::new(false),
+            body: Body::Deferred(Box::new(make)),
+            inline,
+            cancel_token: token,
+            with_caller,
         },
     )
 }
@@ -147,6 +137,19 @@ fn no_loop_error(name: &str) -> PyErr {
 }
 
 impl RustCoroutine {
+    /// A coroutine holding `call`, not started.
+    fn fresh(py: Python<'_>, call: Call) -> PyResult<Py<RustCoroutine>> {
+        Py::new(
+            py,
+            RustCoroutine {
+                name: call.name,
+                state: Mutex::new(State::Fresh(call)),
+                fresh: AtomicBool::new(true),
+                task_done: AtomicBool::new(false),
+            },
+        )
+    }
+
     /// Takes the unstarted call out, for a task to run (`None` if it was started).
     pub(crate) fn hand_over(&self) -> Option<Call> {
         let mut state = lock(&self.state);
