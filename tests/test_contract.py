@@ -348,10 +348,11 @@ def test_compile_error_has_the_cells_own_line_numbers(sh: Shell) -> None:
     )
     assert isinstance(err, RustCompileError)
     text = str(err)
-    assert "cell line 3, column 21" in text
-    assert "3 |     let s: String = a;" in text
+    # The editor's lines: the %%rust_async line is line 1.
+    assert "cell line 4, column 21" in text
+    assert "4 |     let s: String = a;" in text
     first = err.diagnostics[0]
-    assert (first.line, first.column, first.code) == (3, 21, "E0308")  # type: ignore[attr-defined]
+    assert (first.line, first.column, first.code) == (4, 21, "E0308")  # type: ignore[attr-defined]
 
 
 def test_exporter_errors_point_at_the_cell(sh: Shell) -> None:
@@ -364,7 +365,7 @@ def test_exporter_errors_point_at_the_cell(sh: Shell) -> None:
         """
     )
     assert isinstance(err, RustCompileError)
-    assert "cell line 3" in str(err)
+    assert "cell line 4" in str(err)
 
 
 def test_empty_cell_and_nothing_exported(sh: Shell) -> None:

@@ -43,13 +43,13 @@ def test_compile_error_stops_run_all_and_names_the_cell_line(kernel: Kernel) -> 
     assert reply["status"] == "error"
     assert reply["ename"] == "RustCompileError"
     text = text_of(messages)
-    assert "cell line 2, column 5" in text
+    assert "cell line 3, column 5" in text  # as JupyterLab numbers it: the magic line is line 1
     assert "src/lib.rs" not in text  # the generated file never shows
     # In the notebook: rustc's message as colored HTML, then a one-line traceback.
     shown = [m["content"]["data"] for m in messages if m["msg_type"] == "display_data"]
-    assert any("<pre" in d.get("text/html", "") and "cell line 2, column 5" in d["text/html"] for d in shown)
+    assert any("<pre" in d.get("text/html", "") and "cell line 3, column 5" in d["text/html"] for d in shown)
     assert reply["traceback"] == [
-        "RustCompileError: the cell did not compile: 1 error; first: mismatched types (cell line 2)"
+        "RustCompileError: the cell did not compile: 1 error; first: mismatched types (cell line 3)"
     ]
 
 
@@ -300,7 +300,7 @@ def test_warnings_are_folded_in_the_notebook(kernel: Kernel) -> None:
     ]
     assert folded["text/html"].startswith("<details><summary>rust_async: 1 warning</summary>")
     assert "unused variable: `unused`" in folded["text/html"]
-    assert "cell line 2" in folded["text/plain"]
+    assert "cell line 3" in folded["text/plain"]
 
 
 #: The README's "Logging" recipe, as a notebook user types it.

@@ -9,7 +9,7 @@ attribute ``__ira_exports__``, a list of ``(name, kind, signature)`` rows (kind:
 Those two names are the macro's interface with this package; they are written down
 here, once, for the loader (which reads the table) and the export (which composes
 several cells into one module). If the macro renames them, this file changes and
-nothing else in Python does. (``crate.HEADER`` writes the attribute line for a
+nothing else in Python does. (``crate.lib_rs`` writes the attribute line for a
 single cell crate.)
 """
 
@@ -25,7 +25,8 @@ EXPORTS_TABLE = "__ira_exports__"
 
 def attribute(module: str, line_offset: int) -> str:
     """The attribute that makes ``mod cell { ... }`` a Python module named ``module``;
-    ``line_offset`` is subtracted from a panic's line to give the cell's line."""
+    ``line_offset`` is subtracted from a panic's line in ``src/lib.rs`` to give the
+    line the editor shows (``crate.line_offset``)."""
     return f'#[::ipy_rustasync::cell(module = "{module}", line_offset = {line_offset})]'
 
 
