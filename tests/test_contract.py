@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 
 import pytest
 
@@ -272,6 +273,22 @@ def test_rebuilt_cell_summarises_and_applies_what_changed(sh: Shell, capsys: pyt
     third = run("pub fn keep() -> u8 { 11 }")
     assert third.rstrip().endswith("keep (replaced: keep)")
     assert sh.ns["fresh"] == 42
+
+
+def test_a_long_export_list_is_one_short_line_in_a_terminal(sh: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    body = "".join(f"pub fn wide_{i:03}() -> u32 {{ {i} }}\n" for i in range(250))
+    result = sh.ip.run_cell(f"%%rust_async\n// {time.time_ns()}\n{body}", cell_id="wide-cell")
+    assert result.success, result.error_in_exec
+    out = capsys.readouterr().out
+    (line,) = [text for text in out.splitlines() if text.startswith("rust_async: built in")]
+    assert line.endswith(
+        ": 250 exports: 250 functions; wide_000, wide_001, wide_002, wide_003, wide_004, …, wide_247, wide_248, wide_249"
+    ), line
+    assert "wide_100" not in out and "<details" not in out  # no list, no HTML in a terminal
+    assert sh.ns["wide_100"]() == 100  # every one is bound all the same
+    sh.ip.run_line_magic("rust_async", "")
+    shown = capsys.readouterr().out
+    assert ": 250 exports: wide_000, wide_001, wide_002, wide_003, wide_004, …, wide_247, wide_248, wide_249" in shown
 
 
 def test_dep_flag_adds_a_crate(sh: Shell) -> None:
