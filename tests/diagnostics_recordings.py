@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +22,31 @@ GLUE = re.compile(r"src/lib\.rs|__ira_|__private|pyo3::impl_|rust/bridge/|line_o
 
 @dataclass(frozen=True)
 class Recording:
-    """One cell (``NAME.rs``) and what cargo said building it (``NAME.json``)."""
+    """One cell (``NAME.rs``) and what cargo said building it (``NAME.json``), built
+    as a ``%%rust_async`` cell: its first line is the editor's ``first_line`` (2)."""
 
     name: str
     source: str
     module: str
+    first_line: int
     line_offset: int
     messages: list[dict[str, Any]]
 
     def diagnostics(self, messages: list[dict[str, Any]] | None = None) -> list[Diagnostic]:
         """The recording (or ``messages``, edited from it) through the mapping."""
         return from_messages(
-            self.messages if messages is None else messages, self.source, self.module, line_offset=self.line_offset
+            self.messages if messages is None else messages,
+            self.source,
+            self.module,
+            first_line=self.first_line,
+            line_offset=self.line_offset,
         )
+
+    def as_script(self) -> Recording:
+        """The same build read as ``rust_module(source)`` source (no magic line, so its
+        first line is line 1): the crate is laid out the same, one line further from
+        the editor's count."""
+        return replace(self, first_line=1, line_offset=self.line_offset + 1)
 
     def copy_messages(self) -> list[dict[str, Any]]:
         """The messages, deep-copied so a test may edit them."""
@@ -47,6 +59,7 @@ def load(name: str) -> Recording:
         name=name,
         source=(DATA / f"{name}.rs").read_text(encoding="utf-8"),
         module=recorded["module"],
+        first_line=recorded["first_line"],
         line_offset=recorded["line_offset"],
         messages=recorded["messages"],
     )

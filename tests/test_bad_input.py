@@ -39,12 +39,13 @@ pub async fn block_thread(ms: u64) -> u64 {
 BIG = "%%rust_async\npub fn big() -> u64 {\n    let mut x = 0u64;\n" + "    x += 1;\n" * 4996 + "    x\n}\n"
 
 CASES = [
-    Case("syntax error", "%%rust_async\npub fn f( -> u8 { 1 }\n", "RustCompileError", "cell line 1"),
+    # Lines as the editor numbers them: the %%rust_async line is line 1.
+    Case("syntax error", "%%rust_async\npub fn f( -> u8 { 1 }\n", "RustCompileError", "cell line 2"),
     Case(
         "type error",
         '%%rust_async\npub fn f() -> u8 {\n    "one"\n}\n',
         "RustCompileError",
-        "first: mismatched types (cell line 2)",
+        "first: mismatched types (cell line 3)",
     ),
     Case(
         "future that is not Send",

@@ -20,6 +20,7 @@ import pytest
 
 import ipy_rustasync
 from ipy_rustasync import RustCompileError, RustPanic, rust_module
+from ipy_rustasync._pipeline import cells
 
 from .helpers import run_python
 
@@ -1075,6 +1076,48 @@ def test_a_cell_uses_pyo3_async_runtimes_next_to_its_own_async_fns() -> None:
         return together, one_by_one, is_future
 
     assert asyncio.run(main()) == ([42, 5], (10, 2), True)
+
+
+#: Pasted from PyO3's guide (and written as pyo3-async-runtimes' README writes its
+#: functions): `#[pyfunction]`s that are not `pub`; the attribute asks for the export.
+GUIDE_CELL = r"""
+use pyo3::prelude::*;
+
+/// Formats the sum of two numbers as string.
+#[pyfunction]
+fn sum_as_string(a: usize, b: usize) -> PyResult<String> {
+    Ok((a + b).to_string())
+}
+
+#[pyfunction]
+#[pyo3(name = "twice")]
+pub(crate) fn double(x: i64) -> i64 {
+    x * 2
+}
+
+#[pyfunction]
+fn later(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let asyncio = py.import("asyncio")?;
+    asyncio.call_method1("sleep", (0, "slept"))
+}
+"""
+
+
+def test_a_pyfunction_pasted_from_pyo3s_guide_is_exported_without_pub() -> None:
+    compiled = cells.compile_cell(GUIDE_CELL)
+    assert compiled.build.warnings == []  # nothing is left unused by the registration
+    mod = compiled.module
+    assert {name: kind for name, kind, _ in mod.__ira_exports__} == {
+        "sum_as_string": "pyfunction",
+        "twice": "pyfunction",
+        "later": "pyfunction",
+    }
+    assert mod.sum_as_string(5, 20) == "25"
+    assert mod.sum_as_string.__doc__.startswith("Formats the sum of two numbers as string.")
+    assert mod.twice(21) == 42
+    assert asyncio.run(mod.later()) == "slept"
+    with pytest.raises(TypeError):
+        mod.sum_as_string("5", 2)  # PyO3's own conversions, as in any #[pyfunction]
 
 
 # --- threads -----------------------------------------------------------------------------

@@ -236,10 +236,19 @@ def test_quickstart_in_jupyterlab(
     assert report["highlightAfterEdit"]["found"]["fn"]["color"] == keyword["color"], context
     # While it rebuilt, the progress display showed cargo's count of units.
     assert any(re.match(r"rust_async: compiling \d+/\d+: ira_", s) for s in report["statuses"]), context
-    # Broken on purpose: the error names the line as the cell numbers it (the magic line is not counted).
+    # Broken on purpose: the error names the line as the editor numbers it (the magic line is line 1) ...
     broken = report["broken"]
     assert "error" not in broken, context
-    line, text = next((i, t) for i, t in enumerate(broken["source"].splitlines()) if t.startswith("pub fn broken_"))
+    line, text = next(
+        (n, t) for n, t in enumerate(broken["source"].splitlines(), start=1) if t.startswith("pub fn broken_")
+    )
     column = text.index('"text"') + 1
     assert f"--> cell line {line}, column {column}" in broken["output"], context
+    assert f"first: mismatched types (cell line {line})" in broken["output"], context
+    assert f"{line} | {text}" in broken["output"], context  # the quoted line's gutter
     assert "mismatched types" in broken["output"] and "src/lib.rs" not in broken["output"], context
+    # ... which is the line JupyterLab's status bar shows with the cursor on the source the error marks.
+    shown = re.fullmatch(r"Ln (\d+), Col (\d+)", (broken.get("statusBar") or {}).get("text") or "")
+    assert shown, context
+    assert int(shown[1]) == line, context
+    assert column < int(shown[2]) < column + len('"text"'), context

@@ -75,7 +75,21 @@ def test_the_cache_names_the_crate_where_the_build_writes_it(tmp_path: Path) -> 
 
 def test_the_single_cell_crate_uses_the_macro_attribute_cell_macro_documents() -> None:
     spec = crate.CellSpec(source="pub fn f() {}\n")
-    assert crate.lib_rs(spec).splitlines()[1] == cell_macro.attribute(spec.module, crate.LINE_OFFSET)
+    assert crate.lib_rs(spec).splitlines()[0].startswith(cell_macro.attribute(spec.module, spec.line_offset) + " ")
+
+
+@pytest.mark.parametrize(("first_line", "offset"), [(1, 1), (2, 0), (4, 0)])
+def test_src_lib_rs_numbers_the_cell_as_the_editor_does(first_line: int, offset: int) -> None:
+    # A %%rust_async cell's body is the editor's line 2 and src/lib.rs's too (so rustc,
+    # panics and line!() need no subtraction); rust_module source (line 1 its own first)
+    # is one line further down; blank lines above a magic line pad the header.
+    spec = crate.CellSpec(source="pub fn f() {}\npub fn g() {}\n", first_line=first_line)
+    assert spec.line_offset == offset == crate.line_offset(first_line)
+    lines = crate.lib_rs(spec).splitlines()
+    assert lines.index("pub fn g() {}") + 1 - spec.line_offset == first_line + 1
+    assert f"line_offset = {offset})] mod cell {{" in crate.lib_rs(spec)
+    # Where the cell sits is part of the module's name: a panic's line is compiled in.
+    assert spec.module != crate.CellSpec(source=spec.source, first_line=first_line + 1).module
 
 
 def test_the_notebook_module_registers_every_cell_in_order() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 
 import pytest
 
@@ -274,6 +275,22 @@ def test_rebuilt_cell_summarises_and_applies_what_changed(sh: Shell, capsys: pyt
     assert sh.ns["fresh"] == 42
 
 
+def test_a_long_export_list_is_one_short_line_in_a_terminal(sh: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    body = "".join(f"pub fn wide_{i:03}() -> u32 {{ {i} }}\n" for i in range(250))
+    result = sh.ip.run_cell(f"%%rust_async\n// {time.time_ns()}\n{body}", cell_id="wide-cell")
+    assert result.success, result.error_in_exec
+    out = capsys.readouterr().out
+    (line,) = [text for text in out.splitlines() if text.startswith("rust_async: built in")]
+    assert line.endswith(
+        ": 250 exports: 250 functions; wide_000, wide_001, wide_002, wide_003, wide_004, …, wide_247, wide_248, wide_249"
+    ), line
+    assert "wide_100" not in out and "<details" not in out  # no list, no HTML in a terminal
+    assert sh.ns["wide_100"]() == 100  # every one is bound all the same
+    sh.ip.run_line_magic("rust_async", "")
+    shown = capsys.readouterr().out
+    assert ": 250 exports: wide_000, wide_001, wide_002, wide_003, wide_004, …, wide_247, wide_248, wide_249" in shown
+
+
 def test_dep_flag_adds_a_crate(sh: Shell) -> None:
     sh.rust(
         """
@@ -348,10 +365,11 @@ def test_compile_error_has_the_cells_own_line_numbers(sh: Shell) -> None:
     )
     assert isinstance(err, RustCompileError)
     text = str(err)
-    assert "cell line 3, column 21" in text
-    assert "3 |     let s: String = a;" in text
+    # The editor's lines: the %%rust_async line is line 1.
+    assert "cell line 4, column 21" in text
+    assert "4 |     let s: String = a;" in text
     first = err.diagnostics[0]
-    assert (first.line, first.column, first.code) == (3, 21, "E0308")  # type: ignore[attr-defined]
+    assert (first.line, first.column, first.code) == (4, 21, "E0308")  # type: ignore[attr-defined]
 
 
 def test_exporter_errors_point_at_the_cell(sh: Shell) -> None:
@@ -364,7 +382,7 @@ def test_exporter_errors_point_at_the_cell(sh: Shell) -> None:
         """
     )
     assert isinstance(err, RustCompileError)
-    assert "cell line 3" in str(err)
+    assert "cell line 4" in str(err)
 
 
 def test_empty_cell_and_nothing_exported(sh: Shell) -> None:

@@ -133,6 +133,10 @@ def test_fragment_must_lead_and_be_closed() -> None:
     late = "pub fn f() {}\n" + block("[dependencies]", 'itoa = "1"')
     with pytest.raises(RustAsyncUsageError, match=r"at cell line 2 must come first in the cell"):
         fragment.deps(late)
+    # Under a %%rust_async line (the editor's line 1) the block's fence is line 3.
+    with pytest.raises(RustAsyncUsageError, match=r"at cell line 3 must come first in the cell"):
+        fragment.deps(late, first_line=2)
+    assert fragment.find(block("[dependencies]"), first_line=2) == ("[dependencies]\n", 2)
     with pytest.raises(RustAsyncUsageError, match="is not closed"):
         fragment.deps("//! ```cargo\n//! [dependencies]\npub fn f() {}\n")
     with pytest.raises(RustAsyncUsageError, match="is not closed"):
@@ -217,7 +221,8 @@ def test_the_fragment_keeps_the_cells_line_numbers(shell: Shell) -> None:
             """
         )
     )
-    assert "cell line 5" in str(err)
+    # The block's four lines count, and so does the magic line: as the editor numbers it.
+    assert "cell line 6" in str(err)
 
 
 def test_a_bad_fragment_is_a_one_line_error_before_any_build(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
@@ -228,4 +233,5 @@ def test_a_bad_fragment_is_a_one_line_error_before_any_build(shell: Shell, capsy
     captured = capsys.readouterr()
     text = captured.out + captured.err
     assert "`git` dependencies are not supported in a cell" in text
+    assert "the ```cargo block (cell line 2)" in text  # the fence, under the magic line
     assert "Traceback" not in text

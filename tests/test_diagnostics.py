@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ipy_rustasync import RustCompileError, rust_module
+from ipy_rustasync import RustCompileError, RustPanic, rust_module
 from ipy_rustasync._pipeline import cells
 from ipy_rustasync._presentation import diagnostics, progress
 from ipy_rustasync._presentation.diagnostics import Diagnostic, render
@@ -157,11 +157,67 @@ def test_warnings_are_kept_on_the_cell_lines(shell: Any, capsys: pytest.CaptureF
     shell.rust(source)
     out = capsys.readouterr().out
     assert "built in" in out and "1 warning" in out
-    assert "rust_async: warning: unused variable: `unused_here` (cell line 1)" in out
+    # Line 2 as the editor counts: the %%rust_async line is line 1.
+    assert "rust_async: warning: unused variable: `unused_here` (cell line 2)" in out
     shell.rust(source)  # re-run: loaded from the cache, and the warning comes with it
     again = capsys.readouterr().out
     assert "cached, 1 warning" in again
-    assert "rust_async: warning: unused variable: `unused_here` (cell line 1)" in again
+    assert "rust_async: warning: unused variable: `unused_here` (cell line 2)" in again
+
+
+#: A cell whose panics come after a ```cargo block: editor lines 7 and 12 under the
+#: %%rust_async line (line 1), the source's own lines 6 and 11 without it.
+PANICS = """
+//! ```cargo
+//! [dependencies]
+//! itoa = "1"
+//! ```
+pub fn explode_now(n: u8) -> String {
+    if n > 0 { panic!("sync boom {}", itoa::Buffer::new().format(n)) }
+    String::new()
+}
+pub async fn explode_later() -> u8 {
+    tokio::task::yield_now().await;
+    panic!("async boom")
+}
+"""
+
+
+def test_a_panic_names_the_line_the_editor_shows(shell: Any) -> None:
+    nonce = uuid.uuid4().hex  # a new module, so the build itself is what is tested
+    source = cell(PANICS) + f"// {nonce}\n"
+    shell.rust(source)
+    with pytest.raises(RustPanic, match="sync boom 3") as now:
+        shell.ns["explode_now"](3)
+    assert now.value.cell_line == 7
+    assert str(now.value).startswith("Rust panicked at cell line 7, column 16: ")
+    later = shell.fails("await explode_later()")
+    assert isinstance(later, RustPanic) and later.cell_line == 12
+    # rust_module(source) has no magic line: its lines are the source's own.
+    mod = rust_module(source)
+    with pytest.raises(RustPanic, match="sync boom 1") as own:
+        mod.explode_now(1)
+    assert own.value.cell_line == 6
+    assert str(own.value).startswith("Rust panicked at cell line 6, column 16: ")
+
+
+def test_a_compile_error_names_the_line_the_editor_shows(shell: Any) -> None:
+    # The headline, the --> line and the quoted line's gutter all say line 3: the
+    # editor's, the %%rust_async line being line 1.
+    err = shell.fails(f'%%rust_async\n// {uuid.uuid4().hex}\npub fn f() -> u8 {{ "text" }}\n')
+    assert isinstance(err, RustCompileError)
+    assert err.headline.endswith("first: mismatched types (cell line 3)")
+    text = str(err)
+    assert " --> cell line 3, column 20" in text.splitlines()
+    assert '3 | pub fn f() -> u8 { "text" }' in text.splitlines()
+    assert "cell line 3, column 20" in err.html()
+
+
+def test_blank_lines_above_the_magic_line_count_too(shell: Any) -> None:
+    # IPython drops them before the magic runs; the editor still shows them.
+    err = shell.ip.run_cell(f'\n\n%%rust_async\n// {uuid.uuid4().hex}\npub fn f() -> u8 {{ "text" }}\n').error_in_exec
+    assert isinstance(err, RustCompileError)
+    assert err.headline.endswith("(cell line 5)")
 
 
 # --- progress -------------------------------------------------------------------------------
@@ -239,7 +295,7 @@ def test_the_recorder_captures_what_the_mapping_reads(tmp_path: Path) -> None:
     spec.loader.exec_module(recorder)
     written = recorder.record("type_error", tmp_path)
     fresh = json.loads(written.read_text(encoding="utf-8"))
-    assert fresh["line_offset"] == crate.LINE_OFFSET
+    assert (fresh["first_line"], fresh["line_offset"]) == (2, crate.line_offset(2)) == (2, 0)
     assert fresh["module"].startswith("ira_")
     text = written.read_text(encoding="utf-8")
     assert str(recordings.DATA.parent.parent.parent) not in text and str(Path.home()) not in text

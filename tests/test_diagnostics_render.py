@@ -18,16 +18,34 @@ def test_text_is_rustcs_layout_on_the_cell() -> None:
     (mismatch,) = diagnose("type_error")
     assert render.text(mismatch) == (
         "error[E0308]: mismatched types\n"
-        " --> cell line 3, column 21\n"
+        " --> cell line 4, column 21\n"
         "  |\n"
-        "3 |     let s: String = a;\n"
+        "4 |     let s: String = a;\n"
         "  |                     ^ expected `String`, found `i64`\n"
         "  |            ------ expected due to this\n"
         "help: try using a conversion method\n"
         "  |\n"
-        "3 |     let s: String = a;\n"
+        "4 |     let s: String = a;\n"
         "  |                      ^ insert `.to_string()`"
     )
+
+
+def test_the_text_and_html_count_lines_as_the_editor_does() -> None:
+    # Under the %%rust_async line (the editor's line 1) the broken line is line 4, in the
+    # `-->` line, the gutter of the quoted source and the HTML alike.
+    recording = load("type_error")
+    (in_cell,) = recording.diagnostics()
+    text, page = render.text(in_cell), render.html(in_cell)
+    assert " --> cell line 4, column 21" in text.splitlines()
+    assert "4 |     let s: String = a;" in text.splitlines()
+    assert "cell line 4, column 21" in page and "<span style='opacity: 0.6'>4 | </span>" in page
+    # The same source given to rust_module has no magic line: its own line 3.
+    (in_script,) = recording.as_script().diagnostics()
+    assert " --> cell line 3, column 21" in render.text(in_script).splitlines()
+    assert "3 |     let s: String = a;" in render.text(in_script).splitlines()
+    # Lines after a ```cargo block count the block.
+    (after_block,) = load("dep_misuse").diagnostics()
+    assert "7 |     itoa::Buffer::new().format(text).to_owned()" in render.text(after_block).splitlines()
 
 
 def test_notes_without_a_place_are_indented_under_the_gutter_and_the_hint_comes_last() -> None:
@@ -35,16 +53,16 @@ def test_notes_without_a_place_are_indented_under_the_gutter_and_the_hint_comes_
     assert not_send.hint is not None
     assert render.text(not_send) == (
         "error: future cannot be sent between threads safely\n"
-        " --> cell line 1, column 5\n"
+        " --> cell line 2, column 5\n"
         "  |\n"
-        "1 | pub async fn hold() -> u64 {\n"
+        "2 | pub async fn hold() -> u64 {\n"
         "  |     ^^^^^ future created by async block is not `Send`\n"
-        "  = help: within `{async block@cell line 1:5}`, the trait `std::marker::Send` is not implemented for `Rc<u64>`\n"
+        "  = help: within `{async block@cell line 2:5}`, the trait `std::marker::Send` is not implemented for `Rc<u64>`\n"
         "note: future is not `Send` as this value is used across an await\n"
         "  |\n"
-        "2 |     let rc = std::rc::Rc::new(5u64);\n"
+        "3 |     let rc = std::rc::Rc::new(5u64);\n"
         "  |         -- has type `Rc<u64>` which is not `Send`\n"
-        "3 |     tokio::time::sleep(std::time::Duration::from_millis(1)).await;\n"
+        "4 |     tokio::time::sleep(std::time::Duration::from_millis(1)).await;\n"
         "  |                                                             ^^^^^ await occurs here, with `rc` maybe used later\n"
         f"  = hint: {not_send.hint}"
     )
@@ -58,11 +76,11 @@ def test_the_gutter_is_as_wide_as_the_largest_line_number() -> None:
     (mismatch,) = diagnose("long_cell")
     assert render.text(mismatch) == (
         "error[E0308]: mismatched types\n"
-        "  --> cell line 11, column 5\n"
+        "  --> cell line 12, column 5\n"
         "   |\n"
-        " 4 | pub fn tally(text: &str) -> Vec<(String, u64)> {\n"
+        " 5 | pub fn tally(text: &str) -> Vec<(String, u64)> {\n"
         "   |                             ------------------ expected `Vec<(String, u64)>` because of return type\n"
-        "11 |     sorted.len()\n"
+        "12 |     sorted.len()\n"
         "   |     ^^^^^^^^^^^^ expected `Vec<(String, u64)>`, found `usize`\n"
         "   = note: expected struct `Vec<(String, u64)>`\n"
         "          found type `usize`"
@@ -72,7 +90,7 @@ def test_the_gutter_is_as_wide_as_the_largest_line_number() -> None:
 def test_a_span_to_its_lines_end_is_marked_to_the_end_of_the_quoted_line() -> None:
     (mismatch,) = diagnose("multi_line")
     lines = render.text(mismatch).splitlines()
-    at = lines.index("2 |     String::from(")
+    at = lines.index("3 |     String::from(")
     assert lines[at + 1] == "  |     ^^^^^^^^^^^^^ expected `u32`, found `String`"
 
 
@@ -115,7 +133,7 @@ def test_html_escapes_types_and_uses_the_themes_colors() -> None:
         "<div style='margin: 4px 0; padding: 4px 8px; border-left: 3px solid; border-color: var(--jp-error-"
     )
     assert "<span style='color: var(--jp-error-color1, #d32f2f); font-weight: bold'>error[E0308]</span>" in page
-    assert "<span style='opacity: 0.6'>1 | </span>" in page
+    assert "<span style='opacity: 0.6'>2 | </span>" in page
     # The primary marker in the level's color, the secondary one in a quieter one.
     assert (
         "<span style='color: var(--jp-error-color1, #d32f2f); font-weight: bold'>^^^^^^^^^^^^^^^^^ "
@@ -151,8 +169,8 @@ def test_the_headline_counts_errors_and_warnings() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_kept_beside_the_module_they_read_back_the_same(name: str) -> None:
     found = diagnose(name)
-    source = load(name).source
-    again: list[Diagnostic] = loads(dumps(found), source)
+    recording = load(name)
+    again: list[Diagnostic] = loads(dumps(found), recording.source, recording.first_line)
     assert again == found
     assert [render.text(d) for d in again] == [render.text(d) for d in found]
 

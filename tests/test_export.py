@@ -21,7 +21,6 @@ from ipy_rustasync._base.errors import RustAsyncUsageError
 from ipy_rustasync._pipeline import cargo
 from ipy_rustasync._pipeline.export import Source, export
 from ipy_rustasync._settings import toolchain
-from ipy_rustasync._sources import crate
 
 from .conftest import CACHE_DIR, ROOT, TEST_CACHE, Shell, cell
 
@@ -136,7 +135,9 @@ def test_a_cell_exports_to_a_project_that_builds_and_passes_its_tests(
     assert shell.run("await formatted()") == "-42"  # the cell was bound as usual too
 
     lib = (project / "src" / "lib.rs").read_text()
-    assert f'#[::ipy_rustasync::cell(module = "cellmod", line_offset = {crate.LINE_OFFSET})]' in lib
+    # A cell's body starts on the editor's line 2, under the magic line, and so in src/lib.rs.
+    assert lib.startswith('#[::ipy_rustasync::cell(module = "cellmod", line_offset = 0)] mod cell {')
+    assert lib.splitlines()[1] == cell(CELL).splitlines()[0]
     assert cell(CELL) in lib
     manifest = (project / "Cargo.toml").read_text()
     table = tomllib.loads(manifest)["dependencies"]

@@ -43,13 +43,13 @@ def test_compile_error_stops_run_all_and_names_the_cell_line(kernel: Kernel) -> 
     assert reply["status"] == "error"
     assert reply["ename"] == "RustCompileError"
     text = text_of(messages)
-    assert "cell line 2, column 5" in text
+    assert "cell line 3, column 5" in text  # as JupyterLab numbers it: the magic line is line 1
     assert "src/lib.rs" not in text  # the generated file never shows
     # In the notebook: rustc's message as colored HTML, then a one-line traceback.
     shown = [m["content"]["data"] for m in messages if m["msg_type"] == "display_data"]
-    assert any("<pre" in d.get("text/html", "") and "cell line 2, column 5" in d["text/html"] for d in shown)
+    assert any("<pre" in d.get("text/html", "") and "cell line 3, column 5" in d["text/html"] for d in shown)
     assert reply["traceback"] == [
-        "RustCompileError: the cell did not compile: 1 error; first: mismatched types (cell line 2)"
+        "RustCompileError: the cell did not compile: 1 error; first: mismatched types (cell line 3)"
     ]
 
 
@@ -68,6 +68,50 @@ def test_build_progress_updates_one_output_in_place(kernel: Kernel) -> None:
     final = outputs[-1]["content"]["data"]
     assert re.match(rf"rust_async: built in \d+\.\d\d s: progress_{nonce} \(async\)", final["text/plain"])
     assert "text/html" not in final
+
+
+def many_functions(count: int, nonce: int) -> str:
+    """A generated cell of ``count`` plain functions and one async one."""
+    body = "".join(f"pub fn many_{i:03}(x: u32) -> u32 {{ x + {i} }}\n" for i in range(count))
+    return f"%%rust_async\n// {nonce}\n{body}pub async fn many_async() -> u8 {{ 1 }}\n"
+
+
+def final_summary(messages: list[dict[str, Any]]) -> dict[str, str]:
+    """The data of the build's display as it was left: the summary line."""
+    shown = [m for m in messages if m["msg_type"] in ("display_data", "update_display_data")]
+    data: dict[str, str] = shown[-1]["content"]["data"]
+    assert data["text/plain"].startswith("rust_async: "), shown
+    return data
+
+
+def test_a_long_export_list_is_summarized_and_the_full_list_is_one_click_away(kernel: Kernel) -> None:
+    count, nonce = 300, time.time_ns()
+    reply, messages = kernel.execute(many_functions(count, nonce))
+    assert reply["status"] == "ok", reply
+    summary = final_summary(messages)
+    # The plain line: counts, the first and last few names.
+    assert re.fullmatch(
+        r"rust_async: built in \d+\.\d\d s: 301 exports: 300 functions, 1 async function; "
+        r"many_000, many_001, many_002, many_003, many_004, …, many_298, many_299, many_async \(async\)",
+        summary["text/plain"],
+    ), summary["text/plain"]
+    # In the notebook, the same line folds every name, one click away.
+    page = summary["text/html"]
+    assert page.startswith("<details") and f"<summary>{summary['text/plain']}</summary>" in page
+    assert all(f"many_{i:03}, " in page for i in range(count)) and "many_async (async)" in page
+    assert kernel.ok("many_299(1), await many_async()") == "(300, 1)\n"
+    # Rebuilt: the replaced names are summarized too, and folded in full.
+    reply, messages = kernel.execute(many_functions(count, nonce + 1))
+    assert reply["status"] == "ok", reply
+    summary = final_summary(messages)
+    assert summary["text/plain"].endswith(
+        "(301 replaced: many_000, many_001, many_002, many_003, many_004, …, many_298, many_299, many_async)"
+    ), summary["text/plain"]
+    assert "replaced (301): many_000, many_001," in summary["text/html"]
+    # A short list stays one plain line, as before.
+    reply, messages = kernel.execute(f"%%rust_async\n// {nonce}\npub fn few() -> u8 {{ 1 }}\n")
+    assert reply["status"] == "ok", reply
+    assert "text/html" not in final_summary(messages)
 
 
 def test_panic_leaves_the_kernel_alive(kernel: Kernel) -> None:
@@ -300,7 +344,7 @@ def test_warnings_are_folded_in_the_notebook(kernel: Kernel) -> None:
     ]
     assert folded["text/html"].startswith("<details><summary>rust_async: 1 warning</summary>")
     assert "unused variable: `unused`" in folded["text/html"]
-    assert "cell line 2" in folded["text/plain"]
+    assert "cell line 3" in folded["text/plain"]
 
 
 #: The README's "Logging" recipe, as a notebook user types it.

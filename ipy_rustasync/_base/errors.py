@@ -15,7 +15,9 @@ class RustPanic(Exception):
     """Rust code panicked; the kernel lives on.
 
     Attributes: ``rust_message`` (the panic's own message) and ``cell_line`` (the line
-    in the cell where it happened, or ``None`` when it was outside the cell's code).
+    where it happened as the editor numbers it, the ``%%rust_async`` line being line 1;
+    in ``rust_module`` source, the source's own line; ``None`` when it was outside the
+    cell's code).
     """
 
     rust_message: str

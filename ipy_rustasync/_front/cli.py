@@ -4,6 +4,7 @@ the settings). stdlib argparse: a handful of subcommands does not need more."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,7 +85,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if path.suffix == ".ipynb":
             # like running the notebook in Jupyter: its own sidecar pins the crates (and learns new ones)
             lock = chosen if args.lock else lockfile.sidecar_for(path)
-            sources += [export.Source(s.text, s.flags, s.origin, lock) for s in export.notebook_cells(path)]
+            sources += [dataclasses.replace(s, lock=lock) for s in export.notebook_cells(path)]
         elif path.suffix == ".rs" and path.is_file():
             sources.append(export.Source(path.read_text(encoding="utf-8"), origin=path.name, lock=chosen))
         else:

@@ -23,7 +23,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from ipy_rustasync._base.errors import RustAsyncUsageError, RustCompileError
 from ipy_rustasync._base.logs import Phase
 from ipy_rustasync._pipeline import cells, export, loader
-from ipy_rustasync._presentation import diagnostics
+from ipy_rustasync._presentation import diagnostics, summary
 from ipy_rustasync._presentation.progress import Progress
 from ipy_rustasync._runtime import loops
 from ipy_rustasync._settings import config
@@ -50,10 +50,6 @@ class LoadedCell:
     seconds: float
 
 
-def _describe(exports: list[loader.Export]) -> str:
-    return ", ".join(f"{e.name} ({e.kind})" if e.kind in ("async", "stream") else e.name for e in exports)
-
-
 @magics_class
 class RustAsyncMagics(Magics):
     def __init__(self, shell: InteractiveShell) -> None:
@@ -63,6 +59,9 @@ class RustAsyncMagics(Magics):
         #: the notebook cell being run (ipykernel and nbclient give cell ids), so a
         #: rebuilt cell's dropped functions can be unbound
         self.cell_id: str | None = None
+        #: that cell's text as the editor has it (IPython drops blank lines before the
+        #: magic line before the magic sees the cell: see _first_line)
+        self.raw_cell: str | None = None
         shell.events.register("pre_run_cell", self._pre_run_cell)
         #: the ``warm_on_load`` background build, if the setting started one
         self.background_warm: cells.BackgroundWarm | None = None
@@ -71,6 +70,17 @@ class RustAsyncMagics(Magics):
 
     def _pre_run_cell(self, info: object) -> None:
         self.cell_id = getattr(info, "cell_id", None)
+        self.raw_cell = getattr(info, "raw_cell", None)
+
+    def _first_line(self, cell: str) -> int:
+        """The editor's line of the cell body's first line: the one after the
+        ``%%rust_async`` line, which is line 1 unless the editor has blank lines above
+        it (IPython drops those before calling the magic; the raw cell still has them)."""
+        lines = (self.raw_cell or "").splitlines(keepends=True)
+        blank = next((i for i, text in enumerate(lines) if text.strip()), len(lines))
+        if blank < len(lines) and lines[blank].startswith("%%rust_async") and "".join(lines[blank + 1 :]) == cell:
+            return blank + 2
+        return 2
 
     # --- %%rust_async ------------------------------------------------------------
 
@@ -107,6 +117,7 @@ class RustAsyncMagics(Magics):
                 watcher=progress,
                 lock=self._lock(),
                 context=context,
+                first_line=self._first_line(cell),
             )
         except RustCompileError as err:
             progress.clear()
@@ -130,10 +141,17 @@ class RustAsyncMagics(Magics):
         how = "cached" if result.cached else f"built in {elapsed:.2f} s"
         if result.warnings:
             how += f", {len(result.warnings)} warning{'s' * (len(result.warnings) != 1)}"
-        progress.finish(f"rust_async: {how}: {_describe(exports)}{binding.summary()}")
+        said = summary.exports_line(
+            how,
+            [(e.name, e.kind) for e in exports],
+            added=[e.name for e in binding.added],
+            replaced=[e.name for e in binding.replaced],
+            removed=binding.removed,
+        )
+        progress.finish(said.text, html=said.html)
         self._show_warnings(result.warnings)
         if args.export:
-            sources = [export.Source(cell, args.dep, lock=self._lock())]
+            sources = [export.Source(cell, args.dep, lock=self._lock(), first_line=compiled.spec.first_line)]
             project = export.export(Path(args.export), sources, context=context)
             print(f"rust_async: {project.summary()}")
 
@@ -255,7 +273,8 @@ class RustAsyncMagics(Magics):
         if self.loaded:
             print("loaded cells:")
             for cell in self.loaded:
-                print(f"  {cell.module}: {', '.join(cell.names)}")
+                many = f"{len(cell.names):,} exports: " if len(cell.names) > summary.FULL_UP_TO else ""
+                print(f"  {cell.module}: {many}{summary.abbreviate(cell.names)}")
 
 
 def _line_option(flag: str) -> str:

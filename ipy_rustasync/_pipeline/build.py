@@ -106,7 +106,7 @@ def build(
 def _cached(spec: crate.CellSpec, cache: Cache, path: Path, start: float) -> BuildResult:
     """A cache hit, with the warnings its build printed (a re-run shows them again)."""
     saved = cache.load_warnings(spec.module)
-    warnings = diagnostics.loads(saved, spec.source) if saved else []
+    warnings = diagnostics.loads(saved, spec.source, spec.first_line) if saved else []
     return BuildResult(spec.module, path, cached=True, seconds=time.perf_counter() - start, warnings=warnings)
 
 
@@ -126,7 +126,9 @@ def _run_cargo(
     with Phase(log, "cargo", spec.module):
         outcome = cargo.run(cmd, root, watcher)
     log.debug("%s: cargo %s, %d units", spec.module, "succeeded" if outcome.ok else "failed", outcome.artifacts())
-    found = diagnostics.from_messages(outcome.compiler_messages(), spec.source, spec.module)
+    found = diagnostics.from_messages(
+        outcome.compiler_messages(), spec.source, spec.module, first_line=spec.first_line, line_offset=spec.line_offset
+    )
     artifact = outcome.cdylib(spec.module)
     if not outcome.ok or artifact is None:
         raise _failure(spec, context, outcome, found)

@@ -30,10 +30,10 @@ class Compiled:
     spec: crate.CellSpec
 
 
-def cell_deps(source: str, flags: Iterable[str | Dep] = ()) -> tuple[Dep, ...]:
+def cell_deps(source: str, flags: Iterable[str | Dep] = (), first_line: int = 1) -> tuple[Dep, ...]:
     """The cell's extra crates: its ```cargo block merged with ``--dep`` flags."""
     parsed = [d if isinstance(d, Dep) else Dep.parse(d) for d in flags]
-    return deps.combine(("the ```cargo block", fragment.deps(source)), ("--dep", parsed))
+    return deps.combine(("the ```cargo block", fragment.deps(source, first_line)), ("--dep", parsed))
 
 
 def compile_cell(
@@ -45,13 +45,18 @@ def compile_cell(
     watcher: cargo.Watcher | None = None,
     lock: str | Path | None = None,
     context: Context | None = None,
+    first_line: int = 1,
 ) -> Compiled:
     """Builds (or finds in the cache) and loads the module for ``source``.
 
     ``release=None`` takes the ``release`` setting. ``lock`` is the notebook's lock
     sidecar (lockfile.py): it pins the cell's extra crates, and learns the versions
     they resolved to once the cell has built. A cell without extra crates ignores it.
-    ``context`` is the caller's settings and cache (read now if not given)."""
+    ``context`` is the caller's settings and cache (read now if not given).
+    ``first_line`` is the editor's line of the source's first line: 2 for a
+    ``%%rust_async`` cell's body (the magic line is line 1), 1 for source without a
+    magic line. Every line the user is told of (compiler messages, a panic's
+    ``cell_line``) counts from there."""
     if not source.strip():
         raise RustAsyncUsageError(
             "the cell is empty: write Rust functions under %%rust_async, e.g. `pub async fn hello() -> String { ... }`"
@@ -61,11 +66,12 @@ def compile_cell(
     # directory and remembered there (toolchain.rustc_version).
     cache = context.cache
     lock = Path(lock).expanduser() if lock is not None else None
-    wanted = cell_deps(source, deps)
+    wanted = cell_deps(source, deps, first_line)
     pinned = lockfile.pin(wanted, lock, context) if lock is not None and wanted else None
     spec = crate.CellSpec(
         source=source,
         release=context.release(release),
+        first_line=first_line,
         deps=wanted,
         pins=pinned.pins if pinned else (),
         seed_lock=pinned.seed if pinned else None,
@@ -114,7 +120,10 @@ def rust_module(
 ) -> ModuleType:
     """Compiles Rust source like a ``%%rust_async`` cell and returns the module, for
     scripts and tests outside IPython: ``mod = rust_module(src); asyncio.run(mod.f())``.
-    ``lock`` is a lock sidecar to pin the extra crates with (see lockfile.py)."""
+    ``lock`` is a lock sidecar to pin the extra crates with (see lockfile.py).
+
+    ``source`` has no magic line, so its own first line is line 1 in compiler messages
+    and in a panic's ``cell_line`` (in a cell, the ``%%rust_async`` line is line 1)."""
     return compile_cell(source, release=release, deps=deps, force=force, lock=lock).module
 
 

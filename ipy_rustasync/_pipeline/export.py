@@ -65,6 +65,9 @@ class Source:
     origin: str = "the cell"
     #: the lock sidecar its build pins crates with (lockfile.py), if any
     lock: Path | None = None
+    #: the editor's line of ``text``'s first line: 2 for a ``%%rust_async`` cell's
+    #: body, 1 for a .rs file (cells.compile_cell)
+    first_line: int = 1
 
 
 @dataclass
@@ -114,7 +117,8 @@ def notebook_cells(path: Path) -> list[Source]:
             continue
         if body and not body.endswith("\n"):
             body += "\n"  # IPython hands a cell magic its body with the newline, so the hash matches
-        found.append(Source(body, _dep_flags(first[len("%%rust_async") :], path, number), f"{path.name} cell {number}"))
+        flags = _dep_flags(first[len("%%rust_async") :], path, number)
+        found.append(Source(body, flags, f"{path.name} cell {number}", first_line=2))
     if not found:
         raise RustAsyncUsageError(f"the notebook {path} has no %%rust_async cells")
     return found
@@ -143,11 +147,18 @@ def export(
     built: list[tuple[Source, cells.Compiled, cargolock.Lock]] = []
     for source in sources:
         try:
-            compiled = cells.compile_cell(source.text, deps=source.flags, lock=source.lock, context=context)
+            compiled = cells.compile_cell(
+                source.text, deps=source.flags, lock=source.lock, context=context, first_line=source.first_line
+            )
             lock = _crate_lock(compiled, context.cache)
             if lock is None:  # built long ago, its crate since removed: build again for the lock
                 compiled = cells.compile_cell(
-                    source.text, deps=source.flags, lock=source.lock, force=True, context=context
+                    source.text,
+                    deps=source.flags,
+                    lock=source.lock,
+                    force=True,
+                    context=context,
+                    first_line=source.first_line,
                 )
                 lock = _crate_lock(compiled, context.cache)
         except RustCompileError as err:

@@ -84,25 +84,12 @@ def exports(mod: ModuleType) -> list[Export]:
 
 @dataclass
 class Binding:
-    """What a bind changed, for the one-line summary."""
+    """What a bind changed (the summary line names it: _presentation/summary.py)."""
 
     added: list[Export] = field(default_factory=list)
     replaced: list[Export] = field(default_factory=list)
     #: names an earlier build of the same cell bound that this build does not export
     removed: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        """`` (new: a; replaced: b; removed: c)`` for a rebuild, ``""`` for a first build."""
-        if not self.replaced and not self.removed:
-            return ""
-        parts = []
-        if self.added:
-            parts.append("new: " + ", ".join(e.name for e in self.added))
-        if self.replaced:
-            parts.append("replaced: " + ", ".join(e.name for e in self.replaced))
-        if self.removed:
-            parts.append("removed: " + ", ".join(self.removed))
-        return f" ({'; '.join(parts)})"
 
 
 class Binder:

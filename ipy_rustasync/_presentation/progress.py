@@ -118,9 +118,19 @@ class Progress:
             sys.stdout.write("\r\x1b[2K")
             sys.stdout.flush()
 
-    def finish(self, summary: str) -> None:
-        """Replaces the status display with ``summary`` (printed as a new line if none was shown)."""
-        if self._handle is not None:
+    def finish(self, summary: str, html: str | None = None) -> None:
+        """Replaces the status display with ``summary`` (printed as a new line if none was
+        shown). ``html`` is what a notebook shows instead (alongside ``summary`` in one
+        display, so a text-only front end still reads the line)."""
+        if self.in_kernel and html is not None:
+            data = {"text/plain": summary, "text/html": html}
+            if self._handle is not None:
+                self._handle.update(data, raw=True)
+            else:
+                from IPython.display import display
+
+                display(data, raw=True)
+        elif self._handle is not None:
             self._handle.update({"text/plain": summary}, raw=True)
         elif self._shown:
             sys.stdout.write("\r\x1b[2K" + summary + "\n")

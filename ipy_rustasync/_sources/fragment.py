@@ -11,7 +11,9 @@ leading comments), so a notebook carries its own dependency table::
     //! ```
 
 It is made of comments, so the cell's text (and every line number rustc reports)
-stays exactly as written. Only a ``[dependencies]`` table of crates.io crates is
+stays exactly as written, and the block's lines count like any other: a line after it
+is numbered as the editor shows it. Lines named here count as the editor does too
+(``first_line``: 2 under a ``%%rust_async`` line). Only a ``[dependencies]`` table of crates.io crates is
 allowed; every other table and key is refused with one sentence (see deps.py for why).
 """
 
@@ -57,9 +59,10 @@ def _comment_text(line: str) -> tuple[str, str] | None:
     return None
 
 
-def find(source: str) -> tuple[str, int] | None:
+def find(source: str, first_line: int = 1) -> tuple[str, int] | None:
     """The TOML of the ```` ```cargo ```` block in the cell's leading comments and the
-    cell line it starts on (1-based, the fence line), or None if there is none.
+    line it starts on (the fence line, counted as the editor does: the source's first
+    line is ``first_line``), or None if there is none.
 
     The block must sit in the comments before any code, in ``//!`` (rust-script's
     spelling) or plain ``//`` lines, one kind throughout."""
@@ -78,11 +81,11 @@ def find(source: str) -> tuple[str, int] | None:
             continue
         if i >= leading:
             raise RustAsyncUsageError(
-                f"the ```cargo block at cell line {i + 1} must come first in the cell, in its leading comments"
+                f"the ```cargo block at cell line {i + first_line} must come first in the cell, in its leading comments"
             )
         if found is not None:
             raise RustAsyncUsageError(
-                f"the cell has a second ```cargo block at cell line {i + 1}; put all dependencies in one"
+                f"the cell has a second ```cargo block at cell line {i + first_line}; put all dependencies in one"
             )
         prefix, start = comment[0], i
         body: list[str] = []
@@ -91,20 +94,20 @@ def find(source: str) -> tuple[str, int] | None:
             inner = _comment_text(lines[i]) if i < len(lines) else None
             if inner is None or inner[0] != prefix:
                 raise RustAsyncUsageError(
-                    f"the ```cargo block at cell line {start + 1} is not closed with a {prefix} ``` line"
+                    f"the ```cargo block at cell line {start + first_line} is not closed with a {prefix} ``` line"
                 )
             if inner[1].strip() == FENCE_CLOSE:
                 break
             body.append(inner[1])
             i += 1
-        found = ("\n".join(body) + "\n", start + 1)
+        found = ("\n".join(body) + "\n", start + first_line)
         i += 1
     return found
 
 
-def deps(source: str) -> tuple[Dep, ...]:
+def deps(source: str, first_line: int = 1) -> tuple[Dep, ...]:
     """The crates the cell's ```` ```cargo ```` block declares (empty without one)."""
-    found = find(source)
+    found = find(source, first_line)
     if found is None:
         return ()
     text, line = found

@@ -227,6 +227,57 @@ async function main(page) {
     .catch(err => ({ error: String(err) }));
   step('broken cell run');
   await shot(page, 'broken');
+  if (!report.broken.error) {
+    report.broken.statusBar = await cursorOnMarkedSource(page, rustIndex, report.broken.output);
+    step('cursor on the marked source');
+    await shot(page, 'cursor');
+  }
+}
+
+/**
+ * Clicks into the source the error marks (the string literal of the broken line, where
+ * rustc's `^` points) and returns what JupyterLab's status bar then says of the cursor
+ * ("Ln 15, Col 50"), waiting until it shows a column inside that literal.
+ */
+async function cursorOnMarkedSource(page, cellIndex, output) {
+  const named = /--> cell line (\d+), column (\d+)/.exec(output);
+  const point = await page.evaluate(
+    ([index, nonce]) => {
+      const cell = window.jupyterapp.shell.currentWidget.content.widgets[index];
+      const line = [...cell.node.querySelectorAll('.cm-line')].find(l => l.textContent.includes(`broken_${nonce}`));
+      if (!line) return null;
+      line.scrollIntoView({ block: 'center' });
+      const walker = document.createTreeWalker(line, NodeFilter.SHOW_TEXT);
+      for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const at = node.textContent.indexOf('"text"');
+        if (at >= 0) {
+          const range = document.createRange();
+          range.setStart(node, at + 2); // the `e` of "text": well inside the literal
+          range.setEnd(node, at + 3);
+          const box = range.getBoundingClientRect();
+          return { x: box.left + box.width / 2, y: box.top + box.height / 2 };
+        }
+      }
+      return null;
+    },
+    [cellIndex, CONFIG.nonce]
+  );
+  if (!point || !named) return { error: `nothing to click (point ${JSON.stringify(point)}, named ${named})` };
+  await page.mouse.click(point.x, point.y);
+  const column = Number(named[2]);
+  const read = () => /Ln (\d+), Col (\d+)/.exec(document.querySelector('#jp-main-statusbar')?.innerText ?? '')?.[0];
+  const shown = await page
+    .waitForFunction(
+      ([low, high]) => {
+        const m = /Ln (\d+), Col (\d+)/.exec(document.querySelector('#jp-main-statusbar')?.innerText ?? '');
+        return m && Number(m[2]) > low && Number(m[2]) < high ? m[0] : false;
+      },
+      [column, column + '"text"'.length],
+      { timeout: 10_000, polling: 100 }
+    )
+    .then(handle => handle.jsonValue())
+    .catch(() => null);
+  return { text: shown ?? (await page.evaluate(read)) ?? null, clicked: point };
 }
 
 const browser = await chromium.launch({

@@ -1,8 +1,10 @@
 """rustc's JSON diagnostics (cargo's ``compiler-message`` records) -> ``Diagnostic``
 records on the lines of the cell the user wrote.
 
-The generated ``src/lib.rs`` is the cell verbatim after ``crate.LINE_OFFSET`` header
-lines, so a span's line maps to the cell by a subtraction. A span in code a macro
+The generated ``src/lib.rs`` is the cell verbatim after a header, so a span's line maps
+to the line the editor shows by subtracting the crate's line offset (``crate.line_offset``:
+0 for a ``%%rust_async`` cell, whose magic line is line 1, so rustc's lines are already
+the editor's). A span in code a macro
 generated (the exporter's glue, PyO3's wrappers, ``format!``) follows its expansion
 back to the cell text the macro was called on. Spans outside the cell's text (the
 generated glue itself, the bridge crate, the standard library, other crates) are never
@@ -18,8 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ipy_rustasync._presentation.diagnostics.hints import hint
-from ipy_rustasync._presentation.diagnostics.model import TO_LINE_END, Diagnostic, Note, Span
-from ipy_rustasync._sources.crate import LINE_OFFSET
+from ipy_rustasync._presentation.diagnostics.model import TO_LINE_END, Diagnostic, Note, Span, editor_lines
+from ipy_rustasync._sources import crate
 
 _LIB_RS = "src/lib.rs"
 _LIB_LOCATION = re.compile(r"src/lib\.rs:(\d+):(\d+)(?:: (\d+):(\d+))?")
@@ -33,14 +35,23 @@ _MAX_EXPANSIONS = 8
 
 
 def from_messages(
-    messages: Iterable[dict[str, Any]], cell_source: str, module: str, *, line_offset: int = LINE_OFFSET
+    messages: Iterable[dict[str, Any]],
+    cell_source: str,
+    module: str,
+    *,
+    first_line: int = 1,
+    line_offset: int | None = None,
 ) -> list[Diagnostic]:
-    """The diagnostics of a build (cargo ``compiler-message`` records), on the cell.
+    """The diagnostics of a build (cargo ``compiler-message`` records), on the lines
+    the editor shows.
 
     The cell crate's (``module``'s) own messages are all kept; other crates' only when
     they are errors (warnings from dependencies are theirs, not the user's).
-    ``line_offset`` is the number of ``src/lib.rs`` lines before the cell's first."""
-    cell = _Cell(tuple(cell_source.splitlines()) or ("",), line_offset)
+    ``first_line`` is the editor's line of the source's first line (2 under a
+    ``%%rust_async`` line, 1 for ``rust_module`` source); ``line_offset`` is ``src/lib.rs``'s
+    line minus the editor's (by default the one ``crate`` lays the crate out with)."""
+    offset = crate.line_offset(first_line) if line_offset is None else line_offset
+    cell = _Cell(editor_lines(cell_source, first_line), offset, first_line)
     found: list[Diagnostic] = []
     seen: set[tuple[str, str, int | None, int | None]] = set()
     for record in messages:
@@ -68,15 +79,17 @@ def from_messages(
 
 @dataclass(frozen=True)
 class _Cell:
-    """The cell's lines, and how many ``src/lib.rs`` lines come before its first."""
+    """The cell's lines as the editor numbers them, ``src/lib.rs``'s line minus the
+    editor's, and the editor's line of the source's first line."""
 
     lines: tuple[str, ...]
     offset: int
+    first: int = 1
 
     def line(self, lib_line: int) -> int | None:
-        """The cell line of ``src/lib.rs`` line ``lib_line``; None outside the cell."""
+        """The editor's line of ``src/lib.rs`` line ``lib_line``; None outside the cell."""
         line = lib_line - self.offset
-        return line if 1 <= line <= len(self.lines) else None
+        return line if self.first <= line <= len(self.lines) else None
 
     def retell(self, text: str) -> str:
         """``src/lib.rs:5:9`` inside rustc's words (e.g. ``{async block@src/lib.rs:5:9: 5:14}``)

@@ -1,9 +1,9 @@
 """What a diagnostic is: the records ``mapping`` builds and ``render`` shows, and the
 JSON form they are kept in beside a cached module.
 
-Everything here is on the cell's own lines (1-based lines and columns, as rustc
-counts them in the generated ``src/lib.rs`` minus the header); nothing here knows
-rustc's JSON or HTML.
+Everything here is on the lines the editor shows (1-based lines and columns; in a
+``%%rust_async`` cell the magic line is line 1, as JupyterLab counts); nothing here
+knows rustc's JSON or HTML.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ TO_LINE_END = -1
 
 @dataclass(frozen=True)
 class Span:
-    line: int  # in the cell, 1-based
+    line: int  # the editor's, 1-based
     start: int  # columns, 1-based, end exclusive (on ``line``)
     end: int
     primary: bool
@@ -38,14 +38,21 @@ class Diagnostic:
     level: str  # "error" or "warning"
     message: str  # the first line, e.g. "mismatched types"
     code: str | None
-    line: int | None  # in the cell, 1-based; None if not in the cell's own text
+    line: int | None  # the editor's, 1-based; None if not in the cell's own text
     column: int | None
     spans: tuple[Span, ...]
     notes: tuple[Note, ...]
     hint: str | None
-    source: tuple[str, ...]  # the cell's lines, for quoting
+    source: tuple[str, ...]  # the cell's lines as the editor numbers them (editor_lines), for quoting
     #: about the generated glue only (e.g. its copy of a name defined twice)
     in_glue: bool = False
+
+
+def editor_lines(cell_source: str, first_line: int = 1) -> tuple[str, ...]:
+    """The cell's lines as the editor numbers them: ``[n - 1]`` is line ``n``. The lines
+    before the source's first (the ``%%rust_async`` line) are blank here: nothing the
+    compiler says is on them."""
+    return ("",) * (first_line - 1) + (tuple(cell_source.splitlines()) or ("",))
 
 
 # --- kept beside a cached module ------------------------------------------------------
@@ -57,10 +64,11 @@ def dumps(found: list[Diagnostic]) -> str:
     return json.dumps([{k: v for k, v in dataclasses.asdict(d).items() if k != "source"} for d in found])
 
 
-def loads(text: str, source: str) -> list[Diagnostic]:
-    """What :func:`dumps` wrote, with the cell's ``source`` back in; anything unreadable
-    (an older layout, a damaged file) reads as no diagnostics: they are a courtesy."""
-    lines = tuple(source.splitlines())
+def loads(text: str, source: str, first_line: int = 1) -> list[Diagnostic]:
+    """What :func:`dumps` wrote, with the cell's ``source`` back in (its first line the
+    editor's ``first_line``); anything unreadable (an older layout, a damaged file)
+    reads as no diagnostics: they are a courtesy."""
+    lines = editor_lines(source, first_line)
     try:
         return [
             Diagnostic(

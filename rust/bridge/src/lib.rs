@@ -77,7 +77,9 @@ use pyo3::types::PyModule;
 
 /// Called from the generated `#[pymodule]` before anything else.
 ///
-/// `cell_line_offset` is the line of `src/lib.rs` just before the cell's first line.
+/// `cell_line_offset` is a line of `src/lib.rs` minus the line the editor shows for it
+/// (0 for a `%%rust_async` cell: its `src/lib.rs` numbers lines as the editor does), so
+/// a panic's `cell_line` is the editor's line.
 pub fn init_module(m: &Bound<'_, PyModule>, cell_line_offset: u32) -> PyResult<()> {
     let py = m.py();
     panics::init(cell_line_offset);

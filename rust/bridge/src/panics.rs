@@ -19,7 +19,9 @@ use pyo3::prelude::*;
 
 use crate::exceptions::rust_panic;
 
-/// Line of `src/lib.rs` just before the cell's first line (set at module init).
+/// A line of `src/lib.rs` minus the line the editor shows for it (set at module init):
+/// 0 for a `%%rust_async` cell, whose generated file already numbers its lines as the
+/// editor does (the magic line is line 1); 1 for `rust_module` source.
 static CELL_LINE_OFFSET: AtomicU32 = AtomicU32::new(0);
 static INSTALL_HOOK: Once = Once::new();
 
@@ -53,7 +55,7 @@ impl PanicReport {
         let mut report = Self::from_payload(info.payload());
         if let Some(location) = info.location() {
             let offset = CELL_LINE_OFFSET.load(Ordering::Relaxed);
-            if location.file().ends_with("lib.rs") && location.line() > offset && offset > 0 {
+            if is_cell_file(location.file()) && location.line() > offset {
                 report.cell_line = Some(location.line() - offset);
                 report.column = Some(location.column());
             } else {
@@ -80,6 +82,13 @@ impl PanicReport {
     pub(crate) fn into_pyerr(self, py: Python<'_>) -> PyErr {
         rust_panic(py, self.describe(), &self.message, self.cell_line)
     }
+}
+
+/// Whether a panic's file is the cell crate's `src/lib.rs`, as cargo names it to rustc
+/// (relative to the crate; every other crate's files come with a longer path, the
+/// bridge's and the dependencies' `lib.rs` among them).
+fn is_cell_file(file: &str) -> bool {
+    matches!(file, "src/lib.rs" | "src\\lib.rs")
 }
 
 fn payload_message(payload: &(dyn Any + Send)) -> String {
@@ -163,9 +172,28 @@ pub fn call_sync<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult
     crate::runtime::in_runtime(|| catching(f)).unwrap_or_else(|report| Err(report.into_pyerr(py)))
 }
 
-/// Records where the cell starts in `src/lib.rs` (for panic locations) and installs
-/// the panic hook; called once from the module's initialisation.
+/// Records how `src/lib.rs`'s lines relate to the editor's (for panic locations) and
+/// installs the panic hook; called once from the module's initialisation.
 pub(crate) fn init(cell_line_offset: u32) {
     CELL_LINE_OFFSET.store(cell_line_offset, Ordering::Relaxed);
     install_hook();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_cell_file;
+
+    #[test]
+    fn only_the_cell_crates_own_file_holds_cell_lines() {
+        assert!(is_cell_file("src/lib.rs"));
+        assert!(is_cell_file("src\\lib.rs"));
+        for other in [
+            "/home/u/.cargo/registry/src/index.crates.io-1/tokio-1.54.1/src/lib.rs",
+            "/opt/ipy_rustasync/_rust/bridge/src/lib.rs",
+            "src/main.rs",
+            "lib.rs",
+        ] {
+            assert!(!is_cell_file(other), "{other}");
+        }
+    }
 }

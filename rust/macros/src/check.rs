@@ -15,7 +15,8 @@ use crate::parse::{self, FnOptions};
 pub(crate) enum FnExport<'a> {
     /// Not at all: it is not `pub`, or it is a test.
     Private,
-    /// The user's own `#[pyfunction]`, registered as it is.
+    /// The user's own `#[pyfunction]`, registered as it is (whatever its visibility:
+    /// the attribute already asks for the export, as PyO3's guides write it).
     PyFunction,
     /// A plain `pub fn`, which gets a generated wrapper.
     Plain(PlainFn<'a>),
@@ -85,12 +86,6 @@ pub(crate) fn function(func: &ItemFn) -> syn::Result<FnExport<'_>> {
         ));
     }
     if parse::has_attr(&func.attrs, "pyfunction") {
-        if !parse::is_plain_pub(&func.vis) {
-            return Err(syn::Error::new(
-                ident.span(),
-                format!("#[pyfunction] `{ident}` must be `pub` for the cell to export it"),
-            ));
-        }
         return Ok(FnExport::PyFunction);
     }
     if !parse::is_plain_pub(&func.vis) {
@@ -287,16 +282,19 @@ mod tests {
     }
 
     #[test]
-    fn a_users_own_pyfunction_is_registered_as_it_is() {
-        let func = parsed("#[pyfunction] pub fn f<T>(x: T) {}");
-        assert!(matches!(function(&func), Ok(FnExport::PyFunction)));
-        assert_eq!(
-            refusal("#[pyo3::pyfunction]\nfn hidden() {}"),
-            (
-                "#[pyfunction] `hidden` must be `pub` for the cell to export it".into(),
-                (2, 3)
-            )
-        );
+    fn a_users_own_pyfunction_is_registered_as_it_is_pub_or_not() {
+        for source in [
+            "#[pyfunction] pub fn f<T>(x: T) {}",
+            // As PyO3's and pyo3-async-runtimes' guides write them: the attribute asks.
+            "#[pyfunction]\nfn sum_as_string(a: usize, b: usize) -> PyResult<String> {}",
+            "#[pyo3::pyfunction] pub(crate) fn hidden() {}",
+            "#[pyfunction] pub(super) async fn later() {}",
+        ] {
+            assert!(
+                matches!(function(&parsed(source)), Ok(FnExport::PyFunction)),
+                "{source}"
+            );
+        }
     }
 
     #[test]

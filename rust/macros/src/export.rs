@@ -1,6 +1,8 @@
 //! What each export contributes to the expansion: the `#[pyfunction]` wrapper of a
 //! plain `pub fn` (placed inside the cell's module), the line of the `#[pymodule]`
-//! that registers it, and its row of the `__ira_exports__` table.
+//! that registers it, and its row of the `__ira_exports__` table. A user's own
+//! `#[pyfunction]` gets no wrapper but a registering helper inside the cell's module,
+//! where it is visible even when it is not `pub` (`fn f` as PyO3's guides write it).
 
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -83,16 +85,32 @@ pub(crate) fn function(mod_ident: &Ident, func: &ItemFn) -> syn::Result<Option<E
     let cfgs = parse::cfg_attrs(&func.attrs);
     match check::function(func)? {
         FnExport::Private => Ok(None),
-        FnExport::PyFunction => Ok(Some(Export {
-            python_name: parse::pyo3_name(&func.attrs).unwrap_or_else(|| parse::python_name(ident)),
-            kind: "pyfunction",
-            signature: signature_text(&func.sig),
-            wrapper: TokenStream2::new(),
-            register: quote_spanned! {ident.span()=>
-                #(#cfgs)* __ira_m.add_function(::pyo3::wrap_pyfunction!(self::#mod_ident::#ident, __ira_m)?)?;
-            },
-            span: ident.span(),
-        })),
+        FnExport::PyFunction => {
+            // PyO3 makes the function's definition a module with the function's own
+            // visibility, so a private one is out of reach of the `#[pymodule]` outside
+            // the cell's module: a helper inside it adds the function to the module.
+            let helper = format_ident!("__ira_add_{}", ident);
+            let add = quote_spanned! {ident.span()=>
+                __ira_m.add_function(::pyo3::wrap_pyfunction!(self::#ident, __ira_m)?)
+            };
+            Ok(Some(Export {
+                python_name: parse::pyo3_name(&func.attrs)
+                    .unwrap_or_else(|| parse::python_name(ident)),
+                kind: "pyfunction",
+                signature: signature_text(&func.sig),
+                wrapper: quote! {
+                    #(#cfgs)*
+                    #[doc(hidden)]
+                    #[allow(non_snake_case)]
+                    pub(crate) fn #helper(__ira_m: &::pyo3::Bound<'_, ::pyo3::types::PyModule>) -> ::pyo3::PyResult<()> {
+                        use ::pyo3::types::PyModuleMethods as _;
+                        #add
+                    }
+                },
+                register: quote! { #(#cfgs)* self::#mod_ident::#helper(__ira_m)?; },
+                span: ident.span(),
+            }))
+        }
         FnExport::Plain(plain) => Ok(Some(wrapped(mod_ident, func, plain))),
     }
 }
@@ -633,10 +651,41 @@ mod tests {
             ("plus", "pyfunction")
         );
         assert_eq!(export.signature, "fn add(a: i64, b: i64) -> i64");
-        assert!(export.wrapper.is_empty());
+        // No wrapper of ours around it: PyO3's is used as it is, added by a helper.
+        assert!(!export.wrapper.to_string().contains("pyo3 :: pyfunction"));
         assert!(contains(
             &export.register,
-            quote! { __ira_m.add_function(::pyo3::wrap_pyfunction!(self::cell::add, __ira_m)?)?; }
+            quote! { self::cell::__ira_add_add(__ira_m)?; }
+        ));
+    }
+
+    #[test]
+    fn a_private_pyfunction_is_added_from_inside_the_cells_module() {
+        // As PyO3's guide writes it: not `pub`, so only the cell's own module sees it.
+        let export = export_of(parse_quote! {
+            #[pyfunction]
+            #[cfg(unix)]
+            fn sum_as_string(a: usize, b: usize) -> PyResult<String> { Ok((a + b).to_string()) }
+        });
+        assert_eq!(
+            (export.python_name.as_str(), export.kind),
+            ("sum_as_string", "pyfunction")
+        );
+        assert!(contains(
+            &export.wrapper,
+            quote! {
+                #[cfg(unix)]
+                #[doc(hidden)]
+                #[allow(non_snake_case)]
+                pub(crate) fn __ira_add_sum_as_string(__ira_m: &::pyo3::Bound<'_, ::pyo3::types::PyModule>) -> ::pyo3::PyResult<()> {
+                    use ::pyo3::types::PyModuleMethods as _;
+                    __ira_m.add_function(::pyo3::wrap_pyfunction!(self::sum_as_string, __ira_m)?)
+                }
+            }
+        ));
+        assert!(contains(
+            &export.register,
+            quote! { #[cfg(unix)] self::cell::__ira_add_sum_as_string(__ira_m)?; }
         ));
     }
 

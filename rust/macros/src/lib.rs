@@ -5,7 +5,8 @@
 //! Keeping the text verbatim inside one inline module means every token keeps its
 //! real position: rustc's errors, even those about generated glue (an argument type
 //! PyO3 cannot convert, a future that is not `Send`), point at the user's own line,
-//! and the line in the cell is the line in `src/lib.rs` minus `N`.
+//! and the line the editor shows is the line in `src/lib.rs` minus `N` (0 for a
+//! `%%rust_async` cell, whose `src/lib.rs` numbers its lines as the editor does).
 //!
 //! From the module this macro emits the module itself, then one `#[pyfunction]`
 //! wrapper per top-level plain-`pub` function (async ones return an awaitable, see

@@ -15,7 +15,8 @@ use syn::{
 pub(crate) struct CellArgs {
     /// The Python module's name.
     pub(crate) module: LitStr,
-    /// The line of `src/lib.rs` just before the cell's first line (0 if not given).
+    /// A line of `src/lib.rs` minus the line the editor shows for it (0 if not given:
+    /// the file numbers lines as the editor does).
     pub(crate) line_offset: LitInt,
 }
 

@@ -2,11 +2,12 @@
 
 Each ``NAME.rs`` beside this script is a cell, exactly as it would sit under
 ``%%rust_async`` (a crate it needs comes in its own ```` ```cargo ```` block). This
-builds every cell through the project (``cells.compile_cell``, so the crate, its
-header and cargo's ``--message-format json`` are the ones users get) and writes
-``NAME.json``: cargo's ``compiler-message`` records for that build, the name of the
-cell's crate and the header's line offset at recording time, so the tests map them
-without running cargo. Absolute paths are replaced by ``$CACHE``, ``$ROOT`` and
+builds every cell through the project as the magic does (``cells.compile_cell`` with
+the body's first line on the editor's line 2, so the crate, its header and cargo's
+``--message-format json`` are the ones users get) and writes ``NAME.json``: cargo's
+``compiler-message`` records for that build, the name of the cell's crate, and the
+editor's line of the cell's first line and the crate's line offset at recording time,
+so the tests map them without running cargo. Absolute paths are replaced by ``$CACHE``, ``$ROOT`` and
 ``$HOME`` so a recording does not depend on the machine.
 
 Run it when rustc or PyO3 change what they say, then read the diff and fix what the
@@ -33,6 +34,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 CACHE = Path(os.environ.get("IPY_RUSTASYNC_TEST_CACHE", ROOT / ".test-cache")).resolve() / "cache"
+#: The editor's line of a cell's first line: under the ``%%rust_async`` line, line 2.
+FIRST_LINE = 2
 
 
 class Recorder:
@@ -83,7 +86,7 @@ def record(name: str, out_dir: Path = HERE) -> Path:
     source = (HERE / f"{name}.rs").read_text(encoding="utf-8")
     recorder = Recorder()
     with contextlib.suppress(errors.RustCompileError):  # most cases are meant not to compile
-        cells.compile_cell(source, force=True, watcher=recorder)
+        cells.compile_cell(source, force=True, watcher=recorder, first_line=FIRST_LINE)
     if not recorder.messages:
         raise SystemExit(f"{name}.rs: the build said nothing to record")
     with (crate.rust_dir() / "bridge" / "Cargo.toml").open("rb") as fh:
@@ -95,7 +98,8 @@ def record(name: str, out_dir: Path = HERE) -> Path:
     recording = {
         "recorded_with": {"rustc": toolchain.rustc_version().splitlines()[0], "pyo3": pyo3.lstrip("=")},
         "module": cell_crate(recorder.messages),
-        "line_offset": crate.LINE_OFFSET,
+        "first_line": FIRST_LINE,
+        "line_offset": crate.line_offset(FIRST_LINE),
         "messages": scrub(recorder.messages, paths),
     }
     out = out_dir / f"{name}.json"
