@@ -35,6 +35,20 @@ pub(crate) fn version() -> (u8, u8, u8) {
     })
 }
 
+/// Whether this thread holds the GIL (is attached to the interpreter) now, asked
+/// without waiting for it: a thread that has released it (`py.detach`) or never
+/// had it (a tokio worker) does not. Reads the thread's current thread state,
+/// which is set exactly while the thread holds the GIL. (`PyGILState_Check` would
+/// answer yes on every thread once sub-interpreters have been used; PyO3's own
+/// count is per cell library and private.)
+pub(crate) fn holds_gil() -> bool {
+    // SAFETY: `PyThreadState_GetUnchecked` (`_PyThreadState_UncheckedGet` before
+    // 3.13, which PyO3's compat shim calls there) may be called from any thread at
+    // any time, with or without the GIL: it only reads the calling thread's
+    // current-thread-state variable and never fails.
+    !unsafe { ffi::compat::PyThreadState_GetUnchecked() }.is_null()
+}
+
 /// `err`, raised the way the interpreter raises an exception (`PyErr_SetObject`):
 /// its `__context__` becomes the exception being handled where it is raised, as
 /// for an exception raised in an `async def` awaited inside an `except` block.
