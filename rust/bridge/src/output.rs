@@ -36,9 +36,9 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
-use pyo3::types::{PyCFunction, PyDict, PyTuple};
+use pyo3::types::{PyCFunction, PyDict, PyString, PyTuple};
 
-use crate::capi::holds_gil;
+use crate::capi::{holds_gil, run_in_context, RanIn};
 use crate::sync::lock;
 
 /// Which stream a text goes to.
@@ -123,7 +123,7 @@ pub fn print(stream: Stream, args: fmt::Arguments<'_>, newline: bool) {
         // finalizes, when Python objects are no longer safe to use.
         let written = Python::try_attach(|py| {
             drain(py);
-            write_now(py, stream, &text);
+            write_now(py, stream, &text, None);
         });
         if written.is_none() {
             write_fd(stream, &text);
@@ -166,13 +166,22 @@ pub(crate) fn drain(py: Python<'_>) {
         return;
     }
     let _turn = DrainTurn::take(py);
+    // Queued text comes from threads with no Python context, so it is written in
+    // an empty one, as a Python thread's would be: not in the context of whatever
+    // loop callback drains it (the loop's reader callback keeps the context of the
+    // cell that first awaited on it, where ipykernel would find that cell's
+    // header and show the text under it).
+    let context = py
+        .import("contextvars")
+        .and_then(|contextvars| contextvars.getattr("Context")?.call0())
+        .ok();
     loop {
         let chunks = std::mem::take(&mut lock(&QUEUE).chunks);
         if chunks.is_empty() {
             return;
         }
         for (stream, text, count) in merged(chunks) {
-            write_now(py, stream, &text);
+            write_now(py, stream, &text, context.as_ref());
             PENDING.fetch_sub(count, Ordering::SeqCst);
         }
     }
@@ -238,7 +247,8 @@ fn merged(chunks: VecDeque<(Stream, String)>) -> Vec<(Stream, String, usize)> {
 /// fails (a closed stream, an exception already set that a call would trample), it
 /// goes to the file descriptor instead, where Rust's own macros would have written
 /// it (Python's `print` would drop it, or raise: neither helps here).
-fn write_now(py: Python<'_>, stream: Stream, text: &str) {
+/// In `context` if given (and not entered already), else in the current one.
+fn write_now(py: Python<'_>, stream: Stream, text: &str, context: Option<&Bound<'_, PyAny>>) {
     if PyErr::occurred(py) {
         write_fd(stream, text);
         return;
@@ -250,7 +260,14 @@ fn write_now(py: Python<'_>, stream: Stream, text: &str) {
             if file.is_none() {
                 return Err(pyo3::exceptions::PyValueError::new_err("no stream"));
             }
-            file.call_method1("write", (text,)).map(drop)
+            let write = file.getattr("write")?;
+            let text = PyString::new(py, text);
+            if let Some(context) = context {
+                if let RanIn::Ran(result) = run_in_context(context, &write, &text) {
+                    return result.map(drop);
+                }
+            }
+            write.call1((text,)).map(drop)
         });
     if let Err(err) = written {
         if err.is_instance_of::<PyKeyboardInterrupt>(py) {
