@@ -254,7 +254,9 @@ def test_a_task_printing_after_its_call_returned_reaches_sys_stdout_while_no_loo
 def test_printing_at_interpreter_exit_and_across_fork_is_clean() -> None:
     """A thread of the cell printing nonstop while the interpreter exits, and a forked
     child printing from its own runtime: every line whole, no error, exit code 0."""
-    source = PRINTING + r"""
+    source = (
+        PRINTING
+        + r"""
     pub fn chatter() {
         std::thread::spawn(|| for i in 0.. {
             println!("chatter {i}");
@@ -262,6 +264,7 @@ def test_printing_at_interpreter_exit_and_across_fork_is_clean() -> None:
         });
     }
     """
+    )
     out = run_python(
         f"""
         import asyncio, os, sys, time
@@ -284,6 +287,11 @@ def test_printing_at_interpreter_exit_and_across_fork_is_clean() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stderr == "" or "DeprecationWarning" in out.stderr, out.stderr  # fork with threads warns on 3.12+
     got = out.stdout.splitlines()
-    assert got[:4] == ["hello from a tokio worker 1", "after the sleep 1", "hello from a tokio worker 2", "after the sleep 2"]
+    assert got[:4] == [
+        "hello from a tokio worker 1",
+        "after the sleep 1",
+        "hello from a tokio worker 2",
+        "after the sleep 2",
+    ]
     assert "main done" in got, out.stdout
     assert all(re.fullmatch(r"chatter \d+", line) for line in got[4:] if line != "main done"), got

@@ -79,7 +79,7 @@ CELLS: list[tuple[str, str]] = [
     ("load", "%load_ext ipy_rustasync"),
     # A first cell module awaited once: the wake-up channel of the kernel's loop is
     # registered while this cell runs, and later cells' output must not follow it here.
-    ("first", "%%rust_async\npub async fn first() -> u8 {\n    println!(\"first cell\");\n    1\n}\n"),
+    ("first", '%%rust_async\npub async fn first() -> u8 {\n    println!("first cell");\n    1\n}\n'),
     ("await_first", "one = await first()"),
     ("rust", RUST),
     ("issue", 'print("before")\nawait hello_async(1)\nhello_plain()\nprint("after")'),

@@ -368,16 +368,14 @@ fn before_fork() {
 }
 
 fn after_fork_in_parent() {
-    let guard =
-        FORK_GUARD.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
+    let guard = FORK_GUARD.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
     drop(guard);
 }
 
 /// `os.fork()` copies the queue but not the writer thread, nor a drain running on
 /// another thread: the child starts empty (the parent writes what was queued).
 fn after_fork_in_child() {
-    let guard =
-        FORK_GUARD.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
+    let guard = FORK_GUARD.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
     let mut queue = match guard {
         Some(guard) => guard,
         None => match QUEUE.try_lock() {

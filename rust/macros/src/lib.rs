@@ -167,7 +167,9 @@ mod tests {
         // The module first, headed by the printing macros, then the user's items
         // as written, the wrappers inside it.
         let prelude = printing::macros().to_string();
-        assert!(out.starts_with(&format!("mod cell {{ {prelude} use std :: collections :: HashMap ;")));
+        assert!(out.starts_with(&format!(
+            "mod cell {{ {prelude} use std :: collections :: HashMap ;"
+        )));
         for wrapper in ["fn __ira_fn_add", "fn __ira_fn_tick"] {
             let at = out.find(wrapper).expect(wrapper);
             assert!(at < out.find("fn __ira_pymodule").unwrap_or(0));
