@@ -60,6 +60,7 @@ TIERS: dict[str, str] = {
     "test_context": "unit",
     "test_bridge": "bridge",
     "test_processes": "bridge",
+    "test_pyo3_async": "bridge",
     "test_build": "bridge",
     "test_export": "bridge",
     "test_logging": "bridge",

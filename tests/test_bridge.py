@@ -1080,6 +1080,42 @@ def test_a_cell_uses_pyo3_async_runtimes_next_to_its_own_async_fns() -> None:
 # --- threads -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "first_call",
+    ["asyncio.run(m.ready_inline())", "m.plain()"],
+    ids=["an-inline-ready-await", "a-sync-call"],
+)
+def test_a_runtime_started_by_a_call_that_ends_at_once_still_goes_idle(first_call: str) -> None:
+    """The first call on a thread starts the runtime and counts one piece of work; a
+    call that ends at once (an inline poll that was ready, a sync call) must count it
+    off once only. Counted off twice, the count wrapped and the runtime never went
+    idle again."""
+    code = textwrap.dedent(
+        f"""
+        import asyncio, os, time
+        from ipy_rustasync import rust_module
+        m = rust_module("#[rust_async(inline)]\\npub async fn ready_inline() -> u32 {{ 1 }}\\npub fn plain() -> u32 {{ 2 }}\\n")
+        def workers():
+            names = []
+            for tid in os.listdir("/proc/self/task"):
+                try:
+                    with open(f"/proc/self/task/{{tid}}/comm") as f:
+                        names.append(f.read())
+                except OSError:
+                    pass
+            return sum(name.startswith("ipy-rustasync-w") for name in names)
+        {first_call}
+        end = time.monotonic() + 10
+        while workers() and time.monotonic() < end:
+            time.sleep(0.02)
+        print(workers())
+        """
+    )
+    out = run_python(code, env={"IPY_RUSTASYNC_IDLE_SECONDS": "0.2"}, timeout=900)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0"], out.stdout
+
+
 def test_idle_runtimes_give_their_threads_back() -> None:
     """Each cell library has its own tokio runtime; loaded but idle, they must not
     keep cores x cells threads parked."""

@@ -253,7 +253,7 @@ def test_maturin_and_our_cargo_share_the_dependency_build(tmp_path: Path) -> Non
 def test_rustc_answer_is_remembered_until_the_compiler_changes(tmp_path: Path) -> None:
     fake = tmp_path / "rustc"
     calls = tmp_path / "calls"
-    ask = "from ipy_rustasync import toolchain; print(toolchain.rustc_version())"
+    ask = "from ipy_rustasync._settings import toolchain; print(toolchain.rustc_version())"
     env = {"RUSTC": str(fake), "IPY_RUSTASYNC_CACHE_DIR": str(tmp_path / "cache")}
     (tmp_path / "cache").mkdir(mode=0o700)
 

@@ -257,12 +257,33 @@ def check_event_loops(ex: Executed, config: Path) -> None:
     assert not config.exists() or "nest" not in config.read_text()  # nothing saved for other kernels
 
 
+def check_async_objects(ex: Executed, config: Path) -> None:
+    assert "RateLimiter, Account" in ex.text("pub struct RateLimiter")
+    limited = ex.text("limiter = RateLimiter(20)")
+    took = re.search(r"^12 calls let through over (\d+) ms$", limited, re.M)
+    # Eleven 50 ms slots after the first: a lower bound that noise only raises.
+    assert took and int(took[1]) >= 500, limited
+    assert "smallest gap between two calls:" in limited
+    deposits = ex.text("account = Account(0)")
+    assert ex.pngs("account = Account(0)") == 1
+    lines_in_order(deposits, "balance: 100", "deposits holding the lock at the same time: 0")
+    last = re.search(r"the last let go after (\d+) ms", deposits)
+    assert last and int(last[1]) >= 20 * 20, deposits  # twenty 20 ms turns, one at a time
+    lines_in_order(
+        ex.text("account.audit(), account.audit()"),
+        "first audit: 100",
+        "second audit: RuntimeError: Account.audit() takes `&mut self`, and another call on this Account is still running",
+        "one at a time: 100 100",
+    )
+
+
 CHECKS: dict[str, Callable[[Executed, Path], None]] = {
     "concurrency": check_concurrency,
     "cancellation": check_cancellation,
     "callbacks": check_callbacks,
     "streams": check_streams,
     "event_loops": check_event_loops,
+    "async_objects": check_async_objects,
 }
 
 

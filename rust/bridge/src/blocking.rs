@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyRuntimeError, PyTimeoutError};
 use pyo3::prelude::*;
 
-use crate::call::Call;
+use crate::call::{Call, Started};
 use crate::convert::settle;
 use crate::panics::PanicCatcher;
 use crate::runtime::Active;
@@ -26,12 +26,12 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(20);
 /// handler raises (then that exception); either way the Rust future is dropped (or
 /// its `CancelHandle` signalled).
 pub(crate) fn run(py: Python<'_>, call: Call, timeout: Option<Duration>) -> PyResult<Py<PyAny>> {
-    let Call {
+    let Started {
         name,
         future,
         cancel_token,
         ..
-    } = call;
+    } = call.start(py);
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(PyRuntimeError::new_err(format!(
             "ipy_rustasync.run({name}(...)) was called on one of the Rust runtime's own threads, \

@@ -28,14 +28,14 @@ use pyo3::exceptions::{PyAttributeError, PyRuntimeError, PyTypeError, PyValueErr
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::call::Call;
+use crate::call::{Body, Call, Started};
 use crate::cancel::CancelToken;
 use crate::capi::{chained, next_result, SendResult, SendSlot};
 use crate::convert::{settle, Output};
 use crate::exceptions::thrown;
 use crate::future::RustFuture;
 use crate::running_loop::running_loop;
-use crate::spawn::{poll_first, runtime_warning};
+use crate::spawn::{poll_first, runtime_warning, BoxFuture};
 use crate::sync::lock;
 
 const REUSED: &str = "cannot reuse already awaited coroutine";
@@ -88,19 +88,43 @@ pub fn new_coroutine<F>(
 where
     F: std::future::Future<Output = Output> + Send + 'static,
 {
-    Py::new(
+    RustCoroutine::fresh(
         py,
-        RustCoroutine {
+        Call {
             name,
-            state: Mutex::new(State::Fresh(Call {
-                name,
-                future: Box::pin(future),
-                inline,
-                cancel_token: token,
-                with_caller,
-            })),
-            fresh: AtomicBool::new(true),
-            task_done: AtomicBool::new(false),
+            body: Body::Ready(Box::pin(future)),
+            inline,
+            cancel_token: token,
+            with_caller,
+        },
+    )
+}
+
+/// A coroutine for an async `#[pymethods]` method: `make` runs when the call starts
+/// (on the thread that starts it, attached), borrows the object and makes the
+/// future, so that the borrow lasts from the first step to the end of the call, as
+/// for PyO3's own async methods, not from the moment the coroutine is created.
+pub fn new_deferred_coroutine<F, M>(
+    py: Python<'_>,
+    name: &'static str,
+    inline: bool,
+    token: Option<CancelToken>,
+    with_caller: bool,
+    make: M,
+) -> PyResult<Py<RustCoroutine>>
+where
+    F: std::future::Future<Output = Output> + Send + 'static,
+    M: FnOnce(Python<'_>) -> PyResult<F> + Send + 'static,
+{
+    let make = move |py: Python<'_>| -> PyResult<BoxFuture> { Ok(Box::pin(make(py)?)) };
+    RustCoroutine::fresh(
+        py,
+        Call {
+            name,
+            body: Body::Deferred(Box::new(make)),
+            inline,
+            cancel_token: token,
+            with_caller,
         },
     )
 }
@@ -113,6 +137,19 @@ fn no_loop_error(name: &str) -> PyErr {
 }
 
 impl RustCoroutine {
+    /// A coroutine holding `call`, not started.
+    fn fresh(py: Python<'_>, call: Call) -> PyResult<Py<RustCoroutine>> {
+        Py::new(
+            py,
+            RustCoroutine {
+                name: call.name,
+                state: Mutex::new(State::Fresh(call)),
+                fresh: AtomicBool::new(true),
+                task_done: AtomicBool::new(false),
+            },
+        )
+    }
+
     /// Takes the unstarted call out, for a task to run (`None` if it was started).
     pub(crate) fn hand_over(&self) -> Option<Call> {
         let mut state = lock(&self.state);
@@ -217,13 +254,13 @@ impl RustCoroutine {
     /// Starts `call` on the running loop: inline first if asked; a future still
     /// pending is spawned, and returned for the caller to wait on.
     fn begin(&self, py: Python<'_>, call: Call) -> PyResult<FirstStep> {
-        let Call {
+        let Started {
             name,
             mut future,
             inline,
             cancel_token,
             with_caller,
-        } = call;
+        } = call.start(py);
         let mut active = None;
         if inline && !with_caller {
             // A future that is ready at once needs no loop at all.

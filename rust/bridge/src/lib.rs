@@ -58,6 +58,7 @@ mod future;
 mod output;
 mod panics;
 mod platform;
+mod receiver;
 mod running_loop;
 mod runtime;
 mod spawn;
@@ -97,10 +98,12 @@ pub fn init_module(m: &Bound<'_, PyModule>, cell_line_offset: u32) -> PyResult<(
 #[doc(hidden)]
 pub mod __private {
     pub use crate::convert::{probe, DisplayErrKind, NoneValue, Output, PlainKind, PyErrKind};
-    pub use crate::coroutine::new_coroutine;
+    pub use crate::coroutine::{new_coroutine, new_deferred_coroutine};
     pub use crate::function::add_async_function;
     pub use crate::init_module;
     pub use crate::output::{print, Stream};
     pub use crate::panics::{call_sync, cell_line};
+    pub use crate::receiver::{exclusive, shared, Exclusive, Shared};
+    pub use crate::runtime::in_runtime;
     pub use crate::stream::new_stream;
 }

@@ -159,7 +159,10 @@ impl<F: Future + ?Sized> Future for PanicCatcher<F> {
 /// `PanicException` (a `BaseException` that `except Exception` would not catch).
 /// What threads it waited on printed is written before it returns (`output.rs`).
 pub fn call_sync<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
-    let result = catching(f).unwrap_or_else(|report| Err(report.into_pyerr(py)));
+    // Inside the runtime's context, so `tokio::spawn` and tokio's timers work in a
+    // plain `pub fn` as they do in an async one.
+    let result = crate::runtime::in_runtime(|| catching(f))
+        .unwrap_or_else(|report| Err(report.into_pyerr(py)));
     crate::output::drain(py);
     result
 }

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use pyo3::exceptions::PyRuntimeError;
-use pyo3::PyResult;
+use pyo3::{PyErr, PyResult};
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::task::JoinHandle;
 
@@ -149,6 +149,14 @@ pub(crate) fn entered<R, F: FnOnce() -> R>(
     f: F,
     keep: fn(&R) -> bool,
 ) -> PyResult<(R, Option<Active>)> {
+    try_entered(f, keep).map_err(|(err, _)| err)
+}
+
+/// [`entered`], giving `f` back if the runtime could not start.
+fn try_entered<R, F: FnOnce() -> R>(
+    f: F,
+    keep: fn(&R) -> bool,
+) -> Result<(R, Option<Active>), (PyErr, F)> {
     ACTIVE.fetch_add(1, Ordering::SeqCst);
     let generation = GENERATION.load(Ordering::SeqCst);
     // The cached handle is entered where it lies (no clone) unless the work goes on.
@@ -177,14 +185,17 @@ pub(crate) fn entered<R, F: FnOnce() -> R>(
                 Ok(handle) => handle,
                 Err(err) => {
                     uncount();
-                    return Err(err);
+                    return Err((err, f));
                 }
             };
             let out = {
                 let _context = handle.enter();
                 f()
             };
-            let active = keep(&out).then_some(Active { handle });
+            // `then`, not `then_some`: an `Active` made and dropped here would uncount
+            // the work a second time (below), wrapping the count so the runtime
+            // never went idle.
+            let active = keep(&out).then(|| Active { handle });
             (out, active)
         }
     };
@@ -192,6 +203,19 @@ pub(crate) fn entered<R, F: FnOnce() -> R>(
         uncount();
     }
     Ok((out, active))
+}
+
+/// Runs a synchronous cell function inside the runtime's context (started if
+/// needed), so `tokio::spawn`, `tokio::time::sleep(..)` futures and
+/// `Handle::current()` work there as in an async one; the generated glue wraps
+/// every plain `pub fn`, user `#[pyfunction]` and sync `#[pymethods]` body in it.
+/// If the runtime cannot start, `f` still runs, outside any context (and tokio
+/// says why when it is asked for one).
+pub fn in_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match try_entered(f, |_| false) {
+        Ok((out, _)) => out,
+        Err((_, f)) => f(),
+    }
 }
 
 fn build() -> PyResult<Runtime> {

@@ -75,6 +75,7 @@ pub(crate) fn create(
         .map(|e| e.is_truthy())
         .transpose()?
         .unwrap_or(false);
+    let call = call.start(py);
     let inline = call.inline;
     let with_caller = call.with_caller;
     let future = RustFuture::new(call.name, event_loop.clone().unbind(), call.cancel_token)

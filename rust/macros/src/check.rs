@@ -36,6 +36,8 @@ pub(crate) enum Param<'a> {
         /// The name the wrapper binds it to.
         local: Ident,
     },
+    /// `py: Python<'_>`: the token, passed by the wrapper as PyO3 passes it.
+    Token,
     /// An argument from Python.
     Python {
         /// Its Python name (PyO3 uses it in `TypeError`s).
@@ -72,6 +74,15 @@ pub(crate) fn function(func: &ItemFn) -> syn::Result<FnExport<'_>> {
     let ident = &sig.ident;
     if parse::has_attr(&func.attrs, "pymodule") {
         return Err(own_pymodule(ident.span()));
+    }
+    if let Some(attr) = func.attrs.iter().find(|a| is_tokio_main(a)) {
+        return Err(syn::Error::new(
+            attr.span(),
+            format!(
+                "`#[tokio::main]` is not needed here: a cell's functions already run on a tokio runtime; \
+                 write `pub async fn {ident}(...)` without it and `await {ident}()` in Python"
+            ),
+        ));
     }
     if parse::has_attr(&func.attrs, "pyfunction") {
         if !parse::is_plain_pub(&func.vis) {
@@ -129,6 +140,18 @@ pub(crate) fn function(func: &ItemFn) -> syn::Result<FnExport<'_>> {
     }))
 }
 
+/// `#[tokio::main]` (or `#[tokio::main(...)]`), which would start a second runtime
+/// inside the cell's and turn an `async fn` into a blocking one.
+fn is_tokio_main(attr: &syn::Attribute) -> bool {
+    let segments: Vec<String> = attr
+        .path()
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    segments == ["tokio", "main"]
+}
+
 /// The parameters, each checked: no `self`, at most one `CancelHandle` and only on
 /// an `async fn`, and a type Python can hand over (see [`python_type`]).
 fn params(func: &ItemFn) -> syn::Result<Vec<Param<'_>>> {
@@ -163,6 +186,17 @@ fn params(func: &ItemFn) -> syn::Result<Vec<Param<'_>>> {
             }
             cancel_handle = true;
             params.push(Param::CancelHandle { local });
+            continue;
+        }
+        if parse::is_python_token(&typed.ty) {
+            if is_async {
+                return Err(syn::Error::new(
+                    typed.ty.span(),
+                    "an `async fn` cannot take `Python<'_>`: its future may run on a tokio worker, \
+                     which is not attached to the interpreter; call `Python::attach(|py| ...)` where it needs one",
+                ));
+            }
+            params.push(Param::Token);
             continue;
         }
         python_type(&typed.ty)?;
@@ -355,6 +389,27 @@ mod tests {
     }
 
     #[test]
+    fn tokio_main_is_refused_with_what_to_write_instead() {
+        let (message, _) = refusal("#[tokio::main]\npub async fn main() {}");
+        assert!(
+            message.starts_with("`#[tokio::main]` is not needed here"),
+            "{message}"
+        );
+        assert!(message.contains("write `pub async fn main(...)` without it"));
+    }
+
+    #[test]
+    fn a_python_token_is_passed_to_a_sync_fn_and_refused_on_an_async_one() {
+        let func = parsed("pub fn f(py: Python<'_>, x: u8) {}");
+        assert!(matches!(plain(&func).params[0], Param::Token));
+        let (message, _) = refusal("pub async fn f(py: Python<'_>) {}");
+        assert!(
+            message.starts_with("an `async fn` cannot take `Python<'_>`"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn rust_async_options_are_checked_with_the_function() {
         let (message, _) = refusal("#[rust_async(inline)] pub fn f() {}");
         assert!(message.starts_with("`#[rust_async(inline)]` is for `async fn`s"));
@@ -372,6 +427,7 @@ mod tests {
             .iter()
             .map(|param| match param {
                 Param::CancelHandle { local } => format!("cancel handle {local}"),
+                Param::Token => "token".to_owned(),
                 Param::Python { name, local, ty } => {
                     format!("{name} as {local}: {}", quote::quote!(#ty))
                 }

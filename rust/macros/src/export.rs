@@ -5,7 +5,7 @@
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{Attribute, Ident, Item, ItemFn, ItemMacro, ItemMod, Signature, Type};
+use syn::{Attribute, Ident, Item, ItemFn, ItemMacro, ItemMod, ReturnType, Signature, Type};
 
 use crate::check::{self, FnExport, Param, PlainFn};
 use crate::parse::{self, Unit};
@@ -119,7 +119,7 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
     let mut wrapper_params = Vec::new(); // `name: OwnedType`
     let mut call_args = Vec::new(); // how the wrapper passes each to the user's fn
     let mut py_names = Vec::new();
-    let mut py_idents: Vec<&Ident> = Vec::new();
+    let mut py_idents: Vec<(&Ident, bool)> = Vec::new();
     let mut cancel_handle: Option<&Ident> = None;
     for param in &params {
         match param {
@@ -128,16 +128,42 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
                 cancel_handle = Some(local);
                 call_args.push(quote! { #local });
             }
+            Param::Token => call_args.push(quote! { __ira_py }),
             Param::Python { name, local, ty } => {
                 let (binding, owned, pass) = owned_type(ty, local);
                 wrapper_params.push(quote_spanned! {ty.span()=> #binding: #owned });
                 call_args.push(pass);
-                py_idents.push(local);
+                py_idents.push((local, parse::is_option(ty)));
                 py_names.push(name.as_str());
             }
         }
     }
-    let text_signature = format!("({})", py_names.join(", "));
+    // Trailing `Option<T>` parameters default to `None`, as a Python user expects
+    // (and as PyO3 did implicitly before 0.23).
+    let optional_from = py_idents
+        .iter()
+        .rposition(|(_, optional)| !optional)
+        .map_or(0, |last_required| last_required + 1);
+    let py_signature = py_idents.iter().enumerate().map(|(i, (local, _))| {
+        if i >= optional_from {
+            quote! { #local = None }
+        } else {
+            quote! { #local }
+        }
+    });
+    let text_signature = format!(
+        "({})",
+        py_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| if i >= optional_from {
+                format!("{name}=None")
+            } else {
+                (*name).to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let signature = signature_text(sig);
     let user_doc = parse::doc_text(&func.attrs);
     let doc = if user_doc.is_empty() {
@@ -152,27 +178,17 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
     } else {
         call
     };
-    let call = match parse::returns_unit(&sig.output) {
-        Unit::Plain => quote! { { #call; ::ipy_rustasync::__private::NoneValue } },
-        Unit::InResult => quote! { #call.map(|()| ::ipy_rustasync::__private::NoneValue) },
-        Unit::No => call,
-    };
-    let convert = quote! {
-        #[allow(unused_imports)]
-        use ::ipy_rustasync::__private::{DisplayErrKind as _, PlainKind as _, PyErrKind as _};
-        let __ira_probe = ::ipy_rustasync::__private::probe(&__ira_out);
-        let __ira_tag = (&&&__ira_probe).ira_kind();
-    };
-    let inline = options.inline;
+    let call = unit_as_none(call, &sig.output);
+    let convert = convert();
     let with_caller = params
         .iter()
         .any(|param| matches!(param, Param::Python { ty, .. } if parse::is_python_awaitable(ty)));
-    let (make_handle, token) = match cancel_handle {
-        Some(handle) => (
-            quote! { let (#handle, __ira_token) = ::ipy_rustasync::CancelHandle::new(); },
-            quote! { ::std::option::Option::Some(__ira_token) },
-        ),
-        None => (quote! {}, quote! { ::std::option::Option::None }),
+    let coroutine = Coroutine {
+        python_name: &python_name,
+        inline: options.inline,
+        cancel_handle,
+        with_caller,
+        on_start: None,
     };
     // The body keeps the user's span on the call so type errors point at the cell.
     let body = if stream {
@@ -189,16 +205,7 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
             })
         }
     } else if is_async {
-        quote_spanned! {sig.span()=>
-            #make_handle
-            ::ipy_rustasync::__private::new_coroutine(__ira_py, #python_name, #inline, #token, #with_caller, async move {
-                let __ira_out = #call;
-                #convert
-                let output: ::ipy_rustasync::__private::Output =
-                    ::std::boxed::Box::new(move |__ira_py: ::pyo3::Python<'_>| __ira_tag.convert(__ira_py, __ira_out));
-                output
-            }).map(|awaitable| awaitable.into_any())
-        }
+        coroutine.body(call, sig.span())
     } else {
         quote_spanned! {sig.span()=>
             ::ipy_rustasync::__private::call_sync(__ira_py, move || {
@@ -211,7 +218,7 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
     let wrapper = quote! {
         #(#cfgs)*
         #[::pyo3::pyfunction]
-        #[pyo3(name = #python_name, signature = (#(#py_idents),*), text_signature = #text_signature)]
+        #[pyo3(name = #python_name, signature = (#(#py_signature),*), text_signature = #text_signature)]
         #[doc = #doc]
         #[allow(non_snake_case, clippy::too_many_arguments)]
         pub(crate) fn #wrapper_ident(__ira_py: ::pyo3::Python<'_>, #(#wrapper_params),*) -> ::pyo3::PyResult<::pyo3::Py<::pyo3::PyAny>> {
@@ -248,13 +255,100 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
     }
 }
 
+/// `call` (the user's function called, and awaited if async) giving Python `None`
+/// for `()` and `Ok(())` (PyO3 alone would make `()` an empty tuple).
+pub(crate) fn unit_as_none(call: TokenStream2, output: &ReturnType) -> TokenStream2 {
+    match parse::returns_unit(output) {
+        Unit::Plain => quote! { { #call; ::ipy_rustasync::__private::NoneValue } },
+        Unit::InResult => quote! { #call.map(|()| ::ipy_rustasync::__private::NoneValue) },
+        Unit::No => call,
+    }
+}
+
+/// Picks, at compile time, how `__ira_out` becomes Python (a value, `Err` as
+/// `RustError`, `PyErr` raised as it is): `__ira_tag.convert(py, __ira_out)`.
+fn convert() -> TokenStream2 {
+    quote! {
+        #[allow(unused_imports)]
+        use ::ipy_rustasync::__private::{DisplayErrKind as _, PlainKind as _, PyErrKind as _};
+        let __ira_probe = ::ipy_rustasync::__private::probe(&__ira_out);
+        let __ira_tag = (&&&__ira_probe).ira_kind();
+    }
+}
+
+/// What an async export's awaitable is made with: the bridge's coroutine, the same
+/// for a `pub async fn`, an async `#[pyfunction]` and an async method.
+pub(crate) struct Coroutine<'a> {
+    /// The name in its messages and repr (`bump`, `Counter.bump`).
+    pub(crate) python_name: &'a str,
+    /// `#[rust_async(inline)]`.
+    pub(crate) inline: bool,
+    /// The local the user's `CancelHandle` parameter is bound to, if it has one.
+    pub(crate) cancel_handle: Option<&'a Ident>,
+    /// It takes a Python awaitable or async callable (see the bridge's `callback.rs`).
+    pub(crate) with_caller: bool,
+    /// Statements that run when the call starts, attached, before the future is
+    /// made (a method's borrow of its object, `?` on failure): the coroutine is then
+    /// the bridge's deferred one.
+    pub(crate) on_start: Option<TokenStream2>,
+}
+
+impl Coroutine<'_> {
+    /// A wrapper's body, given `__ira_py`: the coroutine whose future runs `call`
+    /// (which awaits the user's function) and converts its output.
+    pub(crate) fn body(&self, call: TokenStream2, span: Span) -> TokenStream2 {
+        let Coroutine {
+            python_name,
+            inline,
+            cancel_handle,
+            with_caller,
+            on_start,
+        } = self;
+        let convert = convert();
+        let (make_handle, token) = match cancel_handle {
+            Some(handle) => (
+                quote! { let (#handle, __ira_token) = ::ipy_rustasync::CancelHandle::new(); },
+                quote! { ::std::option::Option::Some(__ira_token) },
+            ),
+            None => (quote! {}, quote! { ::std::option::Option::None }),
+        };
+        let future = quote_spanned! {span=>
+            async move {
+                let __ira_out = #call;
+                #convert
+                let output: ::ipy_rustasync::__private::Output =
+                    ::std::boxed::Box::new(move |__ira_py: ::pyo3::Python<'_>| __ira_tag.convert(__ira_py, __ira_out));
+                output
+            }
+        };
+        match on_start {
+            None => quote_spanned! {span=>
+                #make_handle
+                ::ipy_rustasync::__private::new_coroutine(__ira_py, #python_name, #inline, #token, #with_caller, #future)
+                    .map(|awaitable| awaitable.into_any())
+            },
+            Some(on_start) => quote_spanned! {span=>
+                #make_handle
+                ::ipy_rustasync::__private::new_deferred_coroutine(
+                    __ira_py, #python_name, #inline, #token, #with_caller,
+                    move |__ira_py: ::pyo3::Python<'_>| {
+                        #on_start
+                        ::pyo3::PyResult::Ok(#future)
+                    },
+                )
+                .map(|awaitable| awaitable.into_any())
+            },
+        }
+    }
+}
+
 /// How the wrapper takes a parameter of type `ty` from Python and passes it on: its
 /// binding, the owned type Python hands it, and the expression that passes it. `&str`
 /// arrives as `String` and is lent as `&s`, `&[T]` as `Vec<T>`, any other `&T` as `T`;
 /// a `&mut` is lent from a `mut` binding. Owning the values is what lets an async
 /// function's future outlive the Python call that created it. (`check` has refused
 /// the types this cannot handle.)
-fn owned_type(ty: &Type, local: &Ident) -> (TokenStream2, TokenStream2, TokenStream2) {
+pub(crate) fn owned_type(ty: &Type, local: &Ident) -> (TokenStream2, TokenStream2, TokenStream2) {
     let Type::Reference(reference) = ty else {
         return (quote! { #local }, ty.to_token_stream(), quote! { #local });
     };

@@ -34,6 +34,7 @@ use syn::{Item, ItemMod};
 
 mod check;
 mod export;
+mod methods;
 mod parse;
 mod printing;
 
@@ -62,6 +63,12 @@ fn expand(args: CellArgs, module: ItemMod) -> TokenStream2 {
 
     for item in items {
         match item {
+            Item::Fn(func) if methods::is_async_pyfunction(func) => {
+                match methods::async_pyfunction(mod_ident, func) {
+                    Ok(export) => exports.push(export),
+                    Err(err) => errors.push(err),
+                }
+            }
             Item::Fn(func) => match export::function(mod_ident, func) {
                 Ok(Some(export)) => exports.push(export),
                 Ok(None) => {}
@@ -102,6 +109,8 @@ fn expand(args: CellArgs, module: ItemMod) -> TokenStream2 {
         let (name, kind, signature) = (&e.python_name, e.kind, &e.signature);
         quote! { (#name, #kind, #signature) }
     });
+    let mut module = module;
+    errors.extend(methods::rewrite(&mut module, &args.module.value()));
     let errors = errors.iter().map(syn::Error::to_compile_error);
     let module_name = &args.module;
     let line_offset = &args.line_offset;

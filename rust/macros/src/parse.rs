@@ -196,6 +196,16 @@ pub(crate) fn is_python_awaitable(ty: &Type) -> bool {
     last_ident_is(ty, &["AsyncCallable", "PyAwaitable"])
 }
 
+/// A `Python<'_>` parameter: the interpreter token, which PyO3 passes itself.
+pub(crate) fn is_python_token(ty: &Type) -> bool {
+    last_ident_is(ty, &["Python"])
+}
+
+/// An `Option<T>` parameter: optional in Python when it is among the last ones.
+pub(crate) fn is_option(ty: &Type) -> bool {
+    last_ident_is(ty, &["Option"])
+}
+
 /// Whether `ty` is a plain path whose last segment is one of `names`.
 fn last_ident_is(ty: &Type, names: &[&str]) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none()
