@@ -74,6 +74,26 @@ pub async fn inline_print() -> u8 {
     1
 }
 
+#[pyo3::pyclass]
+pub struct Greeter;
+
+#[pyo3::pymethods]
+impl Greeter {
+    #[new]
+    fn new() -> Self { Greeter }
+    async fn greet(&self) {
+        println!("from an async method");
+    }
+    fn greet_now(&self) {
+        println!("from a sync method");
+    }
+}
+
+#[pyo3::pyfunction]
+pub async fn own_async_pyfunction() {
+    println!("from an async #[pyfunction]");
+}
+
 /// `lines` lines, each written by one println! of several pieces.
 pub async fn many_lines(worker: u32, lines: u32) {
     for i in 0..lines {
@@ -153,6 +173,19 @@ def test_every_kind_of_thread_prints_in_order(rs: ModuleType) -> None:
         "from an inner module",
         "end",
     )
+
+
+def test_pyo3s_own_items_print_in_order_too(rs: ModuleType) -> None:
+    async def cell() -> None:
+        print("start")
+        greeter = rs.Greeter()
+        await greeter.greet()
+        greeter.greet_now()
+        await rs.own_async_pyfunction()
+        print("end")
+
+    out, _ = captured(lambda: asyncio.run(cell()))
+    assert out == lines("start", "from an async method", "from a sync method", "from an async #[pyfunction]", "end")
 
 
 def test_ipy_rustasync_run_writes_what_the_future_printed_before_it_returns(rs: ModuleType) -> None:
