@@ -59,6 +59,8 @@ pub(crate) fn run(py: Python<'_>, call: Call, timeout: Option<Duration>) -> PyRe
         // (which is all a `sync_wrapper::SyncWrapper` would buy, as a dependency).
         let receiver = &mut rx;
         let received = py.detach(move || receiver.recv_timeout(slice));
+        // What the future printed comes before its result (or the exception).
+        crate::output::drain(py);
         match received {
             Ok(outcome) => return settle(py, outcome),
             Err(RecvTimeoutError::Disconnected) => {

@@ -35,6 +35,27 @@ pub(crate) fn version() -> (u8, u8, u8) {
     })
 }
 
+/// Whether this thread holds the GIL (is attached to the interpreter) now, asked
+/// without waiting for it: a thread that has released it (`py.detach`) or never
+/// had it (a tokio worker) does not. The thread state holding the GIL is this
+/// thread's own. (On 3.11 the "current" thread state is one process-wide variable,
+/// the GIL holder's, whichever thread asks; from 3.12 it is per thread.
+/// `PyGILState_Check` would answer yes on every thread once sub-interpreters have
+/// been used; PyO3's own count is per cell library and private.) A thread attached
+/// through a thread state not registered as its own (sub-interpreters) gets "no",
+/// which only costs its text a trip through the queue.
+pub(crate) fn holds_gil() -> bool {
+    // SAFETY: both may be called from any thread at any time, with or without the
+    // GIL, and never fail: `PyThreadState_GetUnchecked` (`_PyThreadState_UncheckedGet`
+    // before 3.13, which PyO3's compat shim calls there) reads the current thread
+    // state, `PyGILState_GetThisThreadState` this thread's registered one (NULL if
+    // it has none). Only the pointers are compared; nothing is dereferenced.
+    unsafe {
+        let current = ffi::compat::PyThreadState_GetUnchecked();
+        !current.is_null() && current == ffi::PyGILState_GetThisThreadState()
+    }
+}
+
 /// `err`, raised the way the interpreter raises an exception (`PyErr_SetObject`):
 /// its `__context__` becomes the exception being handled where it is raised, as
 /// for an exception raised in an `async def` awaited inside an `except` block.

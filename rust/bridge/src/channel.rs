@@ -439,6 +439,11 @@ fn launch_all(py: Python<'_>, registry: &Registry, queued: Vec<LaunchEntry>) {
 /// delivered when the loop runs again.
 fn deliver_queued(py: Python<'_>, channel: &Channel, registry: &Registry) -> PyResult<()> {
     let items = std::mem::take(&mut *lock(&channel.queue));
+    // What the workers printed before finishing these is queued by now: written
+    // first, it comes before anything Python prints once they are delivered.
+    if !items.is_empty() {
+        crate::output::drain(py);
+    }
     let mut items = items.into_iter();
     while let Some(item) = items.next() {
         let delivered = match item {

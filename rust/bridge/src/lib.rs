@@ -20,6 +20,8 @@
 //! * [`runtime`]: the lazily started tokio runtime the futures run on;
 //! * [`convert`]: return values and `Result`s to Python objects or exceptions;
 //! * `panics`: panics to `ipy_rustasync.RustPanic`, located in the user's cell;
+//! * `output`: what the cell's `print!`, `println!`, `eprint!`, `eprintln!` and
+//!   `dbg!` write, to `sys.stdout` / `sys.stderr` in the order it was written;
 //! * `callback`: Python async code awaited from Rust ([`AsyncCallable`],
 //!   [`PyAwaitable`]); [`CancelHandle`]: an opt-in way to notice cancellation;
 //! * `stream`: a `Stream` returned by a cell function, as a Python async iterator;
@@ -53,6 +55,7 @@ mod exceptions;
 mod factory;
 mod function;
 mod future;
+mod output;
 mod panics;
 mod platform;
 mod receiver;
@@ -83,6 +86,7 @@ use pyo3::types::PyModule;
 pub fn init_module(m: &Bound<'_, PyModule>, cell_line_offset: u32) -> PyResult<()> {
     let py = m.py();
     panics::init(cell_line_offset);
+    output::init(py)?;
     coroutine::init(py);
     future::init(py);
     task::init(py);
@@ -99,7 +103,8 @@ pub mod __private {
     pub use crate::coroutine::{new_coroutine, new_deferred_coroutine};
     pub use crate::function::add_async_function;
     pub use crate::init_module;
-    pub use crate::panics::call_sync;
+    pub use crate::output::{print, Stream};
+    pub use crate::panics::{call_sync, cell_line};
     pub use crate::receiver::{exclusive, shared, Exclusive, Shared};
     pub use crate::runtime::in_runtime;
     pub use crate::stream::new_stream;

@@ -166,10 +166,19 @@ impl<F: Future + ?Sized> Future for PanicCatcher<F> {
 
 /// Calls a cell's sync function; a panic raises `RustPanic` instead of PyO3's
 /// `PanicException` (a `BaseException` that `except Exception` would not catch).
+/// What threads it waited on printed is written before it returns (`output.rs`).
 pub fn call_sync<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
     // Inside the runtime's context, so `tokio::spawn` and tokio's timers work in a
     // plain `pub fn` as they do in an async one.
-    crate::runtime::in_runtime(|| catching(f)).unwrap_or_else(|report| Err(report.into_pyerr(py)))
+    let result = crate::runtime::in_runtime(|| catching(f))
+        .unwrap_or_else(|report| Err(report.into_pyerr(py)));
+    crate::output::drain(py);
+    result
+}
+
+/// The cell's line of `src/lib.rs` line `line` (what `dbg!` in a cell shows).
+pub fn cell_line(line: u32) -> u32 {
+    line.saturating_sub(CELL_LINE_OFFSET.load(Ordering::Relaxed))
 }
 
 /// Records how `src/lib.rs`'s lines relate to the editor's (for panic locations) and

@@ -30,9 +30,11 @@ pub(crate) struct Export {
 }
 
 /// The cell's module as the user wrote it, minus the attributes only the exporter
-/// reads, with `extra` items (the wrappers) appended.
+/// reads, headed by `prelude` (the printing macros, which must come before the
+/// code that uses them) and with `extra` items (the wrappers) appended.
 pub(crate) fn module_with(
     mut module: ItemMod,
+    prelude: TokenStream2,
     extra: impl Iterator<Item = TokenStream2>,
 ) -> ItemMod {
     if let Some((_, items)) = module.content.as_mut() {
@@ -42,6 +44,7 @@ pub(crate) fn module_with(
                     .retain(|attr| !attr.path().is_ident("rust_async"));
             }
         }
+        items.insert(0, Item::Verbatim(prelude));
         items.extend(extra.map(Item::Verbatim));
     }
     module
@@ -724,7 +727,7 @@ mod tests {
     }
 
     #[test]
-    fn the_module_loses_only_rust_async_attributes_and_gains_the_wrappers() {
+    fn the_module_loses_only_rust_async_attributes_and_gains_the_prelude_and_wrappers() {
         let module: ItemMod = parse_quote! {
             mod cell {
                 #[rust_async(inline)]
@@ -734,9 +737,14 @@ mod tests {
                 struct Kept;
             }
         };
-        let module = module_with(module, [quote! { fn __ira_fn_f() {} }].into_iter());
+        let module = module_with(
+            module,
+            quote! { macro_rules! m { () => {}; } },
+            [quote! { fn __ira_fn_f() {} }].into_iter(),
+        );
         let expected: ItemMod = parse_quote! {
             mod cell {
+                macro_rules! m { () => {}; }
                 #[inline]
                 pub async fn f() {}
                 #[rust_async]

@@ -8,7 +8,8 @@
 //! and the line the editor shows is the line in `src/lib.rs` minus `N` (0 for a
 //! `%%rust_async` cell, whose `src/lib.rs` numbers its lines as the editor does).
 //!
-//! From the module this macro emits the module itself, then one `#[pyfunction]`
+//! From the module this macro emits the module itself, headed by the cell's own
+//! printing macros (`printing`), then one `#[pyfunction]`
 //! wrapper per top-level plain-`pub` function (async ones return an awaitable, see
 //! the bridge crate), and the `#[pymodule]` that registers them along with the user's
 //! own `#[pyfunction]`s and `#[pyclass]`es and an `__ira_exports__` table the Python
@@ -20,7 +21,9 @@
 //!   `#[rust_async(...)]`, doc comments, Python names, parameter and return types);
 //! * `check`: refuses what cannot be exported, with the message the user sees at
 //!   the offending tokens;
-//! * `export`: generates each export's wrapper, registration and table row.
+//! * `export`: generates each export's wrapper, registration and table row;
+//! * `printing`: the `print!`/`println!`/`eprint!`/`eprintln!`/`dbg!`/`file!` that
+//!   shadow the standard ones inside the cell (its output goes to Python's streams).
 //!
 //! [`expand`] here puts them together: the module, the errors and the `#[pymodule]`.
 //! Compile-fail messages are also tested as rustc prints them, in `rust/macros-tests`.
@@ -34,6 +37,7 @@ mod check;
 mod export;
 mod methods;
 mod parse;
+mod printing;
 
 use export::Export;
 use parse::CellArgs;
@@ -113,7 +117,11 @@ fn expand(args: CellArgs, module: ItemMod) -> TokenStream2 {
     let line_offset = &args.line_offset;
     // The wrappers go inside the cell's module, where every name the user's
     // signatures mention resolves as they wrote it (their `use` lines included).
-    let module = export::module_with(module, exports.iter().map(|e| e.wrapper.clone()));
+    let module = export::module_with(
+        module,
+        printing::macros(),
+        exports.iter().map(|e| e.wrapper.clone()),
+    );
 
     quote! {
         #module
@@ -166,8 +174,12 @@ mod tests {
     #[test]
     fn a_cell_becomes_its_module_with_the_wrappers_and_a_pymodule() {
         let out = expanded(r#"module = "ira_abc", line_offset = 9"#, CELL);
-        // The module first, the user's items as written, the wrappers inside it.
-        assert!(out.starts_with("mod cell { use std :: collections :: HashMap ;"));
+        // The module first, headed by the printing macros, then the user's items
+        // as written, the wrappers inside it.
+        let prelude = printing::macros().to_string();
+        assert!(out.starts_with(&format!(
+            "mod cell {{ {prelude} use std :: collections :: HashMap ;"
+        )));
         for wrapper in ["fn __ira_fn_add", "fn __ira_fn_tick"] {
             let at = out.find(wrapper).expect(wrapper);
             assert!(at < out.find("fn __ira_pymodule").unwrap_or(0));
