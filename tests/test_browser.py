@@ -79,10 +79,11 @@ class Lab:
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     """JupyterLab from this environment on 127.0.0.1, a token, a fresh root with the
-    quickstart notebook; its kernels inherit this process's environment (the test cache)."""
+    quickstart and live-demo notebooks; its kernels inherit this process's environment (the test cache)."""
     root = tmp_path / "root"
     root.mkdir()
-    shutil.copy(ROOT / "notebooks" / "quickstart.ipynb", root / "quickstart.ipynb")
+    for notebook in ("quickstart.ipynb", "live_demo.ipynb"):
+        shutil.copy(ROOT / "notebooks" / notebook, root / notebook)
     port, token = free_port(), secrets.token_hex(16)
     jupyter = tmp_path / "jupyter"
     env = {
@@ -153,16 +154,19 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             server.wait()
 
 
-def drive(lab: Lab, chromium: Path, shots: Path, nonce: str) -> dict[str, Any]:
+def drive(
+    lab: Lab, chromium: Path, shots: Path, nonce: str, notebook: str = "quickstart.ipynb", run_all_only: bool = False
+) -> dict[str, Any]:
     node = shutil.which("node")
     assert node, "node is needed for the browser test"
     config = {
         "url": lab.url,
         "token": lab.token,
-        "notebook": "quickstart.ipynb",
+        "notebook": notebook,
         "chromium": str(chromium),
         "screenshotDir": str(shots),
         "nonce": nonce,
+        "runAllOnly": run_all_only,
     }
     proc = subprocess.run(
         [node, str(BROWSER_DIR / "quickstart.mjs"), json.dumps(config)],
@@ -252,3 +256,32 @@ def test_quickstart_in_jupyterlab(
     assert shown, context
     assert int(shown[1]) == line, context
     assert column < int(shown[2]) < column + len('"text"'), context
+
+
+def test_live_demo_in_jupyterlab(
+    lab: Lab,
+    chromium: Path,
+    node_modules: Path,  # playwright-core installed
+    tmp_path: Path,
+) -> None:
+    """The lecturer's first ten minutes (issue 13) in JupyterLab: Rust prints in the
+    order things happened, an object's async methods called by 100 tasks, and a mistake
+    whose error names the line the editor numbers."""
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    report = drive(lab, chromium, shots, secrets.token_hex(8), notebook="live_demo.ipynb", run_all_only=True)
+    context = f"\n{json.dumps(report, indent=1)[-6000:]}\nJupyterLab log:\n{lab.log_tail()}"
+    assert "error" not in report, context
+    cells = report["afterRunAll"]
+    printed = output_of(cells, 'print("before")')
+    assert printed.split("\n")[:5] == [
+        "before",
+        "hello from a tokio worker 1",
+        "after the sleep 1",
+        "hello from a plain fn",
+        "after",
+    ], context
+    assert "count: 100" in output_of(cells, "import asyncio"), context
+    broken = next(c for c in cells if '"forty-two"' in c["source"])
+    line = next(n for n, t in enumerate(broken["source"].splitlines(), start=1) if '"forty-two"' in t)
+    assert f"--> cell line {line}, column 5" in broken["output"], context

@@ -277,6 +277,26 @@ def check_async_objects(ex: Executed, config: Path) -> None:
     )
 
 
+def check_live_demo(ex: Executed, config: Path) -> None:
+    # Rust's prints land in the cell's output in the order they happened (issue 13).
+    assert ex.text('print("before")').splitlines() == [
+        "before",
+        "hello from a tokio worker 1",
+        "after the sleep 1",
+        "hello from a plain fn",
+        "after",
+    ]
+    bumped = ex.text("counter = Counter()")
+    lines_in_order(bumped, "100 bumps of 50 ms each took", "count: 100")
+    took = re.search(r"took (\d+) ms together", bumped)
+    assert took and int(took[1]) < 5_000, bumped  # together, not one after another (5 s)
+    (error,) = [o for o in ex.cell('"forty-two"').outputs if o.output_type == "error"]
+    assert error.ename == "RustCompileError"
+    # The editor's numbering: %%rust_async is line 1, so the string literal is on line 3.
+    assert "first: mismatched types (cell line 3)" in error.evalue, error.evalue
+    assert "--> cell line 3, column 5" in error.evalue, error.evalue
+
+
 CHECKS: dict[str, Callable[[Executed, Path], None]] = {
     "concurrency": check_concurrency,
     "cancellation": check_cancellation,
@@ -284,6 +304,7 @@ CHECKS: dict[str, Callable[[Executed, Path], None]] = {
     "streams": check_streams,
     "event_loops": check_event_loops,
     "async_objects": check_async_objects,
+    "live_demo": check_live_demo,
 }
 
 

@@ -7,7 +7,7 @@
 
 import { chromium } from 'playwright-core';
 
-/** url, token, notebook, chromium, screenshotDir, nonce */
+/** url, token, notebook, chromium, screenshotDir, nonce, runAllOnly (only Run All, for notebooks other than the quickstart) */
 const CONFIG = JSON.parse(process.argv[2]);
 const FLAGS = [
   '--headless',
@@ -112,6 +112,12 @@ async function main(page) {
     activated: window.jupyterapp.isPluginActivated('ipy-rustasync:rust-cells')
   }));
 
+  if (CONFIG.runAllOnly) {
+    // Another notebook (the live demo): Run All and read what every cell shows.
+    await runAll(page);
+    return;
+  }
+
   const cellIndex = prefix =>
     page.evaluate(
       prefix =>
@@ -145,18 +151,7 @@ async function main(page) {
   step('highlighting read');
   await shot(page, 'opened');
 
-  // Run All, as the Run menu does; the command's promise settles when the last cell ends.
-  report.runAll = await page.evaluate(
-    timeout =>
-      Promise.race([
-        window.jupyterapp.commands.execute('notebook:run-all-cells'),
-        new Promise(resolve => setTimeout(() => resolve('timeout'), timeout))
-      ]),
-    BUILD_WAIT
-  );
-  report.afterRunAll = await page.evaluate(codeCells);
-  step('all cells run');
-  await shot(page, 'quickstart');
+  await runAll(page);
 
   // Edit the Rust cell in its editor: a new last line with a comment that is new to the
   // cache, then Ctrl+Enter, which reruns it in place.
@@ -232,6 +227,23 @@ async function main(page) {
     step('cursor on the marked source');
     await shot(page, 'cursor');
   }
+}
+
+/** Run All, as the Run menu does (the command's promise settles when the last cell
+ * ends), then what every code cell shows. */
+async function runAll(page) {
+  // Run All, as the Run menu does; the command's promise settles when the last cell ends.
+  report.runAll = await page.evaluate(
+    timeout =>
+      Promise.race([
+        window.jupyterapp.commands.execute('notebook:run-all-cells'),
+        new Promise(resolve => setTimeout(() => resolve('timeout'), timeout))
+      ]),
+    BUILD_WAIT
+  );
+  report.afterRunAll = await page.evaluate(codeCells);
+  step('all cells run');
+  await shot(page, CONFIG.notebook.replace('.ipynb', ''));
 }
 
 /**
