@@ -308,6 +308,18 @@ impl C {
         Ok(s.parse::<u64>().map_err(|e| PyValueError::new_err(e.to_string()))? + self.v)
     }
     fn __repr__(&self) -> String { format!("C({})", self.v) }
+    fn fails(&self) -> PyResult<u64> {
+        let empty: Vec<u64> = Vec::new();
+        Ok(empty[3])
+    }
+    fn fails_plainly(&self) -> u64 {
+        panic!("plain")
+    }
+}
+
+#[pyfunction]
+pub fn function_fails() -> PyResult<u64> {
+    panic!("in a pyfunction")
 }
 """
 
@@ -326,3 +338,20 @@ def test_pyo3s_sync_items_keep_their_meaning_inside_the_runtimes_context() -> No
     c = module.C()
     c.v = 4
     assert (c.v, c.checked("3"), repr(c)) == (4, 7, "C(4)")
+
+
+def test_a_panic_in_pyo3s_sync_items_is_a_rust_panic_where_they_return_a_pyresult() -> None:
+    """As in every `pub fn` and async method: `RustPanic` with the cell's line. A body
+    whose type cannot carry an error leaves the panic to PyO3 (`PanicException`, a
+    `BaseException`), now with the same sentence."""
+    module = rust_module(SYNC_PYO3)
+    with pytest.raises(RustPanic) as panic:
+        module.C().fails()
+    assert "index out of bounds" in panic.value.rust_message
+    line = next(n for n, text in enumerate(SYNC_PYO3.splitlines(), start=1) if "Ok(empty[3])" in text)
+    assert panic.value.cell_line == line
+    with pytest.raises(RustPanic, match="in a pyfunction"):
+        module.function_fails()
+    with pytest.raises(BaseException, match=r"Rust panicked at cell line \d+, column \d+: plain") as plain:
+        module.C().fails_plainly()
+    assert type(plain.value).__name__ == "PanicException"

@@ -104,8 +104,9 @@ pub mod __private {
     pub use crate::function::add_async_function;
     pub use crate::init_module;
     pub use crate::output::{print, Stream};
-    pub use crate::panics::{call_sync, cell_line};
+    pub use crate::panics::{
+        call_sync, cell_line, pyo3_body, PanicAsErr, PanicResume, PanicTarget, Panicked,
+    };
     pub use crate::receiver::{exclusive, shared, Exclusive, Shared};
-    pub use crate::runtime::in_runtime;
     pub use crate::stream::new_stream;
 }

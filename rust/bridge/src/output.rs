@@ -159,6 +159,11 @@ fn enqueue(stream: Stream, text: String) {
     }
 }
 
+/// Whether text is queued (a cheap look before attaching to drain it).
+pub(crate) fn pending() -> bool {
+    PENDING.load(Ordering::SeqCst) != 0
+}
+
 /// Writes everything queued, in order, before returning. Called holding the GIL;
 /// waits (with the GIL released) for a drain running on another thread.
 pub(crate) fn drain(py: Python<'_>) {

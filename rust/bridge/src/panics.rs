@@ -176,6 +176,54 @@ pub fn call_sync<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult
     result
 }
 
+/// A panic in the body of one of PyO3's own sync functions or methods in a cell.
+pub struct Panicked(PanicReport);
+
+/// Runs a PyO3 sync body (`#[pyfunction] fn`, a `#[pymethods]` `fn`) in the runtime's
+/// context, catching a panic: the generated code then raises `RustPanic` where the body
+/// returns a `PyResult` ([`PanicAsErr`]) and lets PyO3 make its `PanicException`
+/// otherwise ([`PanicResume`], with our message and cell line).
+pub fn pyo3_body<R>(f: impl FnOnce() -> R) -> Result<R, Panicked> {
+    let result = crate::runtime::in_runtime(|| catching(f)).map_err(Panicked);
+    if crate::output::pending() {
+        Python::attach(crate::output::drain);
+    }
+    result
+}
+
+/// What a PyO3 body returns, for picking what its panic becomes (autoref
+/// specialization, as `convert::probe`): `(&&PanicTarget::of(&out)).on_panic(p)`.
+pub struct PanicTarget<R>(std::marker::PhantomData<R>);
+
+impl<R> PanicTarget<R> {
+    pub fn of(_out: &Result<R, Panicked>) -> Self {
+        PanicTarget(std::marker::PhantomData)
+    }
+}
+
+/// A body returning `PyResult<T>`: the panic is raised as `RustPanic`.
+pub trait PanicAsErr<T> {
+    fn on_panic(&self, panicked: Panicked) -> PyResult<T>;
+}
+
+impl<T> PanicAsErr<T> for &PanicTarget<PyResult<T>> {
+    fn on_panic(&self, panicked: Panicked) -> PyResult<T> {
+        Err(Python::attach(|py| panicked.0.into_pyerr(py)))
+    }
+}
+
+/// Any other body: the panic goes on to PyO3, which raises `PanicException` with its
+/// message (what the body's type leaves no other way to report).
+pub trait PanicResume<R> {
+    fn on_panic(&self, panicked: Panicked) -> R;
+}
+
+impl<R> PanicResume<R> for PanicTarget<R> {
+    fn on_panic(&self, panicked: Panicked) -> R {
+        std::panic::resume_unwind(Box::new(panicked.0.describe()))
+    }
+}
+
 /// The cell's line of `src/lib.rs` line `line` (what `dbg!` in a cell shows).
 pub fn cell_line(line: u32) -> u32 {
     line.saturating_sub(CELL_LINE_OFFSET.load(Ordering::Relaxed))

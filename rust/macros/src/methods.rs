@@ -213,10 +213,23 @@ pub(crate) fn is_async_pyfunction(func: &ItemFn) -> bool {
 }
 
 /// A synchronous PyO3 function or method body, run inside the cell's tokio runtime
-/// context (so `tokio::spawn` works there as in a `pub fn`). Same value, same
-/// `return` and `?` (the closure returns what the body did).
+/// context (so `tokio::spawn` works there as in a `pub fn`), its panic raised as
+/// `RustPanic` where it returns a `PyResult` (elsewhere PyO3's `PanicException`, the
+/// only error its type allows). Same value, same `return` and `?` (the closure
+/// returns what the body did).
 pub(crate) fn in_runtime(block: &Block) -> Block {
-    parse_quote! {{ ::ipy_rustasync::__private::in_runtime(move || #block) }}
+    parse_quote! {{
+        let __ira_out = ::ipy_rustasync::__private::pyo3_body(move || #block);
+        let __ira_target = ::ipy_rustasync::__private::PanicTarget::of(&__ira_out);
+        match __ira_out {
+            ::std::result::Result::Ok(value) => value,
+            ::std::result::Result::Err(panicked) => {
+                #[allow(unused_imports)]
+                use ::ipy_rustasync::__private::{PanicAsErr as _, PanicResume as _};
+                (&&__ira_target).on_panic(panicked)
+            }
+        }
+    }}
 }
 
 /// Rewrites a `#[pymethods]` block: each async method is moved, as written, into an
@@ -527,7 +540,7 @@ mod tests {
             "the docstring stays with the Python method: {wrapper}"
         );
         // The sync method stays, its body in the runtime's context.
-        assert!(printed(&pymethods.items[0]).contains("in_runtime (move | |"));
+        assert!(printed(&pymethods.items[0]).contains("pyo3_body (move | |"));
     }
 
     #[test]
