@@ -93,3 +93,5 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics = ipython.magics_manager.registry.get("RustAsyncMagics")
     if magics is not None and magics._pre_run_cell in ipython.events.callbacks["pre_run_cell"]:
         ipython.events.unregister("pre_run_cell", magics._pre_run_cell)
+    if magics is not None and magics.binder.stale_object_hint in ipython.events.callbacks["post_run_cell"]:
+        ipython.events.unregister("post_run_cell", magics.binder.stale_object_hint)

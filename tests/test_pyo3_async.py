@@ -15,6 +15,8 @@ import pytest
 import ipy_rustasync
 from ipy_rustasync import RustCompileError, RustPanic, rust_module
 
+from .conftest import Shell
+
 ACCOUNT = r"""
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -355,3 +357,32 @@ def test_a_panic_in_pyo3s_sync_items_is_a_rust_panic_where_they_return_a_pyresul
     with pytest.raises(BaseException, match=r"Rust panicked at cell line \d+, column \d+: plain") as plain:
         module.C().fails_plainly()
     assert type(plain.value).__name__ == "PanicException"
+
+
+def test_an_object_from_before_its_cell_was_rebuilt_gets_a_sentence(
+    shell: Shell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PyO3 says "'Point' object is not an instance of 'Point'"; the extension says
+    which build the object came from and what to do."""
+    point = """
+    use pyo3::prelude::*;
+    #[pyclass(from_py_object)]
+    #[derive(Clone)]
+    pub struct Point { x: f64 }
+    #[pymethods]
+    impl Point {
+        #[new]
+        fn new(x: f64) -> Self { Point { x } }
+    }
+    pub fn norm(p: Point) -> f64 { p.x.abs() } // build {n}
+    """
+    shell.rust(point.replace("{n}", "one"))
+    shell.run("stale_point = Point(-2.0)")
+    first = shell.run("Point.__module__")
+    shell.rust(point.replace("{n}", "two"))
+    capsys.readouterr()
+    err = shell.fails("norm(stale_point)")
+    assert isinstance(err, TypeError)
+    said = capsys.readouterr().err
+    assert f"rust_async: that `Point` object was made by an earlier build of its cell ({first})" in said, said
+    assert shell.run("norm(Point(-3.0))") == 3.0

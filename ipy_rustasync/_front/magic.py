@@ -6,22 +6,20 @@ flag is an IPython ``UsageError`` line, not a traceback.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from ipy_rustasync._base.errors import RustAsyncUsageError, RustCompileError
 from ipy_rustasync._base.logs import Phase
+from ipy_rustasync._front import arguments
 from ipy_rustasync._pipeline import cells, export, loader
 from ipy_rustasync._presentation import diagnostics, summary
 from ipy_rustasync._presentation.progress import Progress
@@ -63,6 +61,7 @@ class RustAsyncMagics(Magics):
         #: magic line before the magic sees the cell: see _first_line)
         self.raw_cell: str | None = None
         shell.events.register("pre_run_cell", self._pre_run_cell)
+        shell.events.register("post_run_cell", self.binder.stale_object_hint)
         #: the ``warm_on_load`` background build, if the setting started one
         self.background_warm: cells.BackgroundWarm | None = None
         #: ``%rust_async --lock``: "auto" (the notebook's sidecar), "off", or a path
@@ -105,7 +104,7 @@ class RustAsyncMagics(Magics):
         ``%rust_async?`` lists the options of the line magic (settings, cache, lock file).
         """
         start = time.perf_counter()
-        args = _parse(self.rust_async_cell, line, self.rust_async_line, _line_option)
+        args = arguments.parse(self.rust_async_cell, line, self.rust_async_line, arguments.line_option)
         context = Context.load()
         progress = Progress(in_kernel=self._in_kernel())
         try:
@@ -203,7 +202,7 @@ class RustAsyncMagics(Magics):
 
         ``%%rust_async?`` lists the options of the cell magic (profile, crates, export).
         """
-        args = _parse(self.rust_async_line, line, self.rust_async_cell, _cell_option)
+        args = arguments.parse(self.rust_async_line, line, self.rust_async_cell, arguments.cell_option)
         context = Context.load()
         if args.offline_crates:
             directory = Path(args.offline_crates).expanduser().resolve()
@@ -275,37 +274,3 @@ class RustAsyncMagics(Magics):
             for cell in self.loaded:
                 many = f"{len(cell.names):,} exports: " if len(cell.names) > summary.FULL_UP_TO else ""
                 print(f"  {cell.module}: {many}{summary.abbreviate(cell.names)}")
-
-
-def _line_option(flag: str) -> str:
-    return f"{flag} is a line-magic option: use it as `%rust_async {flag} ...` on a line of its own"
-
-
-def _cell_option(flag: str) -> str:
-    default = "; for the default use `ipy-rustasync config release true`" if flag in ("--release", "--debug") else ""
-    return f"{flag} applies to a %%rust_async cell{default}"
-
-
-def _parse(magic: Any, line: str, other: Any, misplaced: Callable[[str], str]) -> argparse.Namespace:
-    """``line`` parsed by ``magic``'s own parser. A flag that parser does not know but
-    the ``other`` magic (the line magic for the cell magic, and back) does is a
-    misplaced flag rather than a typo: the error says where it belongs."""
-    try:
-        args: argparse.Namespace = parse_argstring(magic, line)
-    except UsageError:
-        theirs = {flag for action in other.parser._actions for flag in action.option_strings}
-        for flag in _flags(line):
-            if flag in theirs:
-                raise UsageError(misplaced(flag)) from None
-        raise
-    return args
-
-
-def _flags(line: str) -> list[str]:
-    """The ``--flag`` words of ``line`` (none if its quotes do not balance: the
-    parser's own message says so)."""
-    try:
-        words = shlex.split(line)
-    except ValueError:
-        return []
-    return [word.split("=", 1)[0] for word in words if word.startswith("-")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import importlib.util
+import re
 import sys
 import warnings
 from collections.abc import MutableMapping
@@ -100,6 +101,8 @@ class Binder:
     def __init__(self) -> None:
         self.bound: dict[str, Any] = {}
         self.by_cell: dict[str, list[str]] = {}
+        #: class name -> the module of the build a rebuilt cell's class replaced
+        self.superseded: dict[str, str] = {}
 
     def bind(self, mod: ModuleType, namespace: MutableMapping[str, Any], cell_id: str | None = None) -> Binding:
         result = Binding()
@@ -119,6 +122,9 @@ class Binder:
                         f"`{export.name}` from the Rust cell shadows the Python builtin of that name", stacklevel=2
                     )
                 result.added.append(export)
+            previous = self.bound.get(export.name)
+            if isinstance(previous, type) and isinstance(obj, type) and previous is not obj:
+                self.superseded[export.name] = previous.__module__
             namespace[export.name] = obj
             self.bound[export.name] = obj
         if cell_id is not None:
@@ -131,3 +137,23 @@ class Binder:
                     result.removed.append(name)
             self.by_cell[cell_id] = sorted(names)
         return result
+
+    def stale_object_hint(self, result: Any) -> None:
+        """IPython ``post_run_cell`` hook: after PyO3's TypeError that an object "is
+        not an instance of" a class of its own name, which a rebuilt cell replaced,
+        says why (the object keeps its old build's class) and what to do."""
+        err = getattr(result, "error_in_exec", None)
+        found = _SAME_NAME.search(str(err)) if isinstance(err, TypeError) else None
+        if found and found["name"] in self.superseded:
+            name = found["name"]
+            print(
+                f"rust_async: that `{name}` object was made by an earlier build of its cell "
+                f"({self.superseded[name]}), and an object keeps the class of the build that made it, "
+                f"while the rebuilt cell's functions take the new `{name}`: make the object again "
+                "(re-run the cell that creates it) after rebuilding.",
+                file=sys.stderr,
+            )
+
+
+#: PyO3's words for an argument of a class of the same name but another build.
+_SAME_NAME = re.compile(r"'(?P<name>\w+)' object (?:is not an instance of|cannot be converted to) '(?P=name)'")
