@@ -39,7 +39,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyCFunction, PyDict, PyString, PyTuple};
 
 use crate::capi::{holds_gil, run_in_context, RanIn};
-use crate::sync::lock;
+use crate::sync::{hold_for_fork, lock, reclaim_in_child, release_after_fork, ForkSlot};
 
 /// Which stream a text goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -358,37 +358,22 @@ thread_local! {
     /// The queue's lock, held by a thread that calls `os.fork()` from just before
     /// the fork to just after it, as the runtime's is (`runtime.rs`): the child
     /// gets the queue in a state no thread was halfway through changing.
-    static FORK_GUARD: std::cell::RefCell<Option<MutexGuard<'static, Queue>>> =
-        const { std::cell::RefCell::new(None) };
+    static FORK_GUARD: ForkSlot<Queue> = const { std::cell::RefCell::new(None) };
 }
 
 fn before_fork() {
-    let guard = lock(&QUEUE);
-    let previous = FORK_GUARD.with(|held| {
-        held.try_borrow_mut()
-            .ok()
-            .and_then(|mut held| held.replace(guard))
-    });
-    drop(previous);
+    hold_for_fork(&QUEUE, &FORK_GUARD);
 }
 
 fn after_fork_in_parent() {
-    let guard = FORK_GUARD.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
-    drop(guard);
+    release_after_fork(&FORK_GUARD);
 }
 
 /// `os.fork()` copies the queue but not the writer thread, nor a drain running on
 /// another thread: the child starts empty (the parent writes what was queued).
 fn after_fork_in_child() {
-    let guard = FORK_GUARD.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
-    let mut queue = match guard {
-        Some(guard) => guard,
-        None => match QUEUE.try_lock() {
-            Ok(queue) => queue,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            // Held by a thread that did not come along: nothing can be done safely.
-            Err(std::sync::TryLockError::WouldBlock) => return,
-        },
+    let Some(mut queue) = reclaim_in_child(&QUEUE, &FORK_GUARD) else {
+        return;
     };
     queue.chunks.clear();
     queue.draining = false;

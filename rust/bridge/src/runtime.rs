@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -29,7 +29,7 @@ use pyo3::{PyErr, PyResult};
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::task::JoinHandle;
 
-use crate::sync::lock;
+use crate::sync::{hold_for_fork, lock, reclaim_in_child, release_after_fork, ForkSlot};
 
 static SHARED: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
 /// Bridge calls in flight: started futures, inline polls, blocking runs.
@@ -48,8 +48,7 @@ thread_local! {
     static CACHED: RefCell<Option<(u64, Handle)>> = const { RefCell::new(None) };
     /// The runtime's lock, held by a thread that calls `os.fork()` from just before
     /// the fork to just after it (see [`register_fork_hooks`]).
-    static HELD_FOR_FORK: RefCell<Option<MutexGuard<'static, Option<Arc<Runtime>>>>> =
-        const { RefCell::new(None) };
+    static HELD_FOR_FORK: ForkSlot<Option<Arc<Runtime>>> = const { RefCell::new(None) };
 }
 
 /// A piece of work on the runtime; while any exists the runtime stays up.
@@ -388,33 +387,17 @@ pub(crate) fn register_fork_hooks(py: pyo3::Python<'_>) -> PyResult<()> {
 }
 
 fn before_fork() {
-    let guard = lock(&SHARED);
-    let previous = HELD_FOR_FORK.with(|held| {
-        held.try_borrow_mut()
-            .ok()
-            .and_then(|mut held| held.replace(guard))
-    });
-    drop(previous);
+    hold_for_fork(&SHARED, &HELD_FOR_FORK);
 }
 
 fn after_fork_in_parent() {
-    let guard =
-        HELD_FOR_FORK.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
-    drop(guard);
+    release_after_fork(&HELD_FOR_FORK);
 }
 
 fn after_fork_in_child() {
     // The forking thread is this process's only thread, and it holds the lock.
-    let guard =
-        HELD_FOR_FORK.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
-    let mut shared = match guard {
-        Some(guard) => guard,
-        None => match SHARED.try_lock() {
-            Ok(shared) => shared,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            // Held by a thread that did not come along: nothing can be done safely.
-            Err(std::sync::TryLockError::WouldBlock) => return,
-        },
+    let Some(mut shared) = reclaim_in_child(&SHARED, &HELD_FOR_FORK) else {
+        return;
     };
     if let Some(runtime) = shared.take() {
         std::mem::forget(runtime);
