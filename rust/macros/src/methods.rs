@@ -39,7 +39,8 @@ fn is_pyo3_attr(attr: &Attribute) -> bool {
     .any(|name| last.ident == name)
 }
 
-/// Whether an item's attributes (or its parameters') mark it for PyO3.
+/// The user's function without the attributes PyO3 (or we) read, on it and on its
+/// parameters: its wrapper carries them instead.
 fn strip_pyo3_attrs(attrs: &mut Vec<Attribute>, sig: &mut Signature) {
     attrs.retain(|attr| !is_pyo3_attr(attr));
     for arg in sig.inputs.iter_mut() {
@@ -47,6 +48,19 @@ fn strip_pyo3_attrs(attrs: &mut Vec<Attribute>, sig: &mut Signature) {
             typed.attrs.retain(|attr| !is_pyo3_attr(attr));
         }
     }
+}
+
+/// What a wrapper keeps of the user's attributes: PyO3's (its options, `#[staticmethod]`),
+/// the docstring and `cfg`s; not `#[rust_async]`, which only the exporter reads.
+fn wrapper_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
+    attrs
+        .iter()
+        .filter(|a| {
+            is_pyo3_attr(a) && !a.path().is_ident("rust_async")
+                || a.path().is_ident("doc")
+                || a.path().is_ident("cfg")
+        })
+        .collect()
 }
 
 /// A parameter of an async `#[pyfunction]` or method, past the receiver.
@@ -157,15 +171,7 @@ pub(crate) fn async_pyfunction(mod_ident: &Ident, func: &ItemFn) -> syn::Result<
     } = passed(&params);
     let (python_name, name_attr) = name_attr(&func.attrs, ident);
     let wrapper_ident = format_ident!("__ira_afn_{}", python_name);
-    let kept: Vec<&Attribute> = func
-        .attrs
-        .iter()
-        .filter(|a| {
-            is_pyo3_attr(a) && !a.path().is_ident("rust_async")
-                || a.path().is_ident("doc")
-                || a.path().is_ident("cfg")
-        })
-        .collect();
+    let kept = wrapper_attrs(&func.attrs);
     let call = export::unit_as_none(quote! { self::#ident(#(#call_args),*).await }, &sig.output);
     let body = Coroutine {
         python_name: &python_name,
@@ -345,11 +351,7 @@ fn async_method(class: &str, method: &ImplItemFn) -> syn::Result<ImplItemFn> {
     let (python_name, name_attr) = name_attr(&method.attrs, ident);
     let qualified = format!("{class}.{python_name}");
     let wrapper_ident = format_ident!("__ira_async_{}", ident);
-    let kept = method.attrs.iter().filter(|a| {
-        is_pyo3_attr(a) && !a.path().is_ident("rust_async")
-            || a.path().is_ident("doc")
-            || a.path().is_ident("cfg")
-    });
+    let kept = wrapper_attrs(&method.attrs);
     let span = sig.span();
     let (slf_param, setup, this) = match receiver {
         Receiver::Shared | Receiver::Exclusive => (
