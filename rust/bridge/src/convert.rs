@@ -11,7 +11,10 @@
 //! 3. [`PlainKind`]: anything else, converted with PyO3's `IntoPyObject`.
 //!
 //! Each returns a zero-sized tag whose `convert` does the work, so the value itself is
-//! moved only once, into `convert`.
+//! moved only once, into `convert`; an async function's future ends with the tag's
+//! `output`, which defers that conversion to the loop thread (an [`Output`]). Both
+//! are generic only in the value's type, so functions returning the same type share
+//! one instance of each (what the glue costs to compile, `benchmarks/glue_cost.py`).
 
 use std::convert::Infallible;
 use std::fmt::Display;
@@ -109,6 +112,13 @@ impl PyErrTag {
     ) -> PyResult<Py<PyAny>> {
         value?.into_py_any(py)
     }
+
+    pub fn output<T>(self, value: Result<T, PyErr>) -> Output
+    where
+        T: for<'py> IntoPyObject<'py> + Send + 'static,
+    {
+        Box::new(move |py| self.convert(py, value))
+    }
 }
 
 impl DisplayErrTag {
@@ -122,6 +132,14 @@ impl DisplayErrTag {
             Err(err) => Err(rust_error(py, err.to_string(), std::any::type_name::<E>())),
         }
     }
+
+    pub fn output<T, E>(self, value: Result<T, E>) -> Output
+    where
+        T: for<'py> IntoPyObject<'py> + Send + 'static,
+        E: Display + Send + 'static,
+    {
+        Box::new(move |py| self.convert(py, value))
+    }
 }
 
 impl PlainTag {
@@ -131,5 +149,12 @@ impl PlainTag {
         value: T,
     ) -> PyResult<Py<PyAny>> {
         value.into_py_any(py)
+    }
+
+    pub fn output<T>(self, value: T) -> Output
+    where
+        T: for<'py> IntoPyObject<'py> + Send + 'static,
+    {
+        Box::new(move |py| self.convert(py, value))
     }
 }

@@ -73,10 +73,14 @@ pub struct RustCoroutine {
 }
 
 /// Wraps `future` (the cell function's future, ending in its converted output) into
-/// a new coroutine named `name`. `inline` as for `#[rust_async(inline)]`; `token`
-/// for a function taking a [`CancelHandle`](crate::CancelHandle) (cancelling calls
-/// `token.cancel()` and lets the future run on); `with_caller` for one taking Python
-/// async callables or awaitables.
+/// a new coroutine named `name`, for the generated wrapper to return. `inline` as
+/// for `#[rust_async(inline)]`; `token` for a function taking a
+/// [`CancelHandle`](crate::CancelHandle) (cancelling calls `token.cancel()` and lets
+/// the future run on); `with_caller` for one taking Python async callables or
+/// awaitables.
+///
+/// Generic only in boxing the future: a cell instantiates it once per async
+/// function, so the rest is [`RustCoroutine::create`], compiled once, here.
 pub fn new_coroutine<F>(
     py: Python<'_>,
     name: &'static str,
@@ -84,24 +88,17 @@ pub fn new_coroutine<F>(
     token: Option<CancelToken>,
     with_caller: bool,
     future: F,
-) -> PyResult<Py<RustCoroutine>>
+) -> PyResult<Py<PyAny>>
 where
     F: std::future::Future<Output = Output> + Send + 'static,
 {
-    Py::new(
+    RustCoroutine::any(
         py,
-        RustCoroutine {
-            name,
-            state: Mutex::new(State::Fresh(Call {
-                name,
-                body: Body::Ready(Box::pin(future)),
-                inline,
-                cancel_token: token,
-                with_caller,
-            })),
-            fresh: AtomicBool::new(true),
-            task_done: AtomicBool::new(false),
-        },
+        name,
+        Body::Ready(Box::pin(future)),
+        inline,
+        token,
+        with_caller,
     )
 }
 
@@ -116,27 +113,71 @@ pub fn new_deferred_coroutine<F, M>(
     token: Option<CancelToken>,
     with_caller: bool,
     make: M,
-) -> PyResult<Py<RustCoroutine>>
+) -> PyResult<Py<PyAny>>
 where
     F: std::future::Future<Output = Output> + Send + 'static,
     M: FnOnce(Python<'_>) -> PyResult<F> + Send + 'static,
 {
     let make = move |py: Python<'_>| -> PyResult<BoxFuture> { Ok(Box::pin(make(py)?)) };
-    Py::new(
+    RustCoroutine::any(
         py,
-        RustCoroutine {
-            name,
-            state: Mutex::new(State::Fresh(Call {
-                name,
-                body: Body::Deferred(Box::new(make)),
-                inline,
-                cancel_token: token,
-                with_caller,
-            })),
-            fresh: AtomicBool::new(true),
-            task_done: AtomicBool::new(false),
-        },
+        name,
+        Body::Deferred(Box::new(make)),
+        inline,
+        token,
+        with_caller,
     )
+}
+
+/// A coroutine running `future`, for the bridge's own awaitables (a stream's items).
+pub(crate) fn coroutine_of<F>(
+    py: Python<'_>,
+    name: &'static str,
+    future: F,
+) -> PyResult<Py<RustCoroutine>>
+where
+    F: std::future::Future<Output = Output> + Send + 'static,
+{
+    RustCoroutine::create(py, name, Body::Ready(Box::pin(future)), false, None, false)
+}
+
+impl RustCoroutine {
+    fn create(
+        py: Python<'_>,
+        name: &'static str,
+        body: Body,
+        inline: bool,
+        cancel_token: Option<CancelToken>,
+        with_caller: bool,
+    ) -> PyResult<Py<RustCoroutine>> {
+        Py::new(
+            py,
+            RustCoroutine {
+                name,
+                state: Mutex::new(State::Fresh(Call {
+                    name,
+                    body,
+                    inline,
+                    cancel_token,
+                    with_caller,
+                })),
+                fresh: AtomicBool::new(true),
+                task_done: AtomicBool::new(false),
+            },
+        )
+    }
+
+    /// [`RustCoroutine::create`], as the object a wrapper returns.
+    fn any(
+        py: Python<'_>,
+        name: &'static str,
+        body: Body,
+        inline: bool,
+        cancel_token: Option<CancelToken>,
+        with_caller: bool,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(Self::create(py, name, body, inline, cancel_token, with_caller)?.into_any())
+    }
 }
 
 fn no_loop_error(name: &str) -> PyErr {

@@ -68,9 +68,7 @@ where
 fn busy<T: PyClass>(method: &str, exclusive: bool) -> PyErr {
     let class = T::NAME;
     let why = if exclusive {
-        format!(
-            "{method}() takes `&mut self`, and another call on this {class} is still running"
-        )
+        format!("{method}() takes `&mut self`, and another call on this {class} is still running")
     } else {
         format!("{method}() takes `&self`, and a call on this {class} that takes `&mut self` is still running")
     };

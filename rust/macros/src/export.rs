@@ -28,7 +28,8 @@ pub(crate) struct Export {
 }
 
 /// The cell's module as the user wrote it, minus the attributes only the exporter
-/// reads, with `extra` items (the wrappers) appended.
+/// reads, with the conversion's traits ([`kinds`]) and `extra` items (the wrappers)
+/// appended.
 pub(crate) fn module_with(
     mut module: ItemMod,
     extra: impl Iterator<Item = TokenStream2>,
@@ -40,6 +41,7 @@ pub(crate) fn module_with(
                     .retain(|attr| !attr.path().is_ident("rust_async"));
             }
         }
+        items.push(Item::Verbatim(kinds()));
         items.extend(extra.map(Item::Verbatim));
     }
     module
@@ -115,6 +117,8 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
 
     let mut wrapper_params = Vec::new(); // `name: OwnedType`
     let mut call_args = Vec::new(); // how the wrapper passes each to the user's fn
+    let mut arg_locals = Vec::new(); // the Python arguments' locals, in order
+    let mut arg_bindings = Vec::new(); // how the call binds each (`mut values`)
     let mut py_names = Vec::new();
     let mut py_idents: Vec<(&Ident, bool)> = Vec::new();
     let mut cancel_handle: Option<&Ident> = None;
@@ -128,8 +132,16 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
             Param::Token => call_args.push(quote! { __ira_py }),
             Param::Python { name, local, ty } => {
                 let (binding, owned, pass) = owned_type(ty, local);
-                wrapper_params.push(quote_spanned! {ty.span()=> #binding: #owned });
+                // A sync call's `mut` goes where the call takes its arguments (below).
+                let param = if is_async {
+                    &binding
+                } else {
+                    &local.to_token_stream()
+                };
+                wrapper_params.push(quote_spanned! {ty.span()=> #param: #owned });
                 call_args.push(pass);
+                arg_locals.push(local);
+                arg_bindings.push(binding);
                 py_idents.push((local, parse::is_option(ty)));
                 py_names.push(name.as_str());
             }
@@ -187,25 +199,38 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
         with_caller,
         on_start: None,
     };
+    // A sync call runs through the bridge's `call_sync`, which takes it as a
+    // `&mut dyn FnMut` (compiled once, not once per function): the arguments reach
+    // the closure in an `Option` it takes them from, as it is called once.
+    let (take_args, args) = if arg_locals.is_empty() {
+        (TokenStream2::new(), TokenStream2::new())
+    } else {
+        (
+            quote! { let (#(#arg_bindings,)*) = __ira_args.take().unwrap(); },
+            quote! { let mut __ira_args = ::std::option::Option::Some((#(#arg_locals,)*)); },
+        )
+    };
     // The body keeps the user's span on the call so type errors point at the cell.
     let body = if stream {
         quote_spanned! {sig.span()=>
-            ::ipy_rustasync::__private::call_sync(__ira_py, move || {
+            #args
+            ::ipy_rustasync::__private::call_sync(__ira_py, &mut || {
+                #take_args
                 let __ira_stream = #call;
                 let __ira_items = ::ipy_rustasync::futures::StreamExt::map(__ira_stream, |__ira_out| {
                     #convert
-                    let output: ::ipy_rustasync::__private::Output =
-                        ::std::boxed::Box::new(move |__ira_py: ::pyo3::Python<'_>| __ira_tag.convert(__ira_py, __ira_out));
-                    output
+                    __ira_tag.output(__ira_out)
                 });
-                ::ipy_rustasync::__private::new_stream(__ira_py, #python_name, __ira_items).map(|s| s.into_any())
+                ::ipy_rustasync::__private::new_stream(__ira_py, #python_name, __ira_items)
             })
         }
     } else if is_async {
         coroutine.body(call, sig.span())
     } else {
         quote_spanned! {sig.span()=>
-            ::ipy_rustasync::__private::call_sync(__ira_py, move || {
+            #args
+            ::ipy_rustasync::__private::call_sync(__ira_py, &mut || {
+                #take_args
                 let __ira_out = #call;
                 #convert
                 __ira_tag.convert(__ira_py, __ira_out)
@@ -263,13 +288,21 @@ pub(crate) fn unit_as_none(call: TokenStream2, output: &ReturnType) -> TokenStre
 }
 
 /// Picks, at compile time, how `__ira_out` becomes Python (a value, `Err` as
-/// `RustError`, `PyErr` raised as it is): `__ira_tag.convert(py, __ira_out)`.
+/// `RustError`, `PyErr` raised as it is): `__ira_tag.convert(py, __ira_out)` now,
+/// or `__ira_tag.output(__ira_out)` for the loop thread. The traits it picks with
+/// are in scope through [`kinds`].
 fn convert() -> TokenStream2 {
+    quote! {
+        let __ira_tag = (&&&::ipy_rustasync::__private::probe(&__ira_out)).ira_kind();
+    }
+}
+
+/// The conversion's traits, imported once into the cell's module (unnamed, so they
+/// cannot clash with the user's names) for every wrapper's [`convert`].
+pub(crate) fn kinds() -> TokenStream2 {
     quote! {
         #[allow(unused_imports)]
         use ::ipy_rustasync::__private::{DisplayErrKind as _, PlainKind as _, PyErrKind as _};
-        let __ira_probe = ::ipy_rustasync::__private::probe(&__ira_out);
-        let __ira_tag = (&&&__ira_probe).ira_kind();
     }
 }
 
@@ -313,16 +346,13 @@ impl Coroutine<'_> {
             async move {
                 let __ira_out = #call;
                 #convert
-                let output: ::ipy_rustasync::__private::Output =
-                    ::std::boxed::Box::new(move |__ira_py: ::pyo3::Python<'_>| __ira_tag.convert(__ira_py, __ira_out));
-                output
+                __ira_tag.output(__ira_out)
             }
         };
         match on_start {
             None => quote_spanned! {span=>
                 #make_handle
                 ::ipy_rustasync::__private::new_coroutine(__ira_py, #python_name, #inline, #token, #with_caller, #future)
-                    .map(|awaitable| awaitable.into_any())
             },
             Some(on_start) => quote_spanned! {span=>
                 #make_handle
@@ -333,7 +363,6 @@ impl Coroutine<'_> {
                         ::pyo3::PyResult::Ok(#future)
                     },
                 )
-                .map(|awaitable| awaitable.into_any())
             },
         }
     }
@@ -581,11 +610,30 @@ mod tests {
         });
         assert!(contains(
             &export.wrapper,
-            quote! { __ira_fn_push(__ira_py: ::pyo3::Python<'_>, mut values: Vec<u8>, r#in: ::std::string::String) }
+            quote! { __ira_fn_push(__ira_py: ::pyo3::Python<'_>, values: Vec<u8>, r#in: ::std::string::String) }
+        ));
+        // The sync call takes its arguments, binding the lent one `mut`.
+        assert!(contains(
+            &export.wrapper,
+            quote! {
+                let mut __ira_args = ::std::option::Option::Some((values, r#in,));
+                ::ipy_rustasync::__private::call_sync
+            }
         ));
         assert!(contains(
             &export.wrapper,
-            quote! { let __ira_out = self::push(&mut values, &r#in); }
+            quote! {
+                let (mut values, r#in,) = __ira_args.take().unwrap();
+                let __ira_out = self::push(&mut values, &r#in);
+            }
+        ));
+        // An async one's future owns them: the wrapper's parameter is `mut`.
+        let export = export_of(parse_quote! {
+            pub async fn push(values: &mut Vec<u8>) -> usize { values.len() }
+        });
+        assert!(contains(
+            &export.wrapper,
+            quote! { __ira_fn_push(__ira_py: ::pyo3::Python<'_>, mut values: Vec<u8>) }
         ));
     }
 
@@ -692,6 +740,8 @@ mod tests {
                 pub async fn f() {}
                 #[rust_async]
                 struct Kept;
+                #[allow(unused_imports)]
+                use ::ipy_rustasync::__private::{DisplayErrKind as _, PlainKind as _, PyErrKind as _};
                 fn __ira_fn_f() {}
             }
         };
