@@ -66,24 +66,26 @@ def cell(variant: str, n: int) -> str:
     """A cell of ``n`` functions, tagged so that no cache has it (and exporting one
     function more, ``tag``, so that the unexported kind makes a module too)."""
     head = (
-        "#[allow(unused_imports)]\nuse pyo3::prelude::*;\n"
-        f'pub fn tag() -> &\'static str {{ "{uuid.uuid4().hex}" }}\n'
+        f'#[allow(unused_imports)]\nuse pyo3::prelude::*;\npub fn tag() -> &\'static str {{ "{uuid.uuid4().hex}" }}\n'
     )
     return head + "".join(VARIANTS[variant].format(k=k) for k in range(n))
 
 
 BUILD = textwrap.dedent(
     """
-    import json, subprocess, sys, time
+    import json, resource, subprocess, sys, time
     from ipy_rustasync._pipeline import cargo, cells
     from ipy_rustasync._settings.context import Context
     from ipy_rustasync._sources import registry
     source = sys.stdin.read()
-    t = time.perf_counter()
+    def cpu():
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)  # cargo and the rustc it waited for
+        return used.ru_utime + used.ru_stime
+    t, c0 = time.perf_counter(), cpu()
     c = cells.compile_cell(source, force=True, release=False)
-    seconds = time.perf_counter() - t
+    seconds, cpu_seconds = time.perf_counter() - t, cpu() - c0
     assert not c.build.cached
-    result = {"seconds": seconds, "exports": len(c.exports)}
+    result = {"seconds": seconds, "cpu": cpu_seconds, "exports": len(c.exports)}
     if sys.argv[1] == "passes":
         # The same cargo command once more, through a RUSTC_WORKSPACE_WRAPPER that adds
         # -Z time-passes: the wrapper applies to the cell's crate alone, the only one
@@ -141,6 +143,8 @@ class Series:
     """One cell kind built with one package: seconds per round."""
 
     seconds: list[float] = field(default_factory=list)
+    #: CPU seconds of cargo and rustc (user + system, every thread)
+    cpu: list[float] = field(default_factory=list)
     #: rustc's -Z time-passes: macro expansion, type and borrow checking, the rest
     #: (monomorphization, codegen, LLVM, linking)
     expand: list[float] = field(default_factory=list)
@@ -150,6 +154,12 @@ class Series:
 
 def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def ratio(mine: list[float], theirs: list[float]) -> str:
+    """``1.23× (1.10–1.31×)``: the ratio of the medians, and the range of the per-round ratios."""
+    rounds = [a / b for a, b in zip(mine, theirs, strict=True)]
+    return f"{med(mine) / med(theirs):.2f}× ({min(rounds):.2f}–{max(rounds):.2f}×)"
 
 
 def git(*args: str) -> str:
@@ -203,7 +213,8 @@ def main() -> None:
             assert result["exports"] == expected, (label, variant, result["exports"])
             s = series[(label, variant)]
             s.seconds.append(result["seconds"])
-            said = f"round {round_ + 1}: {label} {variant}: {s.seconds[-1]:.2f} s"
+            s.cpu.append(result["cpu"])
+            said = f"round {round_ + 1}: {label} {variant}: {s.seconds[-1]:.2f} s, CPU {s.cpu[-1]:.2f} s"
             if with_passes:
                 found = passes(result["passes"])
                 s.expand.append(found["macro_expand_crate"])
@@ -219,16 +230,18 @@ def main() -> None:
         machine(),
         "",
         f"{args.n} functions `x + k` per cell, debug profile, {args.rounds} interleaved rounds, medians. "
-        "Seconds: `compile_cell(force=True)` (cargo and loading); ratio: to `#[pyfunction] pub fn` "
-        "built with the same package in the same rounds.",
+        "Wall: `compile_cell(force=True)` (cargo and loading the module); CPU: cargo's and rustc's "
+        "user + system time (every thread), steadier than wall time on a shared machine. Ratios: to "
+        "`#[pyfunction] pub fn` built with the same package in the same rounds (median of medians; "
+        "in brackets the lowest and highest ratio of one round).",
     ]
     if with_passes:
         lines.append(
-            "rustc's own split, from a second compile of the same crate with `-Z time-passes`: macro "
-            "expansion (the cell's macro and the PyO3 macros it leaves), type and borrow checking, and "
-            "the rest (monomorphization, codegen, LLVM, linking)."
+            "rustc's own split (wall), from a second compile of the same crate with `-Z time-passes`: "
+            "macro expansion (the cell's macro and the PyO3 macros it leaves), type and borrow "
+            "checking, and the rest (monomorphization, codegen, LLVM, linking)."
         )
-    header = "| package | cell | seconds | ratio | aim |"
+    header = "| package | cell | wall | ratio | CPU | ratio | aim |"
     if with_passes:
         header += " rustc: expansion | checking | the rest |"
     lines += ["", header, "|" + "---|" * (header.count("|") - 1)]
@@ -237,13 +250,25 @@ def main() -> None:
         for variant in VARIANTS:
             s = series[(label, variant)]
             aim = f"≤ {AIMS[variant]:.1f}×" if variant in AIMS else ""
-            row = f"| {label} | `{variant}` | {med(s.seconds):.1f} s | {med(s.seconds) / med(ref.seconds):.2f}× | {aim} |"
+            row = (
+                f"| {label} | `{variant}` | {med(s.seconds):.1f} s | {ratio(s.seconds, ref.seconds)} "
+                f"| {med(s.cpu):.1f} s | {ratio(s.cpu, ref.cpu)} | {aim} |"
+            )
             if with_passes:
-                row += " | ".join(
-                    f" {med(mine):.1f} s ({med(mine) / med(theirs):.2f}×)"
-                    for mine, theirs in ((s.expand, ref.expand), (s.check, ref.check), (s.rest, ref.rest))
-                ) + " |"
+                row += (
+                    " | ".join(
+                        f" {med(mine):.1f} s ({med(mine) / med(theirs):.2f}×)"
+                        for mine, theirs in ((s.expand, ref.expand), (s.check, ref.check), (s.rest, ref.rest))
+                    )
+                    + " |"
+                )
             lines.append(row)
+    if len(trees) == 2:
+        old, new = trees
+        lines += ["", f"{new} against {old}, same cell, CPU:", ""]
+        lines += [
+            f"- `{variant}`: {ratio(series[(new, variant)].cpu, series[(old, variant)].cpu)}" for variant in VARIANTS
+        ]
     publish(lines, args.out)
 
 
