@@ -31,7 +31,7 @@ use pyo3::types::PyTuple;
 use crate::call::{Body, Call, Started};
 use crate::cancel::CancelToken;
 use crate::capi::{chained, next_result, SendResult, SendSlot};
-use crate::convert::{settle, Output};
+use crate::convert::{settle, Converting, IntoOutput, Output};
 use crate::exceptions::thrown;
 use crate::future::RustFuture;
 use crate::running_loop::running_loop;
@@ -72,34 +72,31 @@ pub struct RustCoroutine {
     task_done: AtomicBool,
 }
 
-/// Wraps `future` (the cell function's future, ending in its converted output) into
-/// a new coroutine named `name`, for the generated wrapper to return. `inline` as
-/// for `#[rust_async(inline)]`; `token` for a function taking a
+/// Wraps `future` (the cell function's future, as calling it made it) into a new
+/// coroutine named `name`, for the generated wrapper to return; `kind` (a tag of
+/// `convert.rs`) says how what it ends with becomes Python. `inline` as for
+/// `#[rust_async(inline)]`; `token` for a function taking a
 /// [`CancelHandle`](crate::CancelHandle) (cancelling calls `token.cancel()` and lets
 /// the future run on); `with_caller` for one taking Python async callables or
 /// awaitables.
 ///
 /// Generic only in boxing the future: a cell instantiates it once per async
 /// function, so the rest is [`RustCoroutine::create`], compiled once, here.
-pub fn new_coroutine<F>(
+pub fn new_coroutine<F, K>(
     py: Python<'_>,
     name: &'static str,
     inline: bool,
     token: Option<CancelToken>,
     with_caller: bool,
     future: F,
+    kind: K,
 ) -> PyResult<Py<PyAny>>
 where
-    F: std::future::Future<Output = Output> + Send + 'static,
+    F: std::future::Future + Send + 'static,
+    K: IntoOutput<F::Output> + Copy + Send + 'static,
 {
-    RustCoroutine::any(
-        py,
-        name,
-        Body::Ready(Box::pin(future)),
-        inline,
-        token,
-        with_caller,
-    )
+    let body = Body::Ready(Box::pin(Converting::new(future, kind)));
+    RustCoroutine::any(py, name, body, inline, token, with_caller)
 }
 
 /// A coroutine for an async `#[pymethods]` method: `make` runs when the call starts

@@ -181,13 +181,8 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
         format!("{signature}\n\n{user_doc}")
     };
     // The wrapper lives inside the cell's module (see `expand`), so `self::` is the cell.
-    let call = quote! { self::#ident(#(#call_args),*) };
-    let call = if is_async {
-        quote! { #call.await }
-    } else {
-        call
-    };
-    let call = unit_as_none(call, &sig.output);
+    let called = quote! { self::#ident(#(#call_args),*) };
+    let call = unit_as_none(called.clone(), &sig.output);
     let convert = convert();
     let with_caller = params
         .iter()
@@ -198,6 +193,15 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
         cancel_handle,
         with_caller,
         on_start: None,
+        lends: params.iter().any(|param| {
+            matches!(
+                param,
+                Param::Python {
+                    ty: Type::Reference(_),
+                    ..
+                }
+            )
+        }),
     };
     // A sync call runs through the bridge's `call_sync`, which takes it as a
     // `&mut dyn FnMut` (compiled once, not once per function): the arguments reach
@@ -225,7 +229,7 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
             })
         }
     } else if is_async {
-        coroutine.body(call, sig.span())
+        coroutine.body(called, &sig.output, sig.span())
     } else {
         quote_spanned! {sig.span()=>
             #args
@@ -302,7 +306,7 @@ fn convert() -> TokenStream2 {
 pub(crate) fn kinds() -> TokenStream2 {
     quote! {
         #[allow(unused_imports)]
-        use ::ipy_rustasync::__private::{DisplayErrKind as _, PlainKind as _, PyErrKind as _};
+        use ::ipy_rustasync::__private::{DisplayErrKind as _, IntoOutput as _, PlainKind as _, PyErrKind as _};
     }
 }
 
@@ -321,20 +325,31 @@ pub(crate) struct Coroutine<'a> {
     /// made (a method's borrow of its object, `?` on failure): the coroutine is then
     /// the bridge's deferred one.
     pub(crate) on_start: Option<TokenStream2>,
+    /// The call lends the function some of its arguments (`&str` from a `String`):
+    /// the future must own them, in an `async` block around the call.
+    pub(crate) lends: bool,
 }
 
 impl Coroutine<'_> {
-    /// A wrapper's body, given `__ira_py`: the coroutine whose future runs `call`
-    /// (which awaits the user's function) and converts its output.
-    pub(crate) fn body(&self, call: TokenStream2, span: Span) -> TokenStream2 {
+    /// A wrapper's body, given `__ira_py`: the coroutine of the future `call` (the
+    /// user's function called, not awaited) makes, its output converted as `output`
+    /// (the declared return type) says.
+    ///
+    /// Without `on_start`, the future is made at once (an `async fn` runs nothing
+    /// until polled) and handed to the bridge with the tag that converts what it
+    /// ends with, so a cell compiles no `async` block of its own per function
+    /// (unless the call `lends` arguments, which a block around it then owns).
+    /// With it (a method borrowing its object), the future is made when the call
+    /// starts, inside an `async` block that holds the borrow for the call's life.
+    pub(crate) fn body(&self, call: TokenStream2, output: &ReturnType, span: Span) -> TokenStream2 {
         let Coroutine {
             python_name,
             inline,
             cancel_handle,
             with_caller,
             on_start,
+            lends,
         } = self;
-        let convert = convert();
         let (make_handle, token) = match cancel_handle {
             Some(handle) => (
                 quote! { let (#handle, __ira_token) = ::ipy_rustasync::CancelHandle::new(); },
@@ -342,6 +357,30 @@ impl Coroutine<'_> {
             ),
             None => (quote! {}, quote! { ::std::option::Option::None }),
         };
+        let Some(on_start) = on_start else {
+            let probed =
+                quote! { (&&&::ipy_rustasync::__private::probe_output(&__ira_future)).ira_kind() };
+            let kind = match parse::returns_unit(output) {
+                Unit::Plain => quote! { ::ipy_rustasync::__private::NoneTag },
+                Unit::InResult => quote! { ::ipy_rustasync::__private::UnitOk(#probed) },
+                Unit::No => probed,
+            };
+            let future = if *lends {
+                quote_spanned! {span=> async move { #call.await } }
+            } else {
+                call
+            };
+            return quote_spanned! {span=>
+                #make_handle
+                let __ira_future = #future;
+                let __ira_kind = #kind;
+                ::ipy_rustasync::__private::new_coroutine(
+                    __ira_py, #python_name, #inline, #token, #with_caller, __ira_future, __ira_kind,
+                )
+            };
+        };
+        let call = unit_as_none(quote! { #call.await }, output);
+        let convert = convert();
         let future = quote_spanned! {span=>
             async move {
                 let __ira_out = #call;
@@ -349,21 +388,15 @@ impl Coroutine<'_> {
                 __ira_tag.output(__ira_out)
             }
         };
-        match on_start {
-            None => quote_spanned! {span=>
-                #make_handle
-                ::ipy_rustasync::__private::new_coroutine(__ira_py, #python_name, #inline, #token, #with_caller, #future)
-            },
-            Some(on_start) => quote_spanned! {span=>
-                #make_handle
-                ::ipy_rustasync::__private::new_deferred_coroutine(
-                    __ira_py, #python_name, #inline, #token, #with_caller,
-                    move |__ira_py: ::pyo3::Python<'_>| {
-                        #on_start
-                        ::pyo3::PyResult::Ok(#future)
-                    },
-                )
-            },
+        quote_spanned! {span=>
+            #make_handle
+            ::ipy_rustasync::__private::new_deferred_coroutine(
+                __ira_py, #python_name, #inline, #token, #with_caller,
+                move |__ira_py: ::pyo3::Python<'_>| {
+                    #on_start
+                    ::pyo3::PyResult::Ok(#future)
+                },
+            )
         }
     }
 }
@@ -566,21 +599,20 @@ mod tests {
             &export.wrapper,
             quote! { signature = (n, f), text_signature = "(n, f)" }
         ));
+        // The future is made at once and handed over with the tag that converts
+        // what it ends with: no `async` block per function.
         assert!(contains(
             &export.wrapper,
             quote! {
                 let (cancel, __ira_token) = ::ipy_rustasync::CancelHandle::new();
-                ::ipy_rustasync::__private::new_coroutine
+                let __ira_future = self::work(n, cancel, f);
+                let __ira_kind = (&&&::ipy_rustasync::__private::probe_output(&__ira_future)).ira_kind();
+                ::ipy_rustasync::__private::new_coroutine(
+                    __ira_py, "work", true, ::std::option::Option::Some(__ira_token), true, __ira_future, __ira_kind,
+                )
             }
         ));
-        assert!(contains(
-            &export.wrapper,
-            quote! { __ira_py, "work", true, ::std::option::Option::Some(__ira_token), true, async move }
-        ));
-        assert!(contains(
-            &export.wrapper,
-            quote! { let __ira_out = self::work(n, cancel, f).await; }
-        ));
+        assert!(!export.wrapper.to_string().contains("async move"));
         assert!(contains(
             &export.register,
             quote! {
@@ -598,7 +630,7 @@ mod tests {
         let export = export_of(parse_quote! { pub async fn tick() -> u8 { 1 } });
         assert!(contains(
             &export.wrapper,
-            quote! { __ira_py, "tick", false, ::std::option::Option::None, false, async move }
+            quote! { __ira_py, "tick", false, ::std::option::Option::None, false, __ira_future, __ira_kind, }
         ));
         assert!(!export.wrapper.to_string().contains("CancelHandle"));
     }
@@ -644,11 +676,21 @@ mod tests {
             &export.wrapper,
             quote! { { self::nothing(); ::ipy_rustasync::__private::NoneValue } }
         ));
+        // An async function's `()` is the bridge's tag for it.
+        let export = export_of(parse_quote! { pub async fn unit() { } });
+        assert!(contains(
+            &export.wrapper,
+            quote! { let __ira_kind = ::ipy_rustasync::__private::NoneTag; }
+        ));
         let export =
             export_of(parse_quote! { pub async fn maybe() -> Result<(), String> { Ok(()) } });
         assert!(contains(
             &export.wrapper,
-            quote! { self::maybe().await.map(|()| ::ipy_rustasync::__private::NoneValue) }
+            quote! {
+                let __ira_kind = ::ipy_rustasync::__private::UnitOk(
+                    (&&&::ipy_rustasync::__private::probe_output(&__ira_future)).ira_kind()
+                );
+            }
         ));
         let export = export_of(parse_quote! { pub fn one() -> () {} });
         assert!(contains(
@@ -741,7 +783,7 @@ mod tests {
                 #[rust_async]
                 struct Kept;
                 #[allow(unused_imports)]
-                use ::ipy_rustasync::__private::{DisplayErrKind as _, PlainKind as _, PyErrKind as _};
+                use ::ipy_rustasync::__private::{DisplayErrKind as _, IntoOutput as _, PlainKind as _, PyErrKind as _};
                 fn __ira_fn_f() {}
             }
         };

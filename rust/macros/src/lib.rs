@@ -249,3 +249,44 @@ mod tests {
         )));
     }
 }
+
+/// The macro's own share of a cell's build, printed (not asserted):
+/// `cargo test -p ipy-rustasync-macros --lib -- --ignored --nocapture expansion_time`
+/// (built unoptimized, as cells build it). `benchmarks/glue_cost.py` measures the
+/// whole build.
+#[cfg(test)]
+mod expansion_time {
+    use super::*;
+
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn expansion_time() {
+        for (kind, function) in [
+            ("fn", "fn f{k}(x: i64) -> i64 { x + {k} }"),
+            (
+                "#[pyfunction] pub fn",
+                "#[pyfunction] pub fn f{k}(x: i64) -> i64 { x + {k} }",
+            ),
+            ("pub fn", "pub fn f{k}(x: i64) -> i64 { x + {k} }"),
+            (
+                "pub async fn",
+                "pub async fn f{k}(x: i64) -> i64 { x + {k} }",
+            ),
+        ] {
+            let functions: String = (0..1000)
+                .map(|k| function.replace("{k}", &k.to_string()))
+                .collect();
+            let source = format!("mod cell {{ {functions} }}");
+            let start = std::time::Instant::now();
+            let args: CellArgs = syn::parse_str(r#"module = "m", line_offset = 3"#).expect("args");
+            let module: ItemMod = syn::parse_str(&source).expect("a module");
+            let parsed = start.elapsed();
+            let text = expand(args, module).to_string();
+            let expanded = start.elapsed() - parsed;
+            eprintln!(
+                "1,000 x {kind}: parse {parsed:.0?}, expand {expanded:.0?}, {} KB of tokens out",
+                text.len() / 1000
+            );
+        }
+    }
+}
