@@ -153,26 +153,19 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
         .iter()
         .rposition(|(_, optional)| !optional)
         .map_or(0, |last_required| last_required + 1);
-    let py_signature = py_idents.iter().enumerate().map(|(i, (local, _))| {
-        if i >= optional_from {
-            quote! { #local = None }
-        } else {
-            quote! { #local }
-        }
-    });
-    let text_signature = format!(
-        "({})",
-        py_names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| if i >= optional_from {
-                format!("{name}=None")
+    // PyO3 derives `__text_signature__` from this (`(a, b=None)`), and with no
+    // defaults to give, from the parameters alone: the attribute is left out then,
+    // one thing fewer for PyO3's macro to read per function.
+    let py_signature = (optional_from < py_idents.len()).then(|| {
+        let params = py_idents.iter().enumerate().map(|(i, (local, _))| {
+            if i >= optional_from {
+                quote! { #local = None }
             } else {
-                (*name).to_owned()
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+                quote! { #local }
+            }
+        });
+        quote! { , signature = (#(#params),*) }
+    });
     let signature = signature_text(sig);
     let user_doc = parse::doc_text(&func.attrs);
     let doc = if user_doc.is_empty() {
@@ -244,7 +237,7 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
     let wrapper = quote! {
         #(#cfgs)*
         #[::pyo3::pyfunction]
-        #[pyo3(name = #python_name, signature = (#(#py_signature),*), text_signature = #text_signature)]
+        #[pyo3(name = #python_name #py_signature)]
         #[doc = #doc]
         #[allow(non_snake_case, clippy::too_many_arguments)]
         pub(crate) fn #wrapper_ident(__ira_py: ::pyo3::Python<'_>, #(#wrapper_params),*) -> ::pyo3::PyResult<::pyo3::Py<::pyo3::PyAny>> {
@@ -568,7 +561,7 @@ mod tests {
             quote! {
                 #[cfg(unix)]
                 #[::pyo3::pyfunction]
-                #[pyo3(name = "add", signature = (a, r#b), text_signature = "(a, b)")]
+                #[pyo3(name = "add")]
                 #[doc = #doc]
                 #[allow(non_snake_case, clippy::too_many_arguments)]
                 pub(crate) fn __ira_fn_add(__ira_py: ::pyo3::Python<'_>, a: i64, r#b: i64)
@@ -595,9 +588,12 @@ mod tests {
             pub async fn work(n: u32, cancel: CancelHandle, f: AsyncCallable) -> u32 { n }
         });
         assert_eq!(export.kind, "async");
+        assert!(contains(&export.wrapper, quote! { #[pyo3(name = "work")] }));
+        let optional =
+            export_of(parse_quote! { pub fn opt(a: u8, b: Option<u8>, c: Option<u8>) {} });
         assert!(contains(
-            &export.wrapper,
-            quote! { signature = (n, f), text_signature = "(n, f)" }
+            &optional.wrapper,
+            quote! { #[pyo3(name = "opt", signature = (a, b = None, c = None))] }
         ));
         // The future is made at once and handed over with the tag that converts
         // what it ends with: no `async` block per function.
