@@ -85,7 +85,7 @@ BUILD = textwrap.dedent(
     c = cells.compile_cell(source, force=True, release=False)
     seconds, cpu_seconds = time.perf_counter() - t, cpu() - c0
     assert not c.build.cached
-    result = {"seconds": seconds, "cpu": cpu_seconds, "exports": len(c.exports)}
+    result = {"seconds": seconds, "cpu": cpu_seconds, "exports": len(c.exports), "package": cells.__file__}
     if sys.argv[1] == "passes":
         # The same cargo command once more, through a RUSTC_WORKSPACE_WRAPPER that adds
         # -Z time-passes: the wrapper applies to the cell's crate alone, the only one
@@ -113,11 +113,13 @@ def build(tree: Path, source: str, with_passes: bool = False) -> dict[str, Any]:
         capture_output=True,
         text=True,
         env=env,
+        cwd=tree,  # `python -c` puts the working directory first on sys.path
         check=False,
     )
     if out.returncode:
         raise SystemExit(f"build failed ({tree}):\n{out.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert Path(result["package"]).is_relative_to(tree), (result["package"], tree)
     return result
 
 
