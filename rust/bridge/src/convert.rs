@@ -209,12 +209,15 @@ where
     }
 }
 
-/// A cell function's future ending in its [`Output`]: what an async function's
-/// coroutine runs. A plain struct rather than an `async` block, so that a cell
-/// compiles one small `poll` per function and no state machine of its own.
-pub struct Converting<F, K> {
-    future: F,
-    kind: K,
+pin_project_lite::pin_project! {
+    /// A cell function's future ending in its [`Output`]: what an async function's
+    /// coroutine runs. A plain struct rather than an `async` block, so that a cell
+    /// compiles one small `poll` per function and no state machine of its own.
+    pub struct Converting<F, K> {
+        #[pin]
+        future: F,
+        kind: K,
+    }
 }
 
 impl<F, K> Converting<F, K> {
@@ -231,12 +234,8 @@ where
     type Output = Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output> {
-        // SAFETY: `future` is pinned structurally: nothing moves it out of a
-        // `Converting` or hands out a `&mut` to it but this `Pin`, and `Converting` has
-        // no `Drop` impl; `kind` is `Copy` and never pinned.
-        let this = unsafe { self.get_unchecked_mut() };
-        let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        match future.poll(cx) {
+        let this = self.project();
+        match this.future.poll(cx) {
             Poll::Ready(value) => Poll::Ready(this.kind.output(value)),
             Poll::Pending => Poll::Pending,
         }
