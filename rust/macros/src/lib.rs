@@ -99,6 +99,16 @@ fn expand(args: CellArgs, module: ItemMod) -> TokenStream2 {
     errors.extend(check::unique_names(
         exports.iter().map(|e| (e.python_name.as_str(), e.span)),
     ));
+    // A second export of one name is an error already; its wrapper could only add
+    // errors about the glue (a `self::f` that resolves to the other `f`, which may not
+    // be a future), so it is left out.
+    let mut seen = std::collections::HashSet::new();
+    for export in &mut exports {
+        if !seen.insert(export.python_name.clone()) {
+            export.wrapper = TokenStream2::new();
+            export.register = TokenStream2::new();
+        }
+    }
 
     let registers = exports.iter().map(|e| &e.register);
     let table = exports.iter().map(|e| {
@@ -238,6 +248,18 @@ mod tests {
             assert!(out.contains(message), "{message}");
         }
         assert!(out.contains("fn __ira_fn_add"));
+    }
+
+    #[test]
+    fn a_second_export_of_one_name_gets_no_wrapper_of_its_own() {
+        let out = expanded(
+            r#"module = "m""#,
+            "mod cell { pub fn f() -> u8 { 1 } pub async fn f() -> u8 { 2 } }",
+        );
+        assert!(out.contains("two exported items are both named `f` in Python"));
+        assert_eq!(out.matches("fn __ira_fn_f").count(), 1, "{out}");
+        assert_eq!(out.matches("wrap_pyfunction").count(), 1, "{out}");
+        assert!(!out.contains("new_coroutine"), "{out}");
     }
 
     #[test]
