@@ -8,23 +8,30 @@ package's own build path (``compile_cell(..., force=True)``, one fresh Python pr
 per build, the time taken inside it around the call):
 
 - ``fn``: not exported (the floor: parsing, type checking, the macro reading them);
-- ``#[pyfunction] pub fn``: PyO3's own wrapper (the cell's macro only registers it);
+- ``#[pyfunction] pub fn``: PyO3's own wrapper (the cell's macro registers it and runs
+  its body in the runtime's context), the reference the ratios are taken to;
 - ``pub fn``: the exporter's wrapper;
 - ``pub async fn``: the exporter's coroutine wrapper.
 
-Every cell carries a fresh tag, so nothing comes from a cache; the dependencies are
-shared and already built (a first build in an empty cache builds them first, outside
-the measurement). The builds are interleaved: each of ``--rounds`` rounds builds every
+Each cell also exports one ``tag`` function returning a fresh string, so nothing comes
+from a cache (and the unexported kind makes a module); the dependencies are shared and
+already built (a first build in an empty cache builds them first, outside the
+measurement). The builds are interleaved: each of ``--rounds`` rounds builds every
 cell once, in an order rotated from round to round, and the tables show medians.
+Besides wall time, each build's CPU time (cargo's and rustc's, every thread) is
+taken: it varies less with what else the machine runs.
 
 ``--baseline REV`` builds the same cells, in the same rounds, with the package and Rust
 crates of git revision REV too (``git archive`` into a scratch directory), so old and
 new are measured side by side on one machine in one run.
 
 Unless ``--no-passes``, every build is followed by a second compile of the same crate
-with rustc's ``-Z time-passes`` (``RUSTC_BOOTSTRAP=1`` on the stable compiler), which
-splits rustc's time into macro expansion (the cell's macro and every PyO3 macro it
-leaves behind) and the rest (type checking, borrow checking, codegen, LLVM, linking).
+with rustc's ``-Z time-passes`` (``RUSTC_BOOTSTRAP=1`` on the stable compiler, for that
+crate alone through ``time_passes.sh`` as ``RUSTC_WORKSPACE_WRAPPER``), which splits
+rustc's time into macro expansion (the cell's macro and every PyO3 macro it leaves
+behind), type and borrow checking, and the rest (monomorphization, codegen, LLVM,
+linking). The cell's macro alone: ``cargo test -p ipy-rustasync-macros --lib --
+--ignored --nocapture expansion_time`` in ``rust/``.
 
 Absolute times vary run to run on a shared machine; the ratios, taken from builds that
 ran next to each other, hold better.
