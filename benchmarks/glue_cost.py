@@ -40,9 +40,11 @@ ran next to each other, hold better.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -207,6 +209,7 @@ def main() -> None:
     if args.baseline:
         short, where = checkout(args.baseline)
         trees[short] = where
+        atexit.register(shutil.rmtree, where, ignore_errors=True)
     trees[current()] = ROOT
     # The shared dependencies and each package's bridge, built outside the measurement.
     for tree in trees.values():
