@@ -144,6 +144,20 @@ def test_notes_about_other_crates_and_the_machinery_are_dropped() -> None:
     ]
 
 
+def test_notes_about_the_bridges_conversion_of_async_results_are_dropped() -> None:
+    # An async function's result reaches Python through the bridge's `IntoOutput` impls;
+    # rustc names them in a "required for" note under the user's own error.
+    recording = load("not_convertible")
+    messages = recording.copy_messages()
+    returned = next(m for m in messages if "cannot be converted" in m["message"]["message"])
+    children = returned["message"]["children"]
+    for text in ("required for `PlainTag` to implement `IntoOutput<Point>`", "1 redundant requirement hidden"):
+        children.append({"message": text, "level": "note", "spans": [], "children": [], "code": None, "rendered": None})
+    _, edited = recording.diagnostics(messages)
+    _, unedited = recording.diagnostics()
+    assert edited.notes == unedited.notes
+
+
 def test_locations_inside_rustcs_words_are_told_on_the_cell() -> None:
     (not_send,) = diagnose("not_send")
     assert not_send.notes[0] == Note(

@@ -28,8 +28,12 @@ _LIB_LOCATION = re.compile(r"src/lib\.rs:(\d+):(\d+)(?:: (\d+):(\d+))?")
 #: Diagnostics that only summarize others.
 _SUMMARY = re.compile(r"^(aborting due to|\d+ warnings? emitted|For more information about)")
 _MAX_NOTE_LINES = 4
-#: Notes about the machinery a cell is wrapped in, not about the user's code.
-_MACHINERY = re.compile(r"pyo3::impl_|ipy_rustasync::__private|__ira_|^the following other types implement")
+#: Notes about the machinery a cell is wrapped in, not about the user's code (an async
+#: function's result reaches Python through the bridge's ``IntoOutput`` impls).
+_MACHINERY = re.compile(
+    r"pyo3::impl_|ipy_rustasync::__private|__ira_|^the following other types implement"
+    r"|to implement `IntoOutput<|^\d+ redundant requirements? hidden$"
+)
 #: How many macro expansions a span is followed through to reach the cell.
 _MAX_EXPANSIONS = 8
 

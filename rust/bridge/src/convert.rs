@@ -11,11 +11,19 @@
 //! 3. [`PlainKind`]: anything else, converted with PyO3's `IntoPyObject`.
 //!
 //! Each returns a zero-sized tag whose `convert` does the work, so the value itself is
-//! moved only once, into `convert`.
+//! moved only once, into `convert`; an async function's result goes through the
+//! tag's [`IntoOutput::output`] instead, which defers that conversion to the loop
+//! thread (an [`Output`]). Both are generic only in the value's type, so functions
+//! returning the same type share one instance of each: per function, a cell compiles
+//! little more than the probe (what the glue costs to compile is measured by
+//! `benchmarks/glue_cost.py`).
 
 use std::convert::Infallible;
 use std::fmt::Display;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
@@ -73,8 +81,16 @@ pub fn probe<T>(_value: &T) -> Probe<T> {
     Probe(PhantomData)
 }
 
+/// A [`Probe`] of the type `future` ends with.
+pub fn probe_output<F: Future>(_future: &F) -> Probe<F::Output> {
+    Probe(PhantomData)
+}
+
+#[derive(Clone, Copy)]
 pub struct PyErrTag;
+#[derive(Clone, Copy)]
 pub struct DisplayErrTag;
+#[derive(Clone, Copy)]
 pub struct PlainTag;
 
 pub trait PyErrKind {
@@ -131,5 +147,97 @@ impl PlainTag {
         value: T,
     ) -> PyResult<Py<PyAny>> {
         value.into_py_any(py)
+    }
+}
+
+/// How an async function's result becomes an [`Output`], its conversion deferred to
+/// the loop thread: implemented by each tag for the values it converts, generic only
+/// in their type (functions returning the same type share one instance).
+pub trait IntoOutput<T> {
+    fn output(self, value: T) -> Output;
+}
+
+impl<T> IntoOutput<T> for PlainTag
+where
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+{
+    fn output(self, value: T) -> Output {
+        Box::new(move |py| self.convert(py, value))
+    }
+}
+
+impl<T> IntoOutput<Result<T, PyErr>> for PyErrTag
+where
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+{
+    fn output(self, value: Result<T, PyErr>) -> Output {
+        Box::new(move |py| self.convert(py, value))
+    }
+}
+
+impl<T, E> IntoOutput<Result<T, E>> for DisplayErrTag
+where
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+    E: Display + Send + 'static,
+{
+    fn output(self, value: Result<T, E>) -> Output {
+        Box::new(move |py| self.convert(py, value))
+    }
+}
+
+/// An async function declared to return `()`: Python gets `None`.
+#[derive(Clone, Copy)]
+pub struct NoneTag;
+
+impl IntoOutput<()> for NoneTag {
+    fn output(self, (): ()) -> Output {
+        Box::new(|py| Ok(py.None()))
+    }
+}
+
+/// An async function declared to return `Result<(), E>`: `Ok(())` is `None`, an
+/// error goes as the inner tag (picked for the `Result`) says.
+#[derive(Clone, Copy)]
+pub struct UnitOk<K>(pub K);
+
+impl<K, E> IntoOutput<Result<(), E>> for UnitOk<K>
+where
+    K: IntoOutput<Result<NoneValue, E>>,
+{
+    fn output(self, value: Result<(), E>) -> Output {
+        self.0.output(value.map(|()| NoneValue))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A cell function's future ending in its [`Output`]: what an async function's
+    /// coroutine runs. A plain struct rather than an `async` block, so that a cell
+    /// compiles one small `poll` per function and no state machine of its own.
+    pub struct Converting<F, K> {
+        #[pin]
+        future: F,
+        kind: K,
+    }
+}
+
+impl<F, K> Converting<F, K> {
+    pub(crate) fn new(future: F, kind: K) -> Self {
+        Converting { future, kind }
+    }
+}
+
+impl<F, K> Future for Converting<F, K>
+where
+    F: Future,
+    K: IntoOutput<F::Output> + Copy,
+{
+    type Output = Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output> {
+        let this = self.project();
+        match this.future.poll(cx) {
+            Poll::Ready(value) => Poll::Ready(this.kind.output(value)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

@@ -31,7 +31,7 @@ use pyo3::types::PyTuple;
 use crate::call::{Body, Call, Started};
 use crate::cancel::CancelToken;
 use crate::capi::{chained, next_result, SendResult, SendSlot};
-use crate::convert::{settle, Output};
+use crate::convert::{settle, Converting, IntoOutput, Output};
 use crate::exceptions::thrown;
 use crate::future::RustFuture;
 use crate::running_loop::running_loop;
@@ -72,32 +72,31 @@ pub struct RustCoroutine {
     task_done: AtomicBool,
 }
 
-/// Wraps `future` (the cell function's future, ending in its converted output) into
-/// a new coroutine named `name`. `inline` as for `#[rust_async(inline)]`; `token`
-/// for a function taking a [`CancelHandle`](crate::CancelHandle) (cancelling calls
-/// `token.cancel()` and lets the future run on); `with_caller` for one taking Python
-/// async callables or awaitables.
-pub fn new_coroutine<F>(
+/// Wraps `future` (the cell function's future, as calling it made it) into a new
+/// coroutine named `name`, for the generated wrapper to return; `kind` (a tag of
+/// `convert.rs`) says how what it ends with becomes Python. `inline` as for
+/// `#[rust_async(inline)]`; `token` for a function taking a
+/// [`CancelHandle`](crate::CancelHandle) (cancelling calls `token.cancel()` and lets
+/// the future run on); `with_caller` for one taking Python async callables or
+/// awaitables.
+///
+/// Generic only in boxing the future: a cell instantiates it once per async
+/// function, so the rest is [`RustCoroutine::create`], compiled once, here.
+pub fn new_coroutine<F, K>(
     py: Python<'_>,
     name: &'static str,
     inline: bool,
     token: Option<CancelToken>,
     with_caller: bool,
     future: F,
-) -> PyResult<Py<RustCoroutine>>
+    kind: K,
+) -> PyResult<Py<PyAny>>
 where
-    F: std::future::Future<Output = Output> + Send + 'static,
+    F: std::future::Future + Send + 'static,
+    K: IntoOutput<F::Output> + Copy + Send + 'static,
 {
-    RustCoroutine::fresh(
-        py,
-        Call {
-            name,
-            body: Body::Ready(Box::pin(future)),
-            inline,
-            cancel_token: token,
-            with_caller,
-        },
-    )
+    let body = Body::Ready(Box::pin(Converting::new(future, kind)));
+    RustCoroutine::any(py, name, body, inline, token, with_caller)
 }
 
 /// A coroutine for an async `#[pymethods]` method: `make` runs when the call starts
@@ -111,22 +110,71 @@ pub fn new_deferred_coroutine<F, M>(
     token: Option<CancelToken>,
     with_caller: bool,
     make: M,
-) -> PyResult<Py<RustCoroutine>>
+) -> PyResult<Py<PyAny>>
 where
     F: std::future::Future<Output = Output> + Send + 'static,
     M: FnOnce(Python<'_>) -> PyResult<F> + Send + 'static,
 {
     let make = move |py: Python<'_>| -> PyResult<BoxFuture> { Ok(Box::pin(make(py)?)) };
-    RustCoroutine::fresh(
+    RustCoroutine::any(
         py,
-        Call {
-            name,
-            body: Body::Deferred(Box::new(make)),
-            inline,
-            cancel_token: token,
-            with_caller,
-        },
+        name,
+        Body::Deferred(Box::new(make)),
+        inline,
+        token,
+        with_caller,
     )
+}
+
+/// A coroutine running `future`, for the bridge's own awaitables (a stream's items).
+pub(crate) fn coroutine_of<F>(
+    py: Python<'_>,
+    name: &'static str,
+    future: F,
+) -> PyResult<Py<RustCoroutine>>
+where
+    F: std::future::Future<Output = Output> + Send + 'static,
+{
+    RustCoroutine::create(py, name, Body::Ready(Box::pin(future)), false, None, false)
+}
+
+impl RustCoroutine {
+    fn create(
+        py: Python<'_>,
+        name: &'static str,
+        body: Body,
+        inline: bool,
+        cancel_token: Option<CancelToken>,
+        with_caller: bool,
+    ) -> PyResult<Py<RustCoroutine>> {
+        Py::new(
+            py,
+            RustCoroutine {
+                name,
+                state: Mutex::new(State::Fresh(Call {
+                    name,
+                    body,
+                    inline,
+                    cancel_token,
+                    with_caller,
+                })),
+                fresh: AtomicBool::new(true),
+                task_done: AtomicBool::new(false),
+            },
+        )
+    }
+
+    /// [`RustCoroutine::create`], as the object a wrapper returns.
+    fn any(
+        py: Python<'_>,
+        name: &'static str,
+        body: Body,
+        inline: bool,
+        cancel_token: Option<CancelToken>,
+        with_caller: bool,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(Self::create(py, name, body, inline, cancel_token, with_caller)?.into_any())
+    }
 }
 
 fn no_loop_error(name: &str) -> PyErr {
@@ -137,19 +185,6 @@ fn no_loop_error(name: &str) -> PyErr {
 }
 
 impl RustCoroutine {
-    /// A coroutine holding `call`, not started.
-    fn fresh(py: Python<'_>, call: Call) -> PyResult<Py<RustCoroutine>> {
-        Py::new(
-            py,
-            RustCoroutine {
-                name: call.name,
-                state: Mutex::new(State::Fresh(call)),
-                fresh: AtomicBool::new(true),
-                task_done: AtomicBool::new(false),
-            },
-        )
-    }
-
     /// Takes the unstarted call out, for a task to run (`None` if it was started).
     pub(crate) fn hand_over(&self) -> Option<Call> {
         let mut state = lock(&self.state);

@@ -99,7 +99,10 @@ pub fn init_module(m: &Bound<'_, PyModule>, cell_line_offset: u32) -> PyResult<(
 /// What the generated glue uses; not a stable API for cell authors.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::convert::{probe, DisplayErrKind, NoneValue, Output, PlainKind, PyErrKind};
+    pub use crate::convert::{
+        probe, probe_output, DisplayErrKind, IntoOutput, NoneTag, NoneValue, Output, PlainKind,
+        PyErrKind, UnitOk,
+    };
     pub use crate::coroutine::{new_coroutine, new_deferred_coroutine};
     pub use crate::function::add_async_function;
     pub use crate::init_module;

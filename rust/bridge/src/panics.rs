@@ -167,7 +167,16 @@ impl<F: Future + ?Sized> Future for PanicCatcher<F> {
 /// Calls a cell's sync function; a panic raises `RustPanic` instead of PyO3's
 /// `PanicException` (a `BaseException` that `except Exception` would not catch).
 /// What threads it waited on printed is written before it returns (`output.rs`).
-pub fn call_sync<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+///
+/// Not generic, so that it is compiled once, here, optimized: a cell's wrapper
+/// passes its call as a `&mut dyn FnMut` (which it calls once), where a generic
+/// closure parameter would instantiate this, the runtime's entry and the panic
+/// catching again, unoptimized, for each function of the cell (most of what a
+/// `pub fn` cost to compile; see `benchmarks/glue_cost.py`).
+pub fn call_sync(
+    py: Python<'_>,
+    f: &mut dyn FnMut() -> PyResult<Py<PyAny>>,
+) -> PyResult<Py<PyAny>> {
     // Inside the runtime's context, so `tokio::spawn` and tokio's timers work in a
     // plain `pub fn` as they do in an async one.
     let result = crate::runtime::in_runtime(|| catching(f))

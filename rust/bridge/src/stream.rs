@@ -18,7 +18,7 @@ use pyo3::types::PyString;
 use tokio::sync::Mutex;
 
 use crate::convert::Output;
-use crate::coroutine::{new_coroutine, RustCoroutine};
+use crate::coroutine::{coroutine_of, RustCoroutine};
 
 type BoxStream = Pin<Box<dyn Stream<Item = Output> + Send>>;
 
@@ -30,18 +30,24 @@ pub struct RustStream {
     stream: Arc<Mutex<Option<BoxStream>>>,
 }
 
-/// Wraps `stream` (items already mapped to their Python conversion) for Python.
-pub fn new_stream<S>(py: Python<'_>, name: &'static str, stream: S) -> PyResult<Py<RustStream>>
+/// Wraps `stream` (items already mapped to their Python conversion) for Python, as
+/// the object the generated wrapper returns.
+pub fn new_stream<S>(py: Python<'_>, name: &'static str, stream: S) -> PyResult<Py<PyAny>>
 where
     S: Stream<Item = Output> + Send + 'static,
 {
-    Py::new(
-        py,
-        RustStream {
+    RustStream::any(py, name, Box::pin(stream))
+}
+
+impl RustStream {
+    /// Not generic: compiled once, here, rather than once per stream function.
+    fn any(py: Python<'_>, name: &'static str, stream: BoxStream) -> PyResult<Py<PyAny>> {
+        let stream = RustStream {
             name,
-            stream: Arc::new(Mutex::new(Some(Box::pin(stream)))),
-        },
-    )
+            stream: Arc::new(Mutex::new(Some(stream))),
+        };
+        Ok(Py::new(py, stream)?.into_any())
+    }
 }
 
 fn stop() -> Output {
@@ -57,7 +63,7 @@ impl RustStream {
     /// The next item, as an awaitable; `StopAsyncIteration` at the end.
     fn __anext__(&self, py: Python<'_>) -> PyResult<Py<RustCoroutine>> {
         let stream = self.stream.clone();
-        new_coroutine(py, self.name, false, None, false, async move {
+        coroutine_of(py, self.name, async move {
             let mut guard = stream.lock().await;
             let Some(inner) = guard.as_mut() else {
                 return stop();
@@ -76,7 +82,7 @@ impl RustStream {
     /// and early cleanup do).
     fn aclose(&self, py: Python<'_>) -> PyResult<Py<RustCoroutine>> {
         let stream = self.stream.clone();
-        new_coroutine(py, self.name, false, None, false, async move {
+        coroutine_of(py, self.name, async move {
             stream.lock().await.take();
             let none: Output = Box::new(|py| Ok(py.None()));
             none

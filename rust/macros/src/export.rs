@@ -31,7 +31,8 @@ pub(crate) struct Export {
 
 /// The cell's module as the user wrote it, minus the attributes only the exporter
 /// reads, headed by `prelude` (the printing macros, which must come before the
-/// code that uses them) and with `extra` items (the wrappers) appended.
+/// code that uses them), with the conversion's traits ([`kinds`]) and `extra` items
+/// (the wrappers) appended.
 pub(crate) fn module_with(
     mut module: ItemMod,
     prelude: TokenStream2,
@@ -45,6 +46,7 @@ pub(crate) fn module_with(
             }
         }
         items.insert(0, Item::Verbatim(prelude));
+        items.push(Item::Verbatim(kinds()));
         items.extend(extra.map(Item::Verbatim));
     }
     module
@@ -136,6 +138,8 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
 
     let mut wrapper_params = Vec::new(); // `name: OwnedType`
     let mut call_args = Vec::new(); // how the wrapper passes each to the user's fn
+    let mut arg_locals = Vec::new(); // the Python arguments' locals, in order
+    let mut arg_bindings = Vec::new(); // how the call binds each (`mut values`)
     let mut py_names = Vec::new();
     let mut py_idents: Vec<(&Ident, bool)> = Vec::new();
     let mut cancel_handle: Option<&Ident> = None;
@@ -149,8 +153,16 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
             Param::Token => call_args.push(quote! { __ira_py }),
             Param::Python { name, local, ty } => {
                 let (binding, owned, pass) = owned_type(ty, local);
-                wrapper_params.push(quote_spanned! {ty.span()=> #binding: #owned });
+                // A sync call's `mut` goes where the call takes its arguments (below).
+                let param = if is_async {
+                    &binding
+                } else {
+                    &local.to_token_stream()
+                };
+                wrapper_params.push(quote_spanned! {ty.span()=> #param: #owned });
                 call_args.push(pass);
+                arg_locals.push(local);
+                arg_bindings.push(binding);
                 py_idents.push((local, parse::is_option(ty)));
                 py_names.push(name.as_str());
             }
@@ -162,26 +174,19 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
         .iter()
         .rposition(|(_, optional)| !optional)
         .map_or(0, |last_required| last_required + 1);
-    let py_signature = py_idents.iter().enumerate().map(|(i, (local, _))| {
-        if i >= optional_from {
-            quote! { #local = None }
-        } else {
-            quote! { #local }
-        }
-    });
-    let text_signature = format!(
-        "({})",
-        py_names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| if i >= optional_from {
-                format!("{name}=None")
+    // PyO3 derives `__text_signature__` from this (`(a, b=None)`), and with no
+    // defaults to give, from the parameters alone: the attribute is left out then,
+    // one thing fewer for PyO3's macro to read per function.
+    let py_signature = (optional_from < py_idents.len()).then(|| {
+        let params = py_idents.iter().enumerate().map(|(i, (local, _))| {
+            if i >= optional_from {
+                quote! { #local = None }
             } else {
-                (*name).to_owned()
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+                quote! { #local }
+            }
+        });
+        quote! { , signature = (#(#params),*) }
+    });
     let signature = signature_text(sig);
     let user_doc = parse::doc_text(&func.attrs);
     let doc = if user_doc.is_empty() {
@@ -190,13 +195,8 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
         format!("{signature}\n\n{user_doc}")
     };
     // The wrapper lives inside the cell's module (see `expand`), so `self::` is the cell.
-    let call = quote! { self::#ident(#(#call_args),*) };
-    let call = if is_async {
-        quote! { #call.await }
-    } else {
-        call
-    };
-    let call = unit_as_none(call, &sig.output);
+    let called = quote! { self::#ident(#(#call_args),*) };
+    let call = unit_as_none(called.clone(), &sig.output);
     let convert = convert();
     let with_caller = params
         .iter()
@@ -207,26 +207,48 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
         cancel_handle,
         with_caller,
         on_start: None,
+        lends: params.iter().any(|param| {
+            matches!(
+                param,
+                Param::Python {
+                    ty: Type::Reference(_),
+                    ..
+                }
+            )
+        }),
+    };
+    // A sync call runs through the bridge's `call_sync`, which takes it as a
+    // `&mut dyn FnMut` (compiled once, not once per function): the arguments reach
+    // the closure in an `Option` it takes them from, as it is called once.
+    let (take_args, args) = if arg_locals.is_empty() {
+        (TokenStream2::new(), TokenStream2::new())
+    } else {
+        (
+            quote! { let (#(#arg_bindings,)*) = __ira_args.take().unwrap(); },
+            quote! { let mut __ira_args = ::std::option::Option::Some((#(#arg_locals,)*)); },
+        )
     };
     // The body keeps the user's span on the call so type errors point at the cell.
     let body = if stream {
         quote_spanned! {sig.span()=>
-            ::ipy_rustasync::__private::call_sync(__ira_py, move || {
+            #args
+            ::ipy_rustasync::__private::call_sync(__ira_py, &mut || {
+                #take_args
                 let __ira_stream = #call;
                 let __ira_items = ::ipy_rustasync::futures::StreamExt::map(__ira_stream, |__ira_out| {
                     #convert
-                    let output: ::ipy_rustasync::__private::Output =
-                        ::std::boxed::Box::new(move |__ira_py: ::pyo3::Python<'_>| __ira_tag.convert(__ira_py, __ira_out));
-                    output
+                    __ira_tag.output(__ira_out)
                 });
-                ::ipy_rustasync::__private::new_stream(__ira_py, #python_name, __ira_items).map(|s| s.into_any())
+                ::ipy_rustasync::__private::new_stream(__ira_py, #python_name, __ira_items)
             })
         }
     } else if is_async {
-        coroutine.body(call, sig.span())
+        coroutine.body(called, &sig.output, sig.span())
     } else {
         quote_spanned! {sig.span()=>
-            ::ipy_rustasync::__private::call_sync(__ira_py, move || {
+            #args
+            ::ipy_rustasync::__private::call_sync(__ira_py, &mut || {
+                #take_args
                 let __ira_out = #call;
                 #convert
                 __ira_tag.convert(__ira_py, __ira_out)
@@ -236,7 +258,7 @@ fn wrapped(mod_ident: &Ident, func: &ItemFn, plain: PlainFn<'_>) -> Export {
     let wrapper = quote! {
         #(#cfgs)*
         #[::pyo3::pyfunction]
-        #[pyo3(name = #python_name, signature = (#(#py_signature),*), text_signature = #text_signature)]
+        #[pyo3(name = #python_name #py_signature)]
         #[doc = #doc]
         #[allow(non_snake_case, clippy::too_many_arguments)]
         pub(crate) fn #wrapper_ident(__ira_py: ::pyo3::Python<'_>, #(#wrapper_params),*) -> ::pyo3::PyResult<::pyo3::Py<::pyo3::PyAny>> {
@@ -284,13 +306,21 @@ pub(crate) fn unit_as_none(call: TokenStream2, output: &ReturnType) -> TokenStre
 }
 
 /// Picks, at compile time, how `__ira_out` becomes Python (a value, `Err` as
-/// `RustError`, `PyErr` raised as it is): `__ira_tag.convert(py, __ira_out)`.
+/// `RustError`, `PyErr` raised as it is): `__ira_tag.convert(py, __ira_out)` now,
+/// or `__ira_tag.output(__ira_out)` for the loop thread. The traits it picks with
+/// are in scope through [`kinds`].
 fn convert() -> TokenStream2 {
     quote! {
+        let __ira_tag = (&&&::ipy_rustasync::__private::probe(&__ira_out)).ira_kind();
+    }
+}
+
+/// The conversion's traits, imported once into the cell's module (unnamed, so they
+/// cannot clash with the user's names) for every wrapper's [`convert`].
+pub(crate) fn kinds() -> TokenStream2 {
+    quote! {
         #[allow(unused_imports)]
-        use ::ipy_rustasync::__private::{DisplayErrKind as _, PlainKind as _, PyErrKind as _};
-        let __ira_probe = ::ipy_rustasync::__private::probe(&__ira_out);
-        let __ira_tag = (&&&__ira_probe).ira_kind();
+        use ::ipy_rustasync::__private::{DisplayErrKind as _, IntoOutput as _, PlainKind as _, PyErrKind as _};
     }
 }
 
@@ -309,20 +339,31 @@ pub(crate) struct Coroutine<'a> {
     /// made (a method's borrow of its object, `?` on failure): the coroutine is then
     /// the bridge's deferred one.
     pub(crate) on_start: Option<TokenStream2>,
+    /// The call lends the function some of its arguments (`&str` from a `String`):
+    /// the future must own them, in an `async` block around the call.
+    pub(crate) lends: bool,
 }
 
 impl Coroutine<'_> {
-    /// A wrapper's body, given `__ira_py`: the coroutine whose future runs `call`
-    /// (which awaits the user's function) and converts its output.
-    pub(crate) fn body(&self, call: TokenStream2, span: Span) -> TokenStream2 {
+    /// A wrapper's body, given `__ira_py`: the coroutine of the future `call` (the
+    /// user's function called, not awaited) makes, its output converted as `output`
+    /// (the declared return type) says.
+    ///
+    /// Without `on_start`, the future is made at once (an `async fn` runs nothing
+    /// until polled) and handed to the bridge with the tag that converts what it
+    /// ends with, so a cell compiles no `async` block of its own per function
+    /// (unless the call `lends` arguments, which a block around it then owns).
+    /// With it (a method borrowing its object), the future is made when the call
+    /// starts, inside an `async` block that holds the borrow for the call's life.
+    pub(crate) fn body(&self, call: TokenStream2, output: &ReturnType, span: Span) -> TokenStream2 {
         let Coroutine {
             python_name,
             inline,
             cancel_handle,
             with_caller,
             on_start,
+            lends,
         } = self;
-        let convert = convert();
         let (make_handle, token) = match cancel_handle {
             Some(handle) => (
                 quote! { let (#handle, __ira_token) = ::ipy_rustasync::CancelHandle::new(); },
@@ -330,32 +371,46 @@ impl Coroutine<'_> {
             ),
             None => (quote! {}, quote! { ::std::option::Option::None }),
         };
+        let Some(on_start) = on_start else {
+            let probed =
+                quote! { (&&&::ipy_rustasync::__private::probe_output(&__ira_future)).ira_kind() };
+            let kind = match parse::returns_unit(output) {
+                Unit::Plain => quote! { ::ipy_rustasync::__private::NoneTag },
+                Unit::InResult => quote! { ::ipy_rustasync::__private::UnitOk(#probed) },
+                Unit::No => probed,
+            };
+            let future = if *lends {
+                quote_spanned! {span=> async move { #call.await } }
+            } else {
+                call
+            };
+            return quote_spanned! {span=>
+                #make_handle
+                let __ira_future = #future;
+                let __ira_kind = #kind;
+                ::ipy_rustasync::__private::new_coroutine(
+                    __ira_py, #python_name, #inline, #token, #with_caller, __ira_future, __ira_kind,
+                )
+            };
+        };
+        let call = unit_as_none(quote! { #call.await }, output);
+        let convert = convert();
         let future = quote_spanned! {span=>
             async move {
                 let __ira_out = #call;
                 #convert
-                let output: ::ipy_rustasync::__private::Output =
-                    ::std::boxed::Box::new(move |__ira_py: ::pyo3::Python<'_>| __ira_tag.convert(__ira_py, __ira_out));
-                output
+                __ira_tag.output(__ira_out)
             }
         };
-        match on_start {
-            None => quote_spanned! {span=>
-                #make_handle
-                ::ipy_rustasync::__private::new_coroutine(__ira_py, #python_name, #inline, #token, #with_caller, #future)
-                    .map(|awaitable| awaitable.into_any())
-            },
-            Some(on_start) => quote_spanned! {span=>
-                #make_handle
-                ::ipy_rustasync::__private::new_deferred_coroutine(
-                    __ira_py, #python_name, #inline, #token, #with_caller,
-                    move |__ira_py: ::pyo3::Python<'_>| {
-                        #on_start
-                        ::pyo3::PyResult::Ok(#future)
-                    },
-                )
-                .map(|awaitable| awaitable.into_any())
-            },
+        quote_spanned! {span=>
+            #make_handle
+            ::ipy_rustasync::__private::new_deferred_coroutine(
+                __ira_py, #python_name, #inline, #token, #with_caller,
+                move |__ira_py: ::pyo3::Python<'_>| {
+                    #on_start
+                    ::pyo3::PyResult::Ok(#future)
+                },
+            )
         }
     }
 }
@@ -527,7 +582,7 @@ mod tests {
             quote! {
                 #[cfg(unix)]
                 #[::pyo3::pyfunction]
-                #[pyo3(name = "add", signature = (a, r#b), text_signature = "(a, b)")]
+                #[pyo3(name = "add")]
                 #[doc = #doc]
                 #[allow(non_snake_case, clippy::too_many_arguments)]
                 pub(crate) fn __ira_fn_add(__ira_py: ::pyo3::Python<'_>, a: i64, r#b: i64)
@@ -554,25 +609,27 @@ mod tests {
             pub async fn work(n: u32, cancel: CancelHandle, f: AsyncCallable) -> u32 { n }
         });
         assert_eq!(export.kind, "async");
+        assert!(contains(&export.wrapper, quote! { #[pyo3(name = "work")] }));
+        let optional =
+            export_of(parse_quote! { pub fn opt(a: u8, b: Option<u8>, c: Option<u8>) {} });
         assert!(contains(
-            &export.wrapper,
-            quote! { signature = (n, f), text_signature = "(n, f)" }
+            &optional.wrapper,
+            quote! { #[pyo3(name = "opt", signature = (a, b = None, c = None))] }
         ));
+        // The future is made at once and handed over with the tag that converts
+        // what it ends with: no `async` block per function.
         assert!(contains(
             &export.wrapper,
             quote! {
                 let (cancel, __ira_token) = ::ipy_rustasync::CancelHandle::new();
-                ::ipy_rustasync::__private::new_coroutine
+                let __ira_future = self::work(n, cancel, f);
+                let __ira_kind = (&&&::ipy_rustasync::__private::probe_output(&__ira_future)).ira_kind();
+                ::ipy_rustasync::__private::new_coroutine(
+                    __ira_py, "work", true, ::std::option::Option::Some(__ira_token), true, __ira_future, __ira_kind,
+                )
             }
         ));
-        assert!(contains(
-            &export.wrapper,
-            quote! { __ira_py, "work", true, ::std::option::Option::Some(__ira_token), true, async move }
-        ));
-        assert!(contains(
-            &export.wrapper,
-            quote! { let __ira_out = self::work(n, cancel, f).await; }
-        ));
+        assert!(!export.wrapper.to_string().contains("async move"));
         assert!(contains(
             &export.register,
             quote! {
@@ -590,7 +647,7 @@ mod tests {
         let export = export_of(parse_quote! { pub async fn tick() -> u8 { 1 } });
         assert!(contains(
             &export.wrapper,
-            quote! { __ira_py, "tick", false, ::std::option::Option::None, false, async move }
+            quote! { __ira_py, "tick", false, ::std::option::Option::None, false, __ira_future, __ira_kind, }
         ));
         assert!(!export.wrapper.to_string().contains("CancelHandle"));
     }
@@ -602,11 +659,30 @@ mod tests {
         });
         assert!(contains(
             &export.wrapper,
-            quote! { __ira_fn_push(__ira_py: ::pyo3::Python<'_>, mut values: Vec<u8>, r#in: ::std::string::String) }
+            quote! { __ira_fn_push(__ira_py: ::pyo3::Python<'_>, values: Vec<u8>, r#in: ::std::string::String) }
+        ));
+        // The sync call takes its arguments, binding the lent one `mut`.
+        assert!(contains(
+            &export.wrapper,
+            quote! {
+                let mut __ira_args = ::std::option::Option::Some((values, r#in,));
+                ::ipy_rustasync::__private::call_sync
+            }
         ));
         assert!(contains(
             &export.wrapper,
-            quote! { let __ira_out = self::push(&mut values, &r#in); }
+            quote! {
+                let (mut values, r#in,) = __ira_args.take().unwrap();
+                let __ira_out = self::push(&mut values, &r#in);
+            }
+        ));
+        // An async one's future owns them: the wrapper's parameter is `mut`.
+        let export = export_of(parse_quote! {
+            pub async fn push(values: &mut Vec<u8>) -> usize { values.len() }
+        });
+        assert!(contains(
+            &export.wrapper,
+            quote! { __ira_fn_push(__ira_py: ::pyo3::Python<'_>, mut values: Vec<u8>) }
         ));
     }
 
@@ -617,11 +693,21 @@ mod tests {
             &export.wrapper,
             quote! { { self::nothing(); ::ipy_rustasync::__private::NoneValue } }
         ));
+        // An async function's `()` is the bridge's tag for it.
+        let export = export_of(parse_quote! { pub async fn unit() { } });
+        assert!(contains(
+            &export.wrapper,
+            quote! { let __ira_kind = ::ipy_rustasync::__private::NoneTag; }
+        ));
         let export =
             export_of(parse_quote! { pub async fn maybe() -> Result<(), String> { Ok(()) } });
         assert!(contains(
             &export.wrapper,
-            quote! { self::maybe().await.map(|()| ::ipy_rustasync::__private::NoneValue) }
+            quote! {
+                let __ira_kind = ::ipy_rustasync::__private::UnitOk(
+                    (&&&::ipy_rustasync::__private::probe_output(&__ira_future)).ira_kind()
+                );
+            }
         ));
         let export = export_of(parse_quote! { pub fn one() -> () {} });
         assert!(contains(
@@ -749,6 +835,8 @@ mod tests {
                 pub async fn f() {}
                 #[rust_async]
                 struct Kept;
+                #[allow(unused_imports)]
+                use ::ipy_rustasync::__private::{DisplayErrKind as _, IntoOutput as _, PlainKind as _, PyErrKind as _};
                 fn __ira_fn_f() {}
             }
         };

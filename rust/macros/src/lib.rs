@@ -104,6 +104,16 @@ fn expand(args: CellArgs, module: ItemMod) -> TokenStream2 {
     errors.extend(check::unique_names(
         exports.iter().map(|e| (e.python_name.as_str(), e.span)),
     ));
+    // A second export of one name is an error already; its wrapper could only add
+    // errors about the glue (a `self::f` that resolves to the other `f`, which may not
+    // be a future), so it is left out.
+    let mut seen = std::collections::HashSet::new();
+    for export in &mut exports {
+        if !seen.insert(export.python_name.clone()) {
+            export.wrapper = TokenStream2::new();
+            export.register = TokenStream2::new();
+        }
+    }
 
     let registers = exports.iter().map(|e| &e.register);
     let table = exports.iter().map(|e| {
@@ -254,11 +264,64 @@ mod tests {
     }
 
     #[test]
+    fn a_second_export_of_one_name_gets_no_wrapper_of_its_own() {
+        let out = expanded(
+            r#"module = "m""#,
+            "mod cell { pub fn f() -> u8 { 1 } pub async fn f() -> u8 { 2 } }",
+        );
+        assert!(out.contains("two exported items are both named `f` in Python"));
+        assert_eq!(out.matches("fn __ira_fn_f").count(), 1, "{out}");
+        assert_eq!(out.matches("wrap_pyfunction").count(), 1, "{out}");
+        assert!(!out.contains("new_coroutine"), "{out}");
+    }
+
+    #[test]
     fn an_empty_cell_still_makes_a_module() {
         let out = expanded(r#"module = "m""#, "mod cell {}");
         assert!(out.contains("fn __ira_pymodule"));
         assert!(out.contains(&printed(
             quote! { ::std::vec::Vec<(&str, &str, &str)> = ::std::vec![]; }
         )));
+    }
+}
+
+/// The macro's own share of a cell's build, printed (not asserted):
+/// `cargo test -p ipy-rustasync-macros --lib -- --ignored --nocapture expansion_time`
+/// (built unoptimized, as cells build it). `benchmarks/glue_cost.py` measures the
+/// whole build.
+#[cfg(test)]
+mod expansion_time {
+    use super::*;
+
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn expansion_time() {
+        for (kind, function) in [
+            ("fn", "fn f{k}(x: i64) -> i64 { x + {k} }"),
+            (
+                "#[pyfunction] pub fn",
+                "#[pyfunction] pub fn f{k}(x: i64) -> i64 { x + {k} }",
+            ),
+            ("pub fn", "pub fn f{k}(x: i64) -> i64 { x + {k} }"),
+            (
+                "pub async fn",
+                "pub async fn f{k}(x: i64) -> i64 { x + {k} }",
+            ),
+        ] {
+            let functions: String = (0..1000)
+                .map(|k| function.replace("{k}", &k.to_string()))
+                .collect();
+            let source = format!("mod cell {{ {functions} }}");
+            let start = std::time::Instant::now();
+            let args: CellArgs = syn::parse_str(r#"module = "m", line_offset = 3"#).expect("args");
+            let module: ItemMod = syn::parse_str(&source).expect("a module");
+            let parsed = start.elapsed();
+            let text = expand(args, module).to_string();
+            let expanded = start.elapsed() - parsed;
+            eprintln!(
+                "1,000 x {kind}: parse {parsed:.0?}, expand {expanded:.0?}, {} KB of tokens out",
+                text.len() / 1000
+            );
+        }
     }
 }

@@ -114,6 +114,8 @@ struct Passed<'a> {
     py_names: Vec<String>,
     cancel_handle: Option<&'a Ident>,
     with_caller: bool,
+    /// Some argument is lent to the function (see `Coroutine::lends`).
+    lends: bool,
 }
 
 fn passed<'a>(params: &'a [AsyncParam<'a>]) -> Passed<'a> {
@@ -123,6 +125,7 @@ fn passed<'a>(params: &'a [AsyncParam<'a>]) -> Passed<'a> {
         py_names: Vec::new(),
         cancel_handle: None,
         with_caller: false,
+        lends: false,
     };
     for param in params {
         let local = &param.local;
@@ -138,6 +141,7 @@ fn passed<'a>(params: &'a [AsyncParam<'a>]) -> Passed<'a> {
         out.call_args.push(pass);
         out.py_names.push(parse::python_name(local));
         out.with_caller |= parse::is_python_awaitable(ty);
+        out.lends |= matches!(ty, Type::Reference(_));
     }
     out
 }
@@ -168,19 +172,24 @@ pub(crate) fn async_pyfunction(mod_ident: &Ident, func: &ItemFn) -> syn::Result<
         py_names,
         cancel_handle,
         with_caller,
+        lends,
     } = passed(&params);
     let (python_name, name_attr) = name_attr(&func.attrs, ident);
     let wrapper_ident = format_ident!("__ira_afn_{}", python_name);
     let kept = wrapper_attrs(&func.attrs);
-    let call = export::unit_as_none(quote! { self::#ident(#(#call_args),*).await }, &sig.output);
     let body = Coroutine {
         python_name: &python_name,
         inline: options.inline,
         cancel_handle,
         with_caller,
         on_start: None,
+        lends,
     }
-    .body(call, sig.span());
+    .body(
+        quote! { self::#ident(#(#call_args),*) },
+        &sig.output,
+        sig.span(),
+    );
     let cfgs = parse::cfg_attrs(&func.attrs);
     let wrapper = quote! {
         #(#kept)*
@@ -347,6 +356,7 @@ fn async_method(class: &str, method: &ImplItemFn) -> syn::Result<ImplItemFn> {
         py_names: _,
         cancel_handle,
         with_caller,
+        lends,
     } = passed(&params);
     let (python_name, name_attr) = name_attr(&method.attrs, ident);
     let qualified = format!("{class}.{python_name}");
@@ -388,18 +398,19 @@ fn async_method(class: &str, method: &ImplItemFn) -> syn::Result<ImplItemFn> {
         }),
         Receiver::Owned | Receiver::Static => None,
     };
-    let call = export::unit_as_none(
-        quote! { Self::#ident(#this #(#call_args),*).await },
-        &sig.output,
-    );
     let body = Coroutine {
         python_name: &qualified,
         inline: options.inline,
         cancel_handle,
         with_caller,
         on_start,
+        lends,
     }
-    .body(call, span);
+    .body(
+        quote! { Self::#ident(#this #(#call_args),*) },
+        &sig.output,
+        span,
+    );
     Ok(parse_quote! {
         #(#kept)*
         #name_attr
@@ -606,7 +617,7 @@ mod tests {
         let wrapper = export.wrapper.to_string();
         assert!(wrapper.contains("# [pyfunction] # [pyo3 (signature = (seconds , result = None))] # [pyo3 (name = \"sleep\")]"), "{wrapper}");
         assert!(
-            wrapper.contains("self :: sleep (seconds , result) . await"),
+            wrapper.contains("let __ira_future = self :: sleep (seconds , result) ;"),
             "{wrapper}"
         );
         assert!(export.register.to_string().contains("add_async_function"));
