@@ -192,8 +192,12 @@ pub struct Panicked(PanicReport);
 /// context, catching a panic: the generated code then raises `RustPanic` where the body
 /// returns a `PyResult` ([`PanicAsErr`]) and lets PyO3 make its `PanicException`
 /// otherwise ([`PanicResume`], with our message and cell line).
-pub fn pyo3_body<R>(f: impl FnOnce() -> R) -> Result<R, Panicked> {
-    let result = crate::runtime::in_runtime(|| catching(f)).map_err(Panicked);
+///
+/// Not generic, as [`call_sync`]: the generated code passes the body as a
+/// `&mut dyn FnMut` that runs it once and keeps its value, so the runtime's entry and
+/// the panic catching are compiled once here rather than once per function of a cell.
+pub fn pyo3_body(body: &mut dyn FnMut()) -> Result<(), Panicked> {
+    let result = crate::runtime::in_runtime(|| catching(body)).map_err(Panicked);
     if crate::output::pending() {
         Python::attach(crate::output::drain);
     }
@@ -201,11 +205,11 @@ pub fn pyo3_body<R>(f: impl FnOnce() -> R) -> Result<R, Panicked> {
 }
 
 /// What a PyO3 body returns, for picking what its panic becomes (autoref
-/// specialization, as `convert::probe`): `(&&PanicTarget::of(&out)).on_panic(p)`.
+/// specialization, as `convert::probe`): `(&&PanicTarget::of(&value)).on_panic(p)`.
 pub struct PanicTarget<R>(std::marker::PhantomData<R>);
 
 impl<R> PanicTarget<R> {
-    pub fn of(_out: &Result<R, Panicked>) -> Self {
+    pub fn of(_value: &Option<R>) -> Self {
         PanicTarget(std::marker::PhantomData)
     }
 }

@@ -231,17 +231,31 @@ pub(crate) fn is_async_pyfunction(func: &ItemFn) -> bool {
 /// context (so `tokio::spawn` works there as in a `pub fn`), its panic raised as
 /// `RustPanic` where it returns a `PyResult` (elsewhere PyO3's `PanicException`, the
 /// only error its type allows). Same value, same `return` and `?` (the closure
-/// returns what the body did).
+/// returns what the body did). The bridge's `pyo3_body` takes the body as a
+/// `&mut dyn FnMut` (compiled once, not once per function, as `call_sync`): the body
+/// sits in an `Option` it is taken from, its value in another.
 pub(crate) fn in_runtime(block: &Block) -> Block {
     parse_quote! {{
-        let __ira_out = ::ipy_rustasync::__private::pyo3_body(move || #block);
-        let __ira_target = ::ipy_rustasync::__private::PanicTarget::of(&__ira_out);
-        match __ira_out {
-            ::std::result::Result::Ok(value) => value,
-            ::std::result::Result::Err(panicked) => {
+        let mut __ira_body = ::std::option::Option::Some(move || #block);
+        let mut __ira_value = ::std::option::Option::None;
+        let __ira_ran = ::ipy_rustasync::__private::pyo3_body(&mut || {
+            if let ::std::option::Option::Some(body) = __ira_body.take() {
+                // A body that changes what it captured is an FnMut to call.
+                #[allow(unused_mut)]
+                let mut body = body;
+                __ira_value = ::std::option::Option::Some(body());
+            }
+        });
+        let __ira_target = ::ipy_rustasync::__private::PanicTarget::of(&__ira_value);
+        match (__ira_ran, __ira_value) {
+            (::std::result::Result::Ok(()), ::std::option::Option::Some(value)) => value,
+            (::std::result::Result::Err(panicked), _) => {
                 #[allow(unused_imports)]
                 use ::ipy_rustasync::__private::{PanicAsErr as _, PanicResume as _};
                 (&&__ira_target).on_panic(panicked)
+            }
+            (::std::result::Result::Ok(()), ::std::option::Option::None) => {
+                ::std::unreachable!("pyo3_body runs the body once when it returns Ok")
             }
         }
     }}
@@ -553,7 +567,7 @@ mod tests {
             "the docstring stays with the Python method: {wrapper}"
         );
         // The sync method stays, its body in the runtime's context.
-        assert!(printed(&pymethods.items[0]).contains("pyo3_body (move | |"));
+        assert!(printed(&pymethods.items[0]).contains("pyo3_body (& mut | |"));
     }
 
     #[test]
