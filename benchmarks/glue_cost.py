@@ -292,6 +292,10 @@ def main() -> None:
         lines += [
             f"- `{variant}`: {ratio(series[(new, variant)].cpu, series[(old, variant)].cpu)}" for variant in VARIANTS
         ]
+        lines += ["", f"{new}'s cells against {old}'s `{REFERENCE}` (when {old} is PyO3's own wrapper), CPU:", ""]
+        lines += [
+            f"- `{variant}`: {ratio(series[(new, variant)].cpu, series[(old, REFERENCE)].cpu)}" for variant in VARIANTS
+        ]
     publish(lines, args.out)
 
 
