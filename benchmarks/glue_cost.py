@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from report import machine, publish
+from report import machine, publish, scratch_cache
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -209,11 +209,7 @@ def main() -> None:
     parser.add_argument("--no-passes", action="store_true", help="skip rustc's -Z time-passes split")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    if "IPY_RUSTASYNC_CACHE_DIR" not in os.environ:
-        # A cache of its own, removed at exit: the dependencies are built once in it.
-        scratch = tempfile.mkdtemp(prefix="ira-glue-cache-")
-        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-        os.environ["IPY_RUSTASYNC_CACHE_DIR"] = scratch
+    scratch_cache("ira-glue-cache-")
     with_passes = not args.no_passes
 
     trees: dict[str, Path] = {}

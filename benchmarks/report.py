@@ -1,10 +1,13 @@
-"""What every benchmark report shares: the machine line it starts with, and printing
-the finished text and writing it to ``--out``."""
+"""What every benchmark report shares: the machine line it starts with, printing the
+finished text and writing it to ``--out``, and a build cache of its own."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
+import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -23,3 +26,13 @@ def publish(lines: list[str], out: Path | None) -> None:
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
+
+
+def scratch_cache(prefix: str) -> None:
+    """Points ``IPY_RUSTASYNC_CACHE_DIR`` at a new directory removed at exit, unless it is
+    set: a benchmark that builds many large cells must not leave them behind (a run once
+    left 38 GB). The dependencies are then built once, in it."""
+    if "IPY_RUSTASYNC_CACHE_DIR" not in os.environ:
+        scratch = tempfile.mkdtemp(prefix=prefix)
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        os.environ["IPY_RUSTASYNC_CACHE_DIR"] = scratch

@@ -96,7 +96,7 @@ where
     K: IntoOutput<F::Output> + Copy + Send + 'static,
 {
     let body = Body::Ready(Box::pin(Converting::new(future, kind)));
-    RustCoroutine::any(py, name, body, inline, token, with_caller)
+    RustCoroutine::create(py, name, body, inline, token, with_caller).map(Py::into_any)
 }
 
 /// A coroutine for an async `#[pymethods]` method: `make` runs when the call starts
@@ -116,14 +116,8 @@ where
     M: FnOnce(Python<'_>) -> PyResult<F> + Send + 'static,
 {
     let make = move |py: Python<'_>| -> PyResult<BoxFuture> { Ok(Box::pin(make(py)?)) };
-    RustCoroutine::any(
-        py,
-        name,
-        Body::Deferred(Box::new(make)),
-        inline,
-        token,
-        with_caller,
-    )
+    let body = Body::Deferred(Box::new(make));
+    RustCoroutine::create(py, name, body, inline, token, with_caller).map(Py::into_any)
 }
 
 /// A coroutine running `future`, for the bridge's own awaitables (a stream's items).
@@ -162,18 +156,6 @@ impl RustCoroutine {
                 task_done: AtomicBool::new(false),
             },
         )
-    }
-
-    /// [`RustCoroutine::create`], as the object a wrapper returns.
-    fn any(
-        py: Python<'_>,
-        name: &'static str,
-        body: Body,
-        inline: bool,
-        cancel_token: Option<CancelToken>,
-        with_caller: bool,
-    ) -> PyResult<Py<PyAny>> {
-        Ok(Self::create(py, name, body, inline, cancel_token, with_caller)?.into_any())
     }
 }
 
