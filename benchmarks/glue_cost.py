@@ -113,7 +113,10 @@ BUILD = textwrap.dedent(
     # thousand-function debug cell leaves hundreds of MB, and a run builds dozens.
     context = Context.load()
     shutil.rmtree(context.cache.crate_dir(c.build.module), ignore_errors=True)
-    for path in [*context.cache.modules.glob(c.build.module + "*"), *context.cache.root.glob(f"target*/*/*/*{c.build.module}*")]:
+    left = [*context.cache.modules.glob(c.build.module + "*")]
+    for pattern in ("target*/*/*{}*", "target*/*/*/*{}*"):  # target/debug/lib…so, …/deps/…
+        left += context.cache.root.glob(pattern.format(c.build.module))
+    for path in left:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     print(json.dumps(result))
     """

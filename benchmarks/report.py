@@ -7,6 +7,8 @@ import atexit
 import os
 import platform
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,8 +33,10 @@ def publish(lines: list[str], out: Path | None) -> None:
 def scratch_cache(prefix: str) -> None:
     """Points ``IPY_RUSTASYNC_CACHE_DIR`` at a new directory removed at exit, unless it is
     set: a benchmark that builds many large cells must not leave them behind (a run once
-    left 38 GB). The dependencies are then built once, in it."""
+    left 38 GB). The dependencies are then built once, in it. A SIGTERM (``timeout``,
+    ``kill``) exits through ``atexit`` too, so the directory goes then as well."""
     if "IPY_RUSTASYNC_CACHE_DIR" not in os.environ:
         scratch = tempfile.mkdtemp(prefix=prefix)
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
         os.environ["IPY_RUSTASYNC_CACHE_DIR"] = scratch

@@ -72,6 +72,7 @@ TIERS: dict[str, str] = {
     "test_browser": "browser",
     "test_load": "load",
     "test_faults": "load",
+    "test_benchmarks": "load",
 }
 
 
