@@ -141,12 +141,12 @@ def timed(run: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def rustc_line(cargo_verbose: str) -> list[str]:
-    """The cell crate's rustc command line from ``cargo -v`` (``Running `...` ``),
-    without the wrapper in front of it."""
+def rustc_line(cargo_verbose: str, crate: str = "ira_") -> list[str]:
+    """The rustc command line of the crate whose name starts with ``crate`` from
+    ``cargo -v`` (``Running `...` ``), without the wrapper in front of it."""
     for line in cargo_verbose.splitlines():
         m = re.match(r"\s*Running `(.*)`$", line)
-        if m and "--crate-name ira_" in m[1]:
+        if m and f"--crate-name {crate}" in m[1]:
             words = shlex.split(m[1])
             return words[1:] if words[0] == str(WRAPPER) else words
     raise AssertionError(f"no rustc command line in cargo's output:\n{cargo_verbose[-3000:]}")
