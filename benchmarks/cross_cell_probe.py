@@ -194,7 +194,7 @@ fn label(default: String) -> String {
 
 #[pyfunction]
 fn sum_orders(n: u64) -> u64 {
-    total(&(1..=n).map(|i| Order { id: i, cents: i }).collect::<Vec<_>>())
+    total(&(1..=n).map(|i| Order { id: i, cents: 10 * i }).collect::<Vec<_>>())
 }
 
 #[pyfunction]
@@ -266,18 +266,19 @@ CHECK = textwrap.dedent(
         print(json.dumps(report))
         sys.exit(0)
     a, b = mods[0], mods[1]
-    report["counter_addrs"] = sorted({m.counter_addr() for m in mods})
-    report["bumps"] = [a.bump(), b.bump(), a.bump()]
-    report["label"] = [a.label("set by a"), b.label("set by b")]
-    report["same_type"] = a.Counter is b.Counter
-    c = a.make_counter(41)
-    report["b_reads_a_counter"] = b.read_counter(c)
-    report["a_reads_b_class_instance"] = a.read_counter(b.Counter(5))
-    report["sum_orders"] = a.sum_orders(4)
-    try:
-        a.upstream_panic()
-    except BaseException as err:
-        report["panic"] = f"{type(err).__name__}: {err}"
+    def attempt(key, make):
+        try:
+            report[key] = make()
+        except BaseException as err:
+            report[key] = f"{type(err).__name__}: {err}"
+    attempt("counter_addrs", lambda: sorted({m.counter_addr() for m in mods}))
+    attempt("bumps", lambda: [a.bump(), b.bump(), a.bump()])
+    attempt("label", lambda: [a.label("set by a"), b.label("set by b")])
+    attempt("same_type", lambda: a.Counter is b.Counter)
+    attempt("b_reads_a_counter", lambda: b.read_counter(a.make_counter(41)))
+    attempt("a_reads_b_class_instance", lambda: a.read_counter(b.Counter(5)))
+    attempt("sum_orders", lambda: a.sum_orders(4))
+    attempt("panic", lambda: a.upstream_panic())
     report["threads_loaded"] = len(os.listdir("/proc/self/task"))
     report["awaited"] = [m.await_once() for m in mods]
     report["runtime_addrs"] = len({m.runtime_addr() for m in mods})
@@ -380,6 +381,56 @@ class Workspace:
         return result
 
 
+@dataclass
+class Route:
+    """What one shape of the workspace measured."""
+
+    cold: float
+    check: dict
+    cell_size: int
+    edits: list[float]
+    noop: list[float]
+    direct: list[float]
+    direct_noinc: list[float]
+    split: dict[str, float]
+    edited: dict
+
+
+def measure_route(ws: Workspace, preload: list[Path], repeat: int) -> Route:
+    """Cold build, the checks, and warm edits of the first cell (a constant changed):
+    ``cargo build -p``, cargo no-op, the rustc command run directly (with and without
+    ``-C incremental``) and its ``-Z time-passes`` split."""
+    cold = ws.cargo("build", "--offline")
+    check = ws.check(ws.cells, preload)
+    lib_a = ws.root / ws.cells[0] / "src" / "lib.rs"
+    edits = []
+    for i in range(repeat):
+        set_constant(lib_a, "K", 1000 + i)
+        edits.append(ws.cargo("build", "--offline", "-p", ws.cells[0]))
+    noop = [ws.cargo("build", "--offline", "-p", ws.cells[0]) for _ in range(3)]
+    lib_a.touch()
+    line = rustc_line(ws.verbose_build(ws.cells[0]), ws.cells[0])
+    direct: list[float] = []
+    direct_noinc: list[float] = []
+    for i in range(repeat):
+        for into, words in ((direct, line), (direct_noinc, without_incremental(line))):
+            set_constant(lib_a, "K", 2000 + len(into) + 10 * i)
+            into.append(run_timed(words, ws.root, ws.env))
+    set_constant(lib_a, "K", 3000)
+    passed = subprocess.run(
+        [*without_incremental(line), "-Z", "time-passes"],
+        cwd=ws.root,
+        env={**ws.env, "RUSTC_BOOTSTRAP": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    split = grouped(passes(passed.stderr + passed.stdout))
+    edited = ws.check(ws.cells[:2], preload)
+    size = (ws.out / f"lib{ws.cells[0]}.so").stat().st_size
+    return Route(cold, check, size, edits, noop, direct, direct_noinc, split, edited)
+
+
 def write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -389,19 +440,23 @@ def manifest(name: str, kind: str, deps: str) -> str:
     return f'[package]\nname = "{name}"\nversion = "0.1.0"\nedition = "2021"\n\n[lib]\ncrate-type = ["{kind}"]\n\n[dependencies]\n{deps}'
 
 
-def make_workspace(root: Path, n_cells: int, env: dict[str, str]) -> Workspace:
+def make_workspace(root: Path, n_cells: int, env: dict[str, str], kind: str) -> Workspace:
+    """The crates, with ``shared_rt`` and ``orders`` as ``kind`` ("dylib", or "rlib":
+    the same code linked into every cell statically, today's shape)."""
     cells = [f"cell_{i:02d}" for i in range(n_cells)]
     members = ["shared_rt", "orders", *cells]
     write(
         root / "Cargo.toml",
         '[workspace]\nresolver = "2"\nmembers = [' + ", ".join(f'"{m}"' for m in members) + "]\n\n"
         # as the package's cells: dependencies optimized, the cells' own code not
-        '[profile.dev]\ndebug = false\n\n[profile.dev.package."*"]\nopt-level = 3\n',
+        '[profile.dev]\ndebug = false\n\n[profile.dev.package."*"]\nopt-level = 3\n\n'
+        # the runtime crate stands for the bridge, which today's cells get optimized
+        "[profile.dev.package.shared_rt]\nopt-level = 3\n",
     )
-    write(root / "shared_rt" / "Cargo.toml", manifest("shared_rt", "dylib", f"pyo3 = {PYO3}\ntokio = {TOKIO}\n"))
+    write(root / "shared_rt" / "Cargo.toml", manifest("shared_rt", kind, f"pyo3 = {PYO3}\ntokio = {TOKIO}\n"))
     write(root / "shared_rt" / "src" / "lib.rs", RT_LIB)
     up = f'rt = {{ path = "../shared_rt", package = "shared_rt" }}\npyo3 = {PYO3}\ntokio = {TOKIO}\n'
-    write(root / "orders" / "Cargo.toml", manifest("orders", "dylib", up))
+    write(root / "orders" / "Cargo.toml", manifest("orders", kind, up))
     write(root / "orders" / "src" / "lib.rs", ORDERS_LIB.replace("__BONUS__", "0"))
     down = up + 'orders = { path = "../orders" }\n'
     for i, name in enumerate(cells):
@@ -428,12 +483,14 @@ def timed(run: Callable[[], object]) -> float:
 
 
 def dynamic_section(path: Path) -> list[str]:
+    """``NEEDED x``, ``SONAME y``, ``RUNPATH z`` from ``readelf -d``."""
     done = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True, check=False)
-    return [
-        re.sub(r"^\s*0x[0-9a-f]+\s+", "", line).strip()
-        for line in done.stdout.splitlines()
-        if "(NEEDED)" in line or "(RUNPATH)" in line or "(RPATH)" in line or "(SONAME)" in line
-    ]
+    found = []
+    for line in done.stdout.splitlines():
+        m = re.search(r"\((NEEDED|SONAME|RUNPATH|RPATH)\).*\[(.*)\]", line)
+        if m:
+            found.append(f"{m[1]} {m[2]}")
+    return found
 
 
 def load_old(path: Path, name: str, libs: str) -> dict:
@@ -481,7 +538,7 @@ def with_runpath(ws: Workspace, env: dict[str, str], search: str, out: Path) -> 
 
 def said(check: dict) -> str:
     if "crashed" in check:
-        return f"crashed ({check['crashed']}): {check['stderr'][-200:]}"
+        return f"failed ({check['crashed']}): {check['stderr'].strip().splitlines()[-1]}"
     return f"ImportError: {check['import_error']}" if "import_error" in check else "imported, all checks ran"
 
 
@@ -647,56 +704,33 @@ def main() -> None:
     else:
         scratch = Path(tempfile.mkdtemp(prefix="cross-cell-"))
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    env = {**build_env(), "CARGO_BUILD_JOBS": os.environ.get("CARGO_BUILD_JOBS", "2"), "RUSTFLAGS": "-C prefer-dynamic"}
+    jobs = os.environ.get("CARGO_BUILD_JOBS", "2")
+    env = {**build_env(), "CARGO_BUILD_JOBS": jobs, "RUSTFLAGS": "-C prefer-dynamic"}
     libdir = rust_libdir()
     libstd = sorted(libdir.glob("libstd-*.so"))
-    ws = make_workspace(scratch / "ws", args.cells, env)
-
-    print("cold build of the workspace (pyo3 + tokio into rt, orders, the cells) ...", flush=True)
-    cold = ws.cargo("build", "--offline")
+    ws = make_workspace(scratch / "ws", args.cells, env, "dylib")
     rt_so, orders_so = ws.out / "libshared_rt.so", ws.out / "liborders.so"
     search = f"{libdir}:{ws.out}"  # LD_LIBRARY_PATH that finds all three
     cell_so = [ws.out / f"lib{c}.so" for c in ws.cells]
-    linkage = {p.name: dynamic_section(p) for p in (rt_so, orders_so, cell_so[0])}
 
-    print("loading ...", flush=True)
-    plain = ws.check(ws.cells, [])
-    preloaded = ws.check(ws.cells, [*libstd, rt_so, orders_so])
+    print("dylib route: cold build (pyo3 + tokio into shared_rt, orders, the cells), checks, edits ...", flush=True)
+    dyn = measure_route(ws, [*libstd, rt_so, orders_so], args.repeat)
+    main_check = dyn.check
+    linkage = {p.name: dynamic_section(p) for p in (rt_so, orders_so, cell_so[0])}
+    print("dylib route: loading ...", flush=True)
+    plain = ws.check(ws.cells[:2], [])
     preloaded_global = ws.check(ws.cells[:2], [*libstd, rt_so, orders_so], scope="global")
     without_std = ws.check(ws.cells[:2], [rt_so, orders_so])
     ld_path = ws.check(ws.cells[:2], [], {"LD_LIBRARY_PATH": search})
     runpath = with_runpath(ws, env, search, scratch / "runpath")
     runpath_check = ws.check([str(runpath), ws.cells[1]], [])
-    main_check = preloaded
 
-    print("warm edits of a downstream cell ...", flush=True)
-    lib_a = ws.root / ws.cells[0] / "src" / "lib.rs"
-    down_edits = []
-    for i in range(args.repeat):
-        set_constant(lib_a, "K", 1000 + i)
-        down_edits.append(ws.cargo("build", "--offline", "-p", ws.cells[0]))
-    noop = [ws.cargo("build", "--offline", "-p", ws.cells[0]) for _ in range(3)]
-    lib_a.touch()
-    line = rustc_line(ws.verbose_build(ws.cells[0]), ws.cells[0])
-    down_direct, down_noinc = [], []
-    for i in range(args.repeat):
-        for into, words in ((down_direct, line), (down_noinc, without_incremental(line))):
-            set_constant(lib_a, "K", 2000 + len(into) + 10 * i)
-            into.append(run_timed(words, ws.root, env))
-    set_constant(lib_a, "K", 3000)
-    passed = subprocess.run(
-        [*without_incremental(line), "-Z", "time-passes"],
-        cwd=ws.root,
-        env={**env, "RUSTC_BOOTSTRAP": "1"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    down_split = grouped(passes(passed.stderr + passed.stdout))
-    edited = ws.check(ws.cells[:2], [*libstd, rt_so, orders_so])
+    print("static control: the same crates as rlibs, every cell linking its own copy ...", flush=True)
+    static_ws = make_workspace(scratch / "static", args.cells, {**env, "RUSTFLAGS": ""}, "rlib")
+    static = measure_route(static_ws, [], args.repeat)
 
     print("an edit of the upstream named cell ...", flush=True)
-    ws.cargo("build", "--offline")  # everything fresh again after the direct rustc runs
+    ws.cargo("build", "--offline")  # every cell fresh again after the direct rustc runs
     old_cell = scratch / f"old-lib{ws.cells[1]}.so"
     shutil.copy(ws.out / f"lib{ws.cells[1]}.so", old_cell)
     orders_lib = ws.root / "orders" / "src" / "lib.rs"
@@ -711,90 +745,143 @@ def main() -> None:
     )
     ws.cargo("build", "--offline", "-p", "orders")
     layout = load_old(ws.out / f"lib{ws.cells[1]}.so", ws.cells[1], search)
+    orders_lib.write_text(ORDERS_LIB.replace("__BONUS__", "0"))
+    ws.cargo("build", "--offline")
+    orders_lib.write_text(
+        ORDERS_LIB.replace("__BONUS__", "0")
+        .replace("pub cents: u64,", "pub cents: u32,")
+        .replace("o.cents).sum", "o.cents as u64).sum")
+        .replace("cents: id * 100 }", "cents: (id * 100) as u32 }")
+    )
+    ws.cargo("build", "--offline", "-p", "orders")
+    field_type = load_old(ws.out / f"lib{ws.cells[1]}.so", ws.cells[1], search)
+    orders_lib.write_text(ORDERS_LIB.replace("__BONUS__", "0"))
+    ws.cargo("build", "--offline")
+    orders_lib.write_text(
+        ORDERS_LIB.replace("__BONUS__", "0").replace(
+            "pub id: u64,\n    pub cents: u64,", "pub cents: u64,\n    pub id: u64,"
+        )
+    )
+    ws.cargo("build", "--offline", "-p", "orders")
+    field_order = load_old(ws.out / f"lib{ws.cells[1]}.so", ws.cells[1], search)
 
     print("today's design, through the package ...", flush=True)
     today_edits, today_direct, today_noinc, today_split = today_warm_edits(args.repeat)
     threads_today = today_threads(args.cells)
     pd = prefer_dynamic(scratch, libdir)
-    target_mb = sum(p.stat().st_size for p in ws.target.rglob("*") if p.is_file()) / 1e6
+    target_mb = sum(p.stat().st_size for t in (ws.target, static_ws.target) for p in t.rglob("*") if p.is_file()) / 1e6
 
     # --- report ---
     def yes(flag: bool) -> str:
         return "yes" if flag else "**no**"
 
-    counters = main_check.get("counter_addrs", [])
+    def one_world(c: dict, key: str) -> str:
+        if "import_error" in c or "crashed" in c:
+            return said(c)
+        if key == "counter":
+            n = len(c.get("counter_addrs", []))
+            return f"{yes(n == 1)} ({n} address{'es' * (n != 1)}; bumps a, b, a → {c.get('bumps')})"
+        if key == "label":
+            return str(c.get("label"))
+        if key == "type":
+            return yes(bool(c.get("same_type")))
+        if key == "cross":
+            return f"{c.get('b_reads_a_counter')} / {c.get('a_reads_b_class_instance')}"
+        if key == "panic":
+            return str(c.get("panic"))
+        if key == "runtimes":
+            return str(c.get("runtime_addrs"))
+        if key == "threads":
+            return f"{c.get('threads_before')} / {c.get('threads_loaded')} / **{c.get('threads_after')}**"
+        raise KeyError(key)
+
+    checks = [
+        (f"`COUNTER` one object in all {args.cells} modules", "counter"),
+        ("`LABEL: OnceLock<String>` set by module a, then asked by b (each offers its own value)", "label"),
+        ("`a.Counter is b.Counter` (one Python type)", "type"),
+        ("`b.read_counter(a.make_counter(41))` / `a.read_counter(b.Counter(5))`", "cross"),
+        ("a panic in `orders`, called from a cell's `#[pyfunction]`", "panic"),
+        (f"distinct tokio runtimes among the {args.cells} modules", "runtimes"),
+        ("threads: before loading / all loaded / after each module awaited on its runtime once", "threads"),
+    ]
+    dyn_total = sum(p.stat().st_size for p in cell_so) + orders_so.stat().st_size + rt_so.stat().st_size
     lines = [
         machine(),
         "",
-        f"Workspace: `rt` (dylib: pyo3 0.30.1 + tokio 1.54.1 + one runtime), `orders` (dylib), {args.cells} downstream "
-        f"cdylib cells; cold build {cold:.1f} s with {env['CARGO_BUILD_JOBS']} jobs; target directory {target_mb:.0f} MB.",
-        "",
-        "### Loading",
-        "",
-        "| file | dynamic section (NEEDED, RUNPATH, SONAME) |",
-        "|---|---|",
-        *(f"| `{name}` | {'; '.join(entries) or '–'} |" for name, entries in linkage.items()),
-        "",
-        "| how the cell modules were loaded | result |",
-        "|---|---|",
-        f"| plain import (no preload, no `LD_LIBRARY_PATH`) | {said(plain)} |",
-        f"| `ctypes.CDLL(path, RTLD_LOCAL)` of libstd, libshared_rt, liborders first, then import | {said(preloaded)} |",
-        f"| the same with `RTLD_GLOBAL` | {said(preloaded_global)} |",
-        f"| `ctypes.CDLL` of libshared_rt and liborders only (not libstd) | {said(without_std)} |",
-        f"| `LD_LIBRARY_PATH` = sysroot's lib + the target's `debug/` (set before the process starts) | {said(ld_path)} |",
-        f"| the cell linked with `-Wl,-rpath,<sysroot lib>:<target/debug>`, plain import | {said(runpath_check)} |",
+        f"Two workspaces with the same crates (pyo3 0.30.1, tokio 1.54.1; `shared_rt` at opt-level 3 as the bridge is "
+        f"today, `orders` and the cells at 0), {args.cells} downstream cells, {jobs} build jobs: the **dylib route** "
+        f"(`shared_rt` and `orders` as `dylib`, everything `-C prefer-dynamic`; cold build {dyn.cold:.0f} s) and a "
+        f"**static control** (the same two as `rlib`, linked into every cell as today; cold build {static.cold:.0f} s). "
+        f"Target directories together: {target_mb:.0f} MB.",
         "",
         "### One world",
         "",
-        "| check | result |",
-        "|---|---|",
-        f"| `COUNTER` one object in all {args.cells} modules | {yes(len(counters) == 1)} ({len(counters)} distinct address(es)); bumps a, b, a → {main_check.get('bumps')} |",
-        f"| `LABEL: OnceLock<String>` set by the first module, read by the second | {main_check.get('label')} |",
-        f"| `a.Counter is b.Counter` (one Python type) | {yes(bool(main_check.get('same_type')))} |",
-        f"| `b.read_counter(a.make_counter(41))` | {main_check.get('b_reads_a_counter')} |",
-        f"| `a.read_counter(b.Counter(5))` | {main_check.get('a_reads_b_class_instance')} |",
-        f"| a panic in `orders`, called from a cell's `#[pyfunction]` | {main_check.get('panic')} |",
-        f'| tokio timers in the cell and in `orders`, on `rt`\'s runtime | {main_check.get("awaited", [])[:3]} … ({len(main_check.get("awaited", []))} awaited, no "no reactor running") |',
-        f"| distinct runtimes seen by the {args.cells} modules | {main_check.get('runtime_addrs')} |",
-        f"| threads: before loading / {args.cells} modules loaded / after each used the runtime once | {main_check.get('threads_before')} / {main_check.get('threads_loaded')} / **{main_check.get('threads_after')}** |",
-        f"| today: {args.cells} cells through the package, before / loaded / each awaited once | {threads_today['before']} / {threads_today['loaded']} / **{threads_today['after']}** |",
-        f"| after an edit of `{ws.cells[0]}` (rebuilt alone), the same checks | COUNTER one: {yes(len(edited.get('counter_addrs', [])) == 1)}, same type: {yes(bool(edited.get('same_type')))} |",
+        "| check | dylib route | static control |",
+        "|---|---|---|",
+        *(f"| {label} | {one_world(dyn.check, key)} | {one_world(static.check, key)} |" for label, key in checks),
+        f"| today: {args.cells} cells through the package, threads before / loaded / each awaited once "
+        f"| | {threads_today['before']} / {threads_today['loaded']} / **{threads_today['after']}** |",
+        f"| after an edit of `{ws.cells[0]}` (rebuilt alone): COUNTER one object, same type "
+        f"| {one_world(dyn.edited, 'counter')}, {one_world(dyn.edited, 'type')} | |",
         "",
         "### Sizes",
         "",
         "| file | size |",
         "|---|---|",
-        f"| today: a cell module (package, {args.cells} cells: median, min–max) | {mb(statistics.median(threads_today['sizes']))} ({mb(min(threads_today['sizes']))}–{mb(max(threads_today['sizes']))}) |",
-        f"| dylib route: a downstream cell module (`{cell_so[0].name}`) | **{mb(cell_so[0].stat().st_size)}** |",
+        f"| today: a cell module through the package ({args.cells} cells: median, min–max) | "
+        f"{mb(statistics.median(threads_today['sizes']))} ({mb(min(threads_today['sizes']))}–{mb(max(threads_today['sizes']))}) |",
+        f"| static control: a downstream cell module | {mb(static.cell_size)} |",
+        f"| dylib route: a downstream cell module (`{cell_so[0].name}`) | **{mb(dyn.cell_size)}** |",
         f"| dylib route: the named cell `liborders.so` | {mb(orders_so.stat().st_size)} |",
         f"| dylib route: the shared runtime `libshared_rt.so` (once per kernel) | {mb(rt_so.stat().st_size)} |",
-        f"| dylib route: `{libstd[0].name}` from the toolchain (once per kernel) | {mb(libstd[0].stat().st_size)} |",
-        f"| {args.cells} cells: today / dylib route (cells + orders + rt) | {mb(sum(threads_today['sizes']))} / {mb(sum(p.stat().st_size for p in cell_so) + orders_so.stat().st_size + rt_so.stat().st_size)} |",
+        f"| dylib route: `{libstd[0].name}` from the toolchain (once per kernel, not copied) | {mb(libstd[0].stat().st_size)} |",
+        f"| {args.cells} cells: today / dylib route (cells + orders + shared_rt, libstd not counted) "
+        f"| {mb(sum(threads_today['sizes']))} / {mb(dyn_total)} |",
         "",
-        "### Warm edit of a small downstream cell (median of " + str(args.repeat) + ", min–max)",
+        f"### Warm edit of a small downstream cell (a constant changed; median of {args.repeat}, min–max)",
         "",
-        "| route | time |",
+        "| what | dylib route | static control | today (package, edit_compare's cell) |",
+        "|---|---|---|---|",
+        f"| `cargo build -p <cell>` / `compile_cell` (cargo + install + load) | {med(dyn.edits)} | {med(static.edits)} | {med(today_edits)} |",
+        f"| cargo no-op for that cell | {med(dyn.noop)} | {med(static.noop)} | |",
+        f"| the rustc command cargo ran, run directly (same crate name: incremental cache reused) | {med(dyn.direct)} | {med(static.direct)} | {med(today_direct)} (crate name new each edit) |",
+        f"| the same, without `-C incremental` | {med(dyn.direct_noinc)} | {med(static.direct_noinc)} | {med(today_noinc)} |",
+        "",
+        "| rustc's passes (`-Z time-passes`, one compile without `-C incremental`) | dylib route | static control | today (with `-C incremental`, median) |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {s(dyn.split[name])} | {s(static.split[name])} | {s(statistics.median(today_split[name]))} |"
+            for name in today_split
+        ),
+        "",
+        "### Loading the dylib route",
+        "",
+        "| file | dynamic section |",
         "|---|---|",
-        f"| today: edit_compare's cell through the package (`compile_cell`: cargo + install + load) | {med(today_edits)} |",
-        f"| today: the rustc command cargo ran, run directly | {med(today_direct)} |",
-        f"| today: the same, without `-C incremental` | {med(today_noinc)} |",
-        f"| dylib route: `cargo build -p {ws.cells[0]}` after a constant changed | {med(down_edits)} |",
-        f"| dylib route: cargo no-op for that cell | {med(noop)} |",
-        f"| dylib route: the rustc command, run directly | {med(down_direct)} |",
-        f"| dylib route: the same, without `-C incremental` | {med(down_noinc)} |",
+        *(f"| `{name}` | {', '.join(entries) or '–'} |" for name, entries in linkage.items()),
         "",
-        "| rustc's passes (`-Z time-passes`, one compile) | today's cell (median) | dylib-route cell, no `-C incremental` |",
-        "|---|---|---|",
-        *(f"| {name} | {s(statistics.median(today_split[name]))} | {s(down_split[name])} |" for name in today_split),
+        "| how the cell modules were loaded | result |",
+        "|---|---|",
+        f"| plain import (no preload, no `LD_LIBRARY_PATH`) | {said(plain)} |",
+        f"| `ctypes.CDLL(path, RTLD_LOCAL)` of libstd, libshared_rt, liborders first, then import | {said(main_check)} |",
+        f"| the same with `RTLD_GLOBAL` | {said(preloaded_global)} |",
+        f"| `ctypes.CDLL` of libshared_rt and liborders only (not libstd) | {said(without_std)} |",
+        f"| `LD_LIBRARY_PATH` = sysroot's lib + the target's `debug/` (set before the process starts) | {said(ld_path)} |",
+        f"| the cell linked with `-C link-arg=-Wl,-rpath,<sysroot lib>:<target/debug>`, plain import | {said(runpath_check)} |",
         "",
-        "### An edit of the upstream named cell",
+        "### An edit of the upstream named cell (dylib route)",
         "",
         "| what | result |",
         "|---|---|",
-        f"| `cargo build -p orders` after a constant and a body changed | {s(up_alone)} |",
-        f"| then `cargo build` of the workspace: every downstream cell rebuilt | {s(up_all)} ({args.cells} cells) |",
-        f"| an old `{ws.cells[1]}` (built before the edit) loaded against the new `liborders.so` | {old_vs_new} |",
-        f"| `Order` given a field, `orders` rebuilt, the downstream not | {layout} |",
+        f"| `cargo build -p orders` after a constant and a function body changed | {s(up_alone)} |",
+        f"| then `cargo build` of the workspace: cargo rebuilds every downstream cell | {s(up_all)} ({args.cells} cells) |",
+        f"| an old `{ws.cells[1]}` (built before that edit) loaded against the new `liborders.so` | {old_vs_new} |",
+        f"| `Order` given a field, `orders` rebuilt, `{ws.cells[1]}` not | {layout} |",
+        f"| `Order.cents` changed from u64 to u32, `orders` rebuilt, `{ws.cells[1]}` not | {field_type} |",
+        f"| `Order`'s two fields swapped (`cents` first), `orders` rebuilt, `{ws.cells[1]}` not | {field_order} |",
+        "",
+        "(`sum_orders(4)` builds `Order { id: i, cents: 10 * i }` for i in 1..=4 and calls `orders::total`: "
+        "100 plus `BONUS`, which the first edit sets to 1000.)",
         "",
         "### `-C prefer-dynamic` (a dylib and a cdylib using it, no PyO3)",
         "",
