@@ -444,7 +444,7 @@ def make_workspace(root: Path, n_cells: int, env: dict[str, str], kind: str) -> 
     """The crates, with ``shared_rt`` and ``orders`` as ``kind`` ("dylib", or "rlib":
     the same code linked into every cell statically, today's shape)."""
     cells = [f"cell_{i:02d}" for i in range(n_cells)]
-    members = ["shared_rt", "orders", *cells]
+    members = ["shared_rt", "orders", *cells, *(["notebook"] if kind == "rlib" else [])]
     write(
         root / "Cargo.toml",
         '[workspace]\nresolver = "2"\nmembers = [' + ", ".join(f'"{m}"' for m in members) + "]\n\n"
@@ -462,11 +462,57 @@ def make_workspace(root: Path, n_cells: int, env: dict[str, str], kind: str) -> 
     for i, name in enumerate(cells):
         write(root / name / "Cargo.toml", manifest(name, "cdylib", down))
         write(root / name / "src" / "lib.rs", CELL_LIB.replace("__NAME__", name).replace("__K__", str(i)))
+    if kind == "rlib":
+        write(root / "notebook" / "Cargo.toml", manifest("notebook", "cdylib", up))
+        write(root / "notebook" / "src" / "lib.rs", notebook_lib(cells))
     # The package's own lock file for its cells, as a seed: the same pyo3 and tokio.
     seeds = sorted(Path(os.environ["IPY_RUSTASYNC_CACHE_DIR"]).glob("crates/*/Cargo.lock"))
     if seeds:
         shutil.copy(seeds[0], root / "Cargo.lock")
     return Workspace(root, root / "target", cells, env)
+
+
+def notebook_lib(cells: list[str]) -> str:
+    """The other route: one crate for the whole notebook, each cell a module of it
+    (``orders`` too), one extension module with a submodule per cell."""
+    parts = ["//! One crate per notebook, a module per cell.\nuse pyo3::prelude::*;\n"]
+    parts.append("pub mod orders {\n" + ORDERS_LIB.replace("__BONUS__", "0").replace("//!", "//") + "}\n")
+    for i, name in enumerate(cells):
+        body = (
+            CELL_LIB.replace("use orders::", "use crate::orders::")
+            .replace("orders::fetch", "crate::orders::fetch")
+            .replace("orders::explode", "crate::orders::explode")
+            .replace("#[pymodule]\nfn __NAME__(", "pub fn register(")
+            .replace("__K__", str(i))
+            .replace("//!", "//")
+        )
+        parts.append(f"pub mod {name} {{\n{body}}}\n")
+    subs = "".join(
+        f'    let sub = PyModule::new(m.py(), "{name}")?;\n    {name}::register(&sub)?;\n    m.add_submodule(&sub)?;\n'
+        for name in cells
+    )
+    parts.append(f"#[pymodule]\nfn notebook(m: &Bound<'_, PyModule>) -> PyResult<()> {{\n{subs}    Ok(())\n}}\n")
+    return "".join(parts)
+
+
+def measure_notebook(ws: Workspace, repeat: int) -> tuple[list[float], list[float], list[float], int]:
+    """Warm edits of one cell's constant in the one-crate notebook: ``cargo build -p
+    notebook``, its rustc command run directly with and without ``-C incremental``,
+    and the module's size."""
+    lib = ws.root / "notebook" / "src" / "lib.rs"
+    edits = []
+    for i in range(repeat):
+        set_constant(lib, "K", 1000 + i)  # the first cell's constant
+        edits.append(ws.cargo("build", "--offline", "-p", "notebook"))
+    lib.touch()
+    line = rustc_line(ws.verbose_build("notebook"), "notebook")
+    direct: list[float] = []
+    direct_noinc: list[float] = []
+    for i in range(repeat):
+        for into, words in ((direct, line), (direct_noinc, without_incremental(line))):
+            set_constant(lib, "K", 2000 + len(into) + 10 * i)
+            into.append(run_timed(words, ws.root, ws.env))
+    return edits, direct, direct_noinc, (ws.out / "libnotebook.so").stat().st_size
 
 
 def set_constant(path: Path, name: str, value: int) -> None:
@@ -728,6 +774,8 @@ def main() -> None:
     print("static control: the same crates as rlibs, every cell linking its own copy ...", flush=True)
     static_ws = make_workspace(scratch / "static", args.cells, {**env, "RUSTFLAGS": ""}, "rlib")
     static = measure_route(static_ws, [], args.repeat)
+    print("one crate per notebook, a module per cell ...", flush=True)
+    nb_edits, nb_direct, nb_noinc, nb_size = measure_notebook(static_ws, args.repeat)
 
     print("an edit of the upstream named cell ...", flush=True)
     ws.cargo("build", "--offline")  # every cell fresh again after the direct rustc runs
@@ -846,6 +894,10 @@ def main() -> None:
         f"| cargo no-op for that cell | {med(dyn.noop)} | {med(static.noop)} | |",
         f"| the rustc command cargo ran, run directly (same crate name: incremental cache reused) | {med(dyn.direct)} | {med(static.direct)} | {med(today_direct)} (crate name new each edit) |",
         f"| the same, without `-C incremental` | {med(dyn.direct_noinc)} | {med(static.direct_noinc)} | {med(today_noinc)} |",
+        "",
+        f"One crate per notebook instead (`notebook`: `orders` and the {args.cells} cells as modules of one cdylib, "
+        f"a submodule each; one cell's constant changed; module {mb(nb_size)}): `cargo build -p notebook` {med(nb_edits)}; "
+        f"its rustc command run directly {med(nb_direct)}, without `-C incremental` {med(nb_noinc)}.",
         "",
         "| rustc's passes (`-Z time-passes`, one compile without `-C incremental`) | dylib route | static control | today (with `-C incremental`, median) |",
         "|---|---|---|---|",
