@@ -44,8 +44,11 @@ one-off cells built and each awaited once in one fresh process (threads, module
 sizes), and a warm edit of edit_compare.py's cell (``compile_cell``, as
 edit_loop.py), next to the rustc command cargo ran for it, run directly.
 
-Last, ``-C prefer-dynamic`` (libstd as a shared library) on a two-crate example
-without PyO3: what the modules then need at load time and where ``libstd-*.so`` is.
+Last, on two-crate examples without PyO3 (rustc directly): ``-C prefer-dynamic``
+(libstd as a shared library) on neither, one or both crates, what the modules then
+need at load time and where ``libstd-*.so`` is; and two builds of one named dylib
+loaded into one process, as after an edit, with the same crate name (one SONAME) and
+with a crate name per build.
 
 Absolute times vary run to run on a shared machine; compare rows of one run.
 """
@@ -729,6 +732,58 @@ def prefer_dynamic(scratch: Path, libdir: Path) -> list[str]:
     ]
 
 
+def two_builds(scratch: Path, libdir: Path) -> list[str]:
+    """Two builds of one named dylib, each with a cdylib built against it, all loaded
+    into one process as a kernel would after an edit: which build does the second
+    cdylib get? Once with the same crate name (so the same file name and SONAME) in two
+    directories, once with a crate name per build (``up_v1``, ``up_v2``) that the
+    cdylib still calls ``up`` (``--extern up=.../libup_v2.so``, as cargo renames)."""
+    prefer = ["-C", "prefer-dynamic"]
+    std = sorted(libdir.glob("libstd-*.so"))[0]
+    rows = []
+    for how in ("same crate name", "a crate name per build"):
+        d = scratch / "two-builds" / how.replace(" ", "-")
+        libs = []
+        for version, text in (("v1", "one"), ("v2", "two, edited")):
+            out = d / version
+            out.mkdir(parents=True)
+            crate = "up" if how == "same crate name" else f"up_{version}"
+            lib = out / f"lib{crate}.so"
+            (out / "up.rs").write_text(f'pub fn hello() -> &\'static str {{ "{text}" }}\n')
+            (out / "down.rs").write_text('#[no_mangle] pub extern "C" fn down_len() -> usize { up::hello().len() }\n')
+            subprocess.run(
+                ["rustc", "--crate-type", "dylib", "--crate-name", crate, *prefer, "-o", lib, out / "up.rs"], check=True
+            )
+            subprocess.run(
+                ["rustc", "--crate-type", "cdylib", "--crate-name", "down", *prefer, "-L", out,
+                 "--extern", f"up={lib}", "-o", out / "libdown.so", out / "down.rs"],
+                check=True,
+            )  # fmt: skip
+            libs.append((lib, out / "libdown.so"))
+        load = textwrap.dedent(
+            f"""
+            import ctypes
+            ctypes.CDLL({str(std)!r})
+            got = []
+            for up, down in {[(str(a), str(b)) for a, b in libs]!r}:
+                ctypes.CDLL(up)
+                got.append(ctypes.CDLL(down).down_len())
+            print(got)
+            """
+        )
+        said = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True)
+        rows.append(f"| {how} | {(said.stdout + said.stderr).strip()} |")
+    return [
+        'Two builds of a named dylib `up` (returning `"one"`, then `"two, edited"`: `down_len()` should be 3, '
+        "then 11), each with a cdylib built against it, loaded into one process in order (each build of `up` "
+        "preloaded by its full path, then its cdylib):",
+        "",
+        "| builds of `up` | `down_len()` of the first and the second cdylib |",
+        "|---|---|",
+        *rows,
+    ]
+
+
 # --- the report -------------------------------------------------------------------------
 
 
@@ -817,6 +872,7 @@ def main() -> None:
     today_edits, today_direct, today_noinc, today_split = today_warm_edits(args.repeat)
     threads_today = today_threads(args.cells)
     pd = prefer_dynamic(scratch, libdir)
+    twice = two_builds(scratch, libdir)
     target_mb = sum(p.stat().st_size for t in (ws.target, static_ws.target) for p in t.rglob("*") if p.is_file()) / 1e6
 
     # --- report ---
@@ -938,6 +994,8 @@ def main() -> None:
         "### `-C prefer-dynamic` (a dylib and a cdylib using it, no PyO3)",
         "",
         *pd,
+        "",
+        *twice,
         "",
         f"Load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f}.",
     ]
