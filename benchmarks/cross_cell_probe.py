@@ -68,9 +68,9 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edit_compare import CELL_CACHE, OURS_CELL
 from edit_phases import grouped, passes, rustc_line, without_incremental
@@ -246,6 +246,9 @@ fn __NAME__(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 """
 
+#: What a load check found (see CHECK).
+Check = dict[str, Any]
+
 #: Loads the downstream modules in a fresh process and reports what it sees (JSON).
 CHECK = textwrap.dedent(
     """
@@ -369,7 +372,7 @@ class Workspace:
 
     def check(
         self, names: list[str], preload: list[Path], extra_env: dict[str, str] | None = None, scope: str = "local"
-    ) -> dict:
+    ) -> Check:
         """Loads the modules ``names`` (or paths) in a fresh process after ``preload``."""
         done = subprocess.run(
             [sys.executable, "-c", CHECK, str(self.out), ",".join(names), ",".join(map(str, preload)), scope],
@@ -380,7 +383,7 @@ class Workspace:
         )
         if done.returncode:
             return {"crashed": done.returncode, "stderr": done.stderr[-2000:]}
-        result: dict = json.loads(done.stdout.strip().splitlines()[-1])
+        result: Check = json.loads(done.stdout.strip().splitlines()[-1])
         return result
 
 
@@ -389,14 +392,14 @@ class Route:
     """What one shape of the workspace measured."""
 
     cold: float
-    check: dict
+    check: Check
     cell_size: int
     edits: list[float]
     noop: list[float]
     direct: list[float]
     direct_noinc: list[float]
     split: dict[str, float]
-    edited: dict
+    edited: Check
 
 
 def measure_route(ws: Workspace, preload: list[Path], repeat: int) -> Route:
@@ -525,12 +528,6 @@ def set_constant(path: Path, name: str, value: int) -> None:
     path.write_text(new)
 
 
-def timed(run: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
-
-
 def dynamic_section(path: Path) -> list[str]:
     """``NEEDED x``, ``SONAME y``, ``RUNPATH z`` from ``readelf -d``."""
     done = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True, check=False)
@@ -542,7 +539,7 @@ def dynamic_section(path: Path) -> list[str]:
     return found
 
 
-def load_old(path: Path, name: str, libs: str) -> dict:
+def load_old(path: Path, name: str, libs: str) -> Check:
     """What a downstream module built against another build of ``orders`` does."""
     done = subprocess.run(
         [sys.executable, "-c", OLD_AGAINST_NEW, str(path), name],
@@ -553,7 +550,7 @@ def load_old(path: Path, name: str, libs: str) -> dict:
     )
     if done.returncode:
         return {"crashed": done.returncode, "stderr": done.stderr.strip()[-300:]}
-    result: dict = json.loads(done.stdout)
+    result: Check = json.loads(done.stdout)
     return result
 
 
@@ -585,7 +582,7 @@ def with_runpath(ws: Workspace, env: dict[str, str], search: str, out: Path) -> 
     return out / f"lib{ws.cells[0]}.so"
 
 
-def said(check: dict) -> str:
+def said(check: Check) -> str:
     if "crashed" in check:
         return f"failed ({check['crashed']}): {check['stderr'].strip().splitlines()[-1]}"
     return f"ImportError: {check['import_error']}" if "import_error" in check else "imported, all checks ran"
@@ -658,9 +655,9 @@ def today_warm_edits(repeat: int) -> tuple[list[float], list[float], list[float]
     return edits, direct, direct_noinc, split
 
 
-def today_threads(n: int) -> dict:
+def today_threads(n: int) -> Check:
     done = subprocess.run([sys.executable, "-c", TODAY_THREADS, str(n)], capture_output=True, text=True, check=True)
-    result: dict = json.loads(done.stdout.strip().splitlines()[-1])
+    result: Check = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -879,7 +876,7 @@ def main() -> None:
     def yes(flag: bool) -> str:
         return "yes" if flag else "**no**"
 
-    def one_world(c: dict, key: str) -> str:
+    def one_world(c: Check, key: str) -> str:
         if "import_error" in c or "crashed" in c:
             return said(c)
         if key == "counter":
