@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import CACHE_DIR, ROOT
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def cell_files(cache: Path) -> set[Path]:
@@ -24,12 +24,12 @@ def cell_files(cache: Path) -> set[Path]:
 
 
 def test_glue_cost_builds_every_kind_of_cell_and_leaves_nothing_behind() -> None:
-    before = cell_files(CACHE_DIR)
+    # the session's warm cache (tests/conftest.py), so the dependencies are not built again
+    cache = Path(os.environ["IPY_RUSTASYNC_CACHE_DIR"])
+    before = cell_files(cache)
     out = subprocess.run(
         [sys.executable, "glue_cost.py", "--n", "3", "--rounds", "1", "--no-passes"],
         cwd=ROOT / "benchmarks",
-        # the session's warm cache, so the dependencies are not built again
-        env={**os.environ, "IPY_RUSTASYNC_CACHE_DIR": str(CACHE_DIR)},
         capture_output=True,
         text=True,
         timeout=900,
@@ -40,4 +40,4 @@ def test_glue_cost_builds_every_kind_of_cell_and_leaves_nothing_behind() -> None
     kinds = ["`fn`", "`#[pyfunction] pub fn`", "`pub fn`", "`pub async fn`"]
     assert [next(kind for kind in kinds if kind in row) for row in rows[1:]] == kinds, out.stdout
     assert "1.00× (1.00–1.00×)" in rows[2], "the reference row is the reference"
-    assert cell_files(CACHE_DIR) == before
+    assert cell_files(cache) == before
