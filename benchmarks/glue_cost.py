@@ -199,9 +199,13 @@ def checkout(rev: str) -> tuple[str, Path]:
 
 
 def current() -> str:
-    """This tree's commit, with ``+`` when its package or crates have uncommitted changes."""
-    dirty = git("status", "--porcelain", "--", "ipy_rustasync", "rust")
-    return git("rev-parse", "--short", "HEAD") + ("+" if dirty else "")
+    """This tree's commit, with ``+`` when its package or crates have uncommitted changes
+    (``this tree`` outside a git checkout, or where git cannot read it)."""
+    try:
+        dirty = git("status", "--porcelain", "--", "ipy_rustasync", "rust")
+        return git("rev-parse", "--short", "HEAD") + ("+" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "this tree"
 
 
 def main() -> None:
