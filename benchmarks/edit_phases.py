@@ -15,7 +15,9 @@ Per warm edit (``--repeat``, default 5; medians shown):
   (``hash``, ``cargo``, ``install``, ``load``, ``bind``, and the magic's total);
   what is left of ``run_cell`` is the magic's own work and IPython's;
 - cargo's freshness checks: the same ``cargo rustc`` command run again on the crate
-  just built, with nothing to do (every unit fresh);
+  just built, with nothing to do (every unit fresh; the build removed the cell's own
+  files from the target, so one untimed run puts them back first, and they are removed
+  again at the end);
 - rustc's split: the crate compiled once more (its ``lib.rs`` touched) through
   ``time_passes.sh`` as ``RUSTC_WORKSPACE_WRAPPER``, which adds ``-Z time-passes``
   (``RUSTC_BOOTSTRAP=1`` for the cell's crate alone: the dependencies keep their
@@ -207,6 +209,8 @@ def measure_crate(module: str, k: int, samples: Samples) -> None:
         extra=registry.configure(root, context.settings.offline_crates),
     )
     env = cargo.build_env()
+    # The build removed the cell's own files from the shared target: put them back first.
+    subprocess.run(cmd, cwd=root, env=env, capture_output=True, check=True)
     noop = timed(lambda: subprocess.run(cmd, cwd=root, env=env, capture_output=True, check=True))
     samples.add("cargo no-op (freshness checks of every unit)", noop)
 
@@ -237,6 +241,7 @@ def measure_crate(module: str, k: int, samples: Samples) -> None:
         subprocess.run(line, cwd=root, env=env, capture_output=True, check=True)
         samples.add(label, time.perf_counter() - start)
     lib.write_text(source)
+    context.cache.remove_cell_build(context.target, module)  # as the build left the target
 
 
 def unchanged_steps(module: str, samples: Samples, n: int) -> None:
