@@ -9,6 +9,7 @@ import sys
 import textwrap
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -248,6 +249,7 @@ def test_maturin_and_our_cargo_share_the_dependency_build(tmp_path: Path) -> Non
     compiled = [line.split()[1] for line in out.stderr.splitlines() if line.strip().startswith("Compiling")]
     assert compiled == [spec.module], out.stderr
     assert list((tmp_path / "wheels").glob("*.whl"))
+    cache.remove_cell_build(cache.target_for(None), spec.module)  # as our build leaves the target
 
 
 def test_rustc_answer_is_remembered_until_the_compiler_changes(tmp_path: Path) -> None:
@@ -291,3 +293,83 @@ def test_a_fresh_cache_remembers_the_compilers_answer_from_the_first_cell(tmp_pa
     )
     assert "FAILED AS EXPECTED" in out.stdout, out.stderr
     assert (cache / "rustc-vV.json").is_file()
+
+
+def test_a_built_cell_leaves_nothing_of_its_own_in_the_shared_target() -> None:
+    """The cell crate is not incremental (a new crate per edit: nothing to reuse) and its
+    files go from the target once its module is installed, so the target does not grow
+    with every edit; the dependencies stay fresh (the cell's profile is its own)."""
+    import uuid
+
+    from ipy_rustasync._pipeline import build, cargo
+    from ipy_rustasync._settings.context import Context
+    from ipy_rustasync._sources import crate
+
+    context = Context.load()
+    outcomes: list[cargo.Outcome] = []
+    real = cargo.run
+
+    def recording(*args: Any, **kwargs: Any) -> cargo.Outcome:
+        outcomes.append(real(*args, **kwargs))
+        return outcomes[-1]
+
+    spec = crate.CellSpec(source=f"pub fn target_tidy() -> u64 {{ {uuid.uuid4().int % 10**12} }}\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cargo, "run", recording)
+        result = build.build(spec, context)
+    assert not result.cached and result.path.is_file()
+    compiled = [m["target"]["name"] for m in outcomes[0].messages if m.get("reason") == "compiler-artifact"]
+    fresh = [m["target"]["name"] for m in outcomes[0].messages if m.get("fresh")]
+    assert sorted(set(compiled) - set(fresh)) == [spec.module]  # the cell alone compiled
+    profile = context.target / "debug"
+    assert (profile / "incremental").is_dir()  # the bridge (a path crate) is still incremental
+    assert not list((profile / "incremental").glob(f"{spec.module}-*"))
+    left = [str(p) for p in context.target.rglob(f"*{spec.module}*")]
+    assert left == []
+    # A failed build leaves nothing either.
+    broken = crate.CellSpec(source=spec.source.replace("}", "+ not_defined }"))
+    with pytest.raises(Exception, match="did not compile"):
+        build.build(broken, context)
+    assert [str(p) for p in context.target.rglob(f"*{broken.module}*")] == []
+
+
+def test_an_unchanged_rerun_does_not_hash_the_module_and_a_swapped_one_is_rebuilt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+    import shutil
+    import time
+    import types
+    import uuid
+
+    from ipy_rustasync._pipeline import build
+    from ipy_rustasync._settings import cache
+    from ipy_rustasync._settings.context import Context
+    from ipy_rustasync._sources import crate
+
+    context = Context.load()
+    mine = crate.CellSpec(source=f"pub fn rerun_mine() -> u64 {{ {uuid.uuid4().int % 10**12} }}\n")
+    other = crate.CellSpec(source=f"pub fn rerun_other() -> u64 {{ {uuid.uuid4().int % 10**12} }}\n")
+    first, second = build.build(mine, context), build.build(other, context)
+    # The re-runs come a while after the build (a module is remembered once it has settled).
+    monkeypatch.setattr(cache, "time", types.SimpleNamespace(time_ns=lambda: time.time_ns() + 5 * 10**9))
+    hashed: list[int] = []
+
+    def sha256(*args: bytes) -> Any:
+        hashed.append(1)
+        return hashlib.sha256(*args)
+
+    monkeypatch.setattr(cache, "hashlib", types.SimpleNamespace(sha256=sha256))
+    assert build.build(mine, context).cached
+    hashed.clear()
+    for _ in range(3):
+        assert build.build(mine, context).cached
+    assert hashed == []
+    # Another cell's module swapped in under this one's name, the same owner and mode.
+    swapped = first.path.with_name("swapped.tmp")
+    shutil.copyfile(second.path, swapped)
+    swapped.chmod(0o700)
+    os.replace(swapped, first.path)
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        again = build.build(mine, context)
+    assert not again.cached and hashed

@@ -4,14 +4,21 @@ knows the cache's layout (cache.py), one place that knows the exporter macro's n
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
+import types
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ipy_rustasync._base.errors import RustAsyncUsageError
 from ipy_rustasync._pipeline import cells
+from ipy_rustasync._settings import cache as cache_module
 from ipy_rustasync._settings import config
-from ipy_rustasync._settings.cache import Cache
+from ipy_rustasync._settings.cache import EXT_SUFFIX, Cache
 from ipy_rustasync._settings.context import Context
 from ipy_rustasync._sources import cell_macro, crate
 
@@ -102,3 +109,192 @@ def test_the_notebook_module_registers_every_cell_in_order() -> None:
     assert text.index("cell_1::register(m)?;") < text.index("cell_2::register(m)?;")
     assert text.count(f"{cell_macro.REGISTER}(m)") == 2
     assert f'm.add("{cell_macro.EXPORTS_TABLE}", table)' in text
+
+
+# --- the module checksum, hashed once per process -------------------------------------------
+
+
+MODULE = "ira_" + "0123456789abcdef"
+
+
+@pytest.fixture
+def hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Counts the sha256 objects cache.py makes (each is one hashing of a module), with an
+    empty memory of verified modules."""
+    made: list[str] = []
+
+    def sha256(*args: bytes) -> Any:
+        made.append("sha256")
+        return hashlib.sha256(*args)
+
+    monkeypatch.setattr(cache_module, "hashlib", types.SimpleNamespace(sha256=sha256))
+    monkeypatch.setattr(cache_module, "_VERIFIED", {})
+    return made
+
+
+def later(monkeypatch: pytest.MonkeyPatch, seconds: float = 5.0) -> None:
+    """The checks from now on happen ``seconds`` after the files were written."""
+    monkeypatch.setattr(
+        cache_module, "time", types.SimpleNamespace(time_ns=lambda: time.time_ns() + int(seconds * 1e9))
+    )
+
+
+def installed(tmp_path: Path, data: bytes = b"\x7fELF a module" * 1000) -> Cache:
+    cache = Cache.open(tmp_path / "cache")
+    artifact = tmp_path / f"built{EXT_SUFFIX}"
+    artifact.write_bytes(data)
+    cache.install(artifact, MODULE)
+    return cache
+
+
+def test_an_unchanged_module_is_hashed_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hashes: list[str]
+) -> None:
+    cache = installed(tmp_path)
+    hashes.clear()  # install's own
+    later(monkeypatch)
+    for _ in range(5):
+        assert cache.trusted_module(MODULE) == cache.module_path(MODULE)
+    assert len(hashes) == 1
+    # Another Cache object (each Context.load() makes one) shares the process's memory.
+    assert Cache.open(cache.root).trusted_module(MODULE) == cache.module_path(MODULE)
+    assert len(hashes) == 1
+
+
+def test_a_module_just_written_is_hashed_at_every_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hashes: list[str]
+) -> None:
+    """File times tick coarsely: a rewrite in the tick it was hashed in could keep its
+    stat, so a file is remembered only once its last change is SETTLED_NS old."""
+    cache = installed(tmp_path)
+    hashes.clear()
+    monkeypatch.setattr(cache_module, "SETTLED_NS", 3_600 * 10**9)
+    for _ in range(3):
+        assert cache.trusted_module(MODULE) is not None
+    assert len(hashes) == 3
+
+
+def test_a_module_replaced_after_its_check_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hashes: list[str]
+) -> None:
+    data = b"\x7fELF a module" * 1000
+    cache = installed(tmp_path, data)
+    later(monkeypatch)
+    path = cache.module_path(MODULE)
+    assert cache.trusted_module(MODULE) == path
+    # Another file renamed into place, the same size and mode (a new inode and ctime).
+    other = tmp_path / "other"
+    other.write_bytes(data.replace(b"ELF", b"FLE"))
+    other.chmod(0o700)
+    os.replace(other, path)
+    hashes.clear()
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        assert cache.trusted_module(MODULE) is None
+    assert hashes == ["sha256"] and not path.exists()
+
+
+def test_a_module_changed_in_place_after_its_check_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hashes: list[str]
+) -> None:
+    data = b"\x7fELF a module" * 1000
+    cache = installed(tmp_path, data)
+    later(monkeypatch)
+    path = cache.module_path(MODULE)
+    assert cache.trusted_module(MODULE) == path
+    before = path.stat()
+    time.sleep(0.05)  # past the file system's clock tick
+    with path.open("r+b") as fh:  # the same size, the same inode; its mtime put back
+        fh.write(b"\x00")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_ctime_ns != before.st_ctime_ns  # what gives it away
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        assert cache.trusted_module(MODULE) is None
+    # A rebuilt module (installed anew) is checked from scratch and trusted.
+    artifact = tmp_path / "rebuilt"
+    artifact.write_bytes(data)
+    cache.install(artifact, MODULE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.trusted_module(MODULE) == path
+
+
+def test_a_changed_checksum_file_is_noticed_though_the_module_is_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hashes: list[str]
+) -> None:
+    cache = installed(tmp_path)
+    later(monkeypatch)
+    assert cache.trusted_module(MODULE) is not None
+    size = cache.module_path(MODULE).stat().st_size
+    cache.checksum_path(MODULE).write_text(f"{'0' * 64} {size}\n")
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        assert cache.trusted_module(MODULE) is None
+
+
+# --- a cell's own files in the shared target ------------------------------------------------
+
+
+#: What cargo leaves for one cell crate in a profile directory, on each platform.
+CELL_FILES = (
+    "lib{m}.so",
+    "lib{m}.d",
+    "lib{m}.dylib",
+    "{m}.dll",
+    "{m}.dll.lib",
+    "{m}.pdb",
+    "{m}.d",
+    "deps/lib{m}.so",
+    "deps/{m}.d",
+    "deps/{m}.{m}.1234abcd-cgu.0.rcgu.o",
+    ".fingerprint/{m}-bc1ecfb2ede51779/lib-{m}.json",
+    "incremental/{m}-2ro45o5g7zxro/s-abc/query-cache.bin",
+)
+
+#: The dependencies' files, which stay.
+DEPENDENCY_FILES = (
+    "deps/libpyo3-5d3f.rlib",
+    "deps/libipy_rustasync-c86d.rlib",
+    "deps/ipy_rustasync-c86d.d",
+    ".fingerprint/ipy-rustasync-61b5/lib-ipy_rustasync.json",
+    "incremental/ipy_rustasync-1zqdo5z57q0ly/s-x/query-cache.bin",
+    "build/pyo3-ffi-e1ec/output",
+    "build/ipy-rustasync-61b5/output",
+    "deps/libira_utils-1234.rlib",  # a dependency whose name starts like a cell's
+)
+
+
+def fake_target(target: Path, modules: list[str], profiles: tuple[str, ...] = ("debug", "release")) -> None:
+    for profile in profiles:
+        for name in (*DEPENDENCY_FILES, *(f.format(m=m) for m in modules for f in CELL_FILES)):
+            path = target / profile / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+
+
+def files_under(target: Path) -> set[str]:
+    return {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()}
+
+
+def test_a_cells_build_is_removed_from_the_target_and_nothing_else(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    mine, other = "ira_" + "a" * 16, "ira_" + "b" * 16
+    fake_target(target, [mine, other])
+    removed = Cache(tmp_path).remove_cell_build(target, mine)
+    left = files_under(target)
+    assert not {f for f in left if mine in f}
+    assert removed == 2 * (len(CELL_FILES) - 2 + 2)  # files, and the fingerprint and incremental folders
+    expected = {f"{p}/{f.format(m=other)}" for p in ("debug", "release") for f in (*CELL_FILES, *DEPENDENCY_FILES)}
+    assert left == expected
+    assert Cache(tmp_path).remove_cell_build(target, mine) == 0  # again: nothing there
+    assert Cache(tmp_path).remove_cell_build(tmp_path / "no-target", mine) == 0
+
+
+def test_cache_clear_keeps_the_dependency_build_and_removes_every_cells_files(tmp_path: Path) -> None:
+    cache = Cache.open(tmp_path / "cache")
+    cells_built = ["ira_" + "a" * 16, "ira_" + "b" * 16]
+    for target in (cache.target, cache.target_for(tmp_path / "vendored")):
+        fake_target(target, cells_built, profiles=("debug",))
+    cache.clear(keep_target=True)
+    for target in (cache.target, cache.target_for(tmp_path / "vendored")):
+        assert files_under(target) == {f"debug/{f}" for f in DEPENDENCY_FILES}
+    cache.clear()
+    assert not list(cache.root.glob("target*"))

@@ -144,8 +144,11 @@ def test_a_cell_exports_to_a_project_that_builds_and_passes_its_tests(
     assert table["itoa"] == "1" and table["ipy-rustasync"] == {"path": "rust/bridge"}
     magics = shell.ip.magics_manager.registry["RustAsyncMagics"]
     cell_manifest = (CACHE_DIR / "crates" / magics.loaded[-1].module / "Cargo.toml").read_text()
-    # The same profiles (what cargo's fingerprints see), so the export shares the cells' build.
-    assert tomllib.loads(manifest)["profile"] == tomllib.loads(cell_manifest)["profile"]
+    # The same profiles (what cargo's fingerprints see), so the export shares the cells' build;
+    # only the cell crate's own override (not incremental) is the cell's alone.
+    cell_profile = tomllib.loads(cell_manifest)["profile"]
+    assert cell_profile["dev"]["package"].pop(magics.loaded[-1].module) == {"incremental": False}
+    assert tomllib.loads(manifest)["profile"] == cell_profile
     pyproject = (project / "pyproject.toml").read_text()
     assert 'build-backend = "maturin"' in pyproject and 'module-name = "cellmod"' in pyproject
     assert (project / "rust" / "bridge" / "src" / "lib.rs").is_file()

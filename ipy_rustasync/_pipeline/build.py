@@ -131,10 +131,13 @@ def _run_cargo(
     )
     artifact = outcome.cdylib(spec.module)
     if not outcome.ok or artifact is None:
+        context.cache.remove_cell_build(target, spec.module)  # a failed build leaves little, but nothing of use
         raise _failure(spec, context, outcome, found)
     cargo.remember_units(memo, units_key, outcome.artifacts())
     with Phase(log, "install", spec.module):
         context.cache.install(artifact, spec.module)
+        # The module is in the cache now; its crate's files in the shared target are never reused.
+        context.cache.remove_cell_build(target, spec.module)
     return found
 
 

@@ -5,6 +5,9 @@
 <cache>/target/            the one cargo target directory every cell shares
 <cache>/target-offline-<tag>/          the same for a vendored crate directory
 <cache>/target*/ipy-rustasync-units.json  how many units each dependency set builds (progress)
+<cache>/target*/<profile>/...ira_*         a cell crate's own files there (its library, dep-info,
+                           fingerprint, incremental session): removed once its module is installed
+                           (``remove_cell_build``), so the shared target holds the dependencies only
 <cache>/modules/<module><EXT_SUFFIX>   built extension modules, by content hash
 <cache>/modules/<module>.sha256         the module's checksum, checked before loading
 <cache>/modules/<module>.warnings.json  the warnings its build printed, shown again on re-runs
@@ -21,9 +24,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import stat
 import sysconfig
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +39,22 @@ from ipy_rustasync._settings import platforms
 from ipy_rustasync._settings.config import private_dir
 
 EXT_SUFFIX: str = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+
+#: Every cell crate's name (crate.py: ``ira_`` and 16 hex digits), as a pattern.
+CELL_CRATES = "ira_[0-9a-f]{16}"
+
+#: Where cargo puts a crate's files in a profile directory of a target (``debug/``,
+#: ``release/``): folder -> what a name there starts with, for crate ``{name}``: the
+#: library and its dep-info, uplifted and in ``deps/`` (``lib<name>.so``, ``<name>.dll``,
+#: ``<name>.d``, ``<name>.pdb``), and the unit's folders (fingerprint, incremental
+#: session, build script), ``<name>-<hash>``.
+_CRATE_FILES = {
+    ".": r"(lib)?{name}[.-]",
+    "deps": r"(lib)?{name}[.-]",
+    ".fingerprint": r"{name}-",
+    "incremental": r"{name}-",
+    "build": r"{name}-",
+}
 
 
 @dataclass(frozen=True)
@@ -133,10 +154,39 @@ class Cache:
             ) from None
         return dest
 
+    def remove_cell_build(self, target: Path, module: str = CELL_CRATES) -> int:
+        """Removes what cargo left in ``target`` for the cell crate ``module`` (a name, or
+        a pattern: by default every cell's) and returns how many files and folders went. Called under the build
+        lock once the module is installed (or its build failed): a cell crate is built
+        once, under a name no other build uses, so nothing of it is ever reused (it is not
+        incremental: crate.py), and keeping it would grow the shared target by a module's
+        size with every edit. The dependencies' files are left alone. Best effort: what
+        cannot be removed stays."""
+        removed = 0
+        for fingerprints in target.glob("*/.fingerprint"):
+            profile = fingerprints.parent
+            for folder, pattern in _CRATE_FILES.items():
+                ours = re.compile(pattern.format(name=module)).match
+                try:
+                    with os.scandir(profile / folder) as listing:
+                        entries = [e for e in listing if ours(e.name)]
+                except OSError:  # no such folder
+                    continue
+                for entry in entries:
+                    with contextlib.suppress(OSError):
+                        if entry.is_dir(follow_symlinks=False):
+                            shutil.rmtree(entry.path)
+                        else:
+                            os.unlink(entry.path)
+                        removed += 1
+        return removed
+
     def trusted_module(self, module: str) -> Path | None:
         """The cached module file if it exists, only this user could have written it,
         and it is byte for byte what the build wrote (a truncated or damaged file is
-        removed, with a warning, so the caller rebuilds it)."""
+        removed, with a warning, so the caller rebuilds it). The file is hashed once per
+        process while it stays the same file, unchanged (``_verified_digest``); the
+        checksum beside it is read every time."""
         path = self.module_path(module)
         try:
             info = path.lstat()
@@ -149,10 +199,11 @@ class Cache:
             return None
         try:
             digest, size = self.checksum_path(module).read_text(encoding="utf-8").split()
-            intact = int(size) == info.st_size and _sha256(path) == digest
+            intact = int(size) == info.st_size and _verified_digest(path, info) == digest
         except (OSError, ValueError):
             intact = False
         if not intact:
+            _VERIFIED.pop(path, None)
             warnings.warn(
                 f"the cached module {path.name} does not match its checksum (damaged or truncated); rebuilding it",
                 stacklevel=2,
@@ -178,10 +229,15 @@ class Cache:
         }
 
     def clear(self, *, keep_target: bool = False) -> None:
-        """Removes built modules and crates (and the shared target unless ``keep_target``)."""
-        targets = () if keep_target else tuple(self.root.glob("target*"))
-        for path in (self.modules, self.crates, *targets):
+        """Removes built modules and crates, and the shared target unless ``keep_target``,
+        in which case only the cells' own files go from it (what builds before
+        ``remove_cell_build`` left there), and the dependency build stays."""
+        targets = tuple(path for path in self.root.glob("target*") if path.is_dir())
+        for path in (self.modules, self.crates, *(() if keep_target else targets)):
             shutil.rmtree(path, ignore_errors=True)
+        if keep_target:
+            for target in targets:
+                self.remove_cell_build(target)
 
 
 def _own_and_private(info: os.stat_result) -> bool:
@@ -195,3 +251,49 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+#: What this process hashed: module path -> (its stat as ``_identity`` gives it, sha256).
+_VERIFIED: dict[Path, tuple[tuple[int, ...], str]] = {}
+
+#: A file last changed less than this long (ns) before it is hashed is hashed again on its
+#: next check (see ``_verified_digest``).
+SETTLED_NS = 1_000_000_000
+
+
+def _identity(info: os.stat_result) -> tuple[int, ...]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _verified_digest(path: Path, info: os.stat_result) -> str:
+    """The sha256 of the module at ``path``, whose ``lstat`` is ``info``: from memory if
+    this process already hashed this file and its stat is unchanged, hashed otherwise.
+
+    The checksum is there to catch a module that is not what its build wrote: truncated by
+    a build killed halfway or a full disk, damaged, or another file swapped in under its
+    name. Within one process the stat says whether that happened since the file was
+    hashed: the cache only ever renames a new file into place (a new inode), and writing,
+    truncating or renaming a file, or changing its times, sets its ctime to the present,
+    which no program can set back; so the same device, inode, size, mtime and ctime are
+    the same bytes. Two guards keep that true: the file hashed must be the one stat saw
+    (``fstat`` of the open file equals ``info``), and it is remembered only if its last
+    change is at least ``SETTLED_NS`` old, because file times tick coarsely (a few
+    milliseconds on Linux, seconds on some file systems): a same-size rewrite in the same
+    tick as the hashing could keep every field ("racy git"). The memory is per process:
+    another process, or this one after a restart, hashes the file again. (On Windows,
+    where ``st_ctime`` is the creation time, the mtime and file index stand for it; a
+    loaded module cannot be replaced there anyway.)"""
+    key = _identity(info)
+    known = _VERIFIED.get(path)
+    if known is not None and known[0] == key:
+        return known[1]
+    started = time.time_ns()
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        opened = _identity(os.fstat(fh.fileno()))
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    hexdigest = digest.hexdigest()
+    if opened == key and started - max(info.st_mtime_ns, info.st_ctime_ns) >= SETTLED_NS:
+        _VERIFIED[path] = (key, hexdigest)
+    return hexdigest
