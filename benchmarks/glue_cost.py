@@ -109,15 +109,14 @@ BUILD = textwrap.dedent(
         out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-4000:] + out.stdout[-4000:]
         result["passes"] = out.stderr + out.stdout
-    # What this cell left (its crate, module and its files in the shared target): a
-    # thousand-function debug cell leaves hundreds of MB, and a run builds dozens.
+    # What this cell left: its crate and module (the build already took its files out of
+    # the shared target; the -Z time-passes compile put them back). A thousand-function
+    # debug cell leaves hundreds of MB, and a run builds dozens.
     context = Context.load()
     shutil.rmtree(context.cache.crate_dir(c.build.module), ignore_errors=True)
-    left = [*context.cache.modules.glob(c.build.module + "*")]
-    for pattern in ("target*/*/*{}*", "target*/*/*/*{}*"):  # target/debug/lib…so, …/deps/…
-        left += context.cache.root.glob(pattern.format(c.build.module))
-    for path in left:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in context.cache.modules.glob(c.build.module + "*"):
+        path.unlink()
+    context.cache.remove_cell_build(context.target, c.build.module)
     print(json.dumps(result))
     """
 )
