@@ -362,10 +362,18 @@ fn env_number(name: &str) -> Option<f64> {
 /// run. The child therefore forgets the runtime (leaking it: dropping it would wait
 /// for threads that do not exist) and starts a fresh one at first use. The lock is
 /// held across the fork by the forking thread, so no other thread is halfway
-/// through changing the state when it is copied. Every cell library has a runtime of
-/// its own and registers its own hooks. Nothing on platforms without `fork`.
+/// through changing the state when it is copied. Every copy of this crate (one per
+/// cell library when cells link it statically, one per process when they share the
+/// runtime library) registers its hooks once. Nothing on platforms without `fork`.
 pub(crate) fn register_fork_hooks(py: pyo3::Python<'_>) -> PyResult<()> {
     use pyo3::types::{PyAnyMethods, PyCFunction, PyDict, PyDictMethods, PyTuple};
+    // Once per copy of this crate: cells that share the runtime library (`dylib`)
+    // call this from every module's initialisation, and a second set of hooks would
+    // take the lock twice before a fork.
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    if REGISTERED.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
     let os = py.import("os")?;
     if !os.hasattr("register_at_fork")? {
         return Ok(());
