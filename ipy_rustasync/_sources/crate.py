@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import sys
 import sysconfig
 import tomllib
@@ -164,7 +165,12 @@ class CellSpec:
         name share one copy and one tokio runtime in a process."""
         if not self.shared_runtime:
             return None
-        inputs = json.dumps(self._build_inputs(), sort_keys=True).encode()
+        # Also what enters cargo's symbol hashes besides the sources: where the bridge
+        # is (a checkout, an installed wheel) and the user's own RUSTFLAGS. Two
+        # libraries with one name and other symbols would break every module built
+        # against the first.
+        where = {"bridge": str(rust_dir()), "rustflags": os.environ.get("RUSTFLAGS", "")}
+        inputs = json.dumps({**self._build_inputs(), **where}, sort_keys=True).encode()
         return RUNTIME_PREFIX + hashlib.sha256(inputs).hexdigest()[:16]
 
     @functools.cached_property
