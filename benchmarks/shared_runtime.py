@@ -55,7 +55,7 @@ def main() -> None:
     rows = {}
     for shared in (False, True):
         tag = f"{time.time_ns()}"
-        run(PROBE, "1", tag + "w", shared=shared)  # the dependencies, built cold if need be
+        run(PROBE, "2", tag + "w", shared=shared)  # the dependencies, built cold if need be
         probe = json.loads(run(PROBE, str(args.cells), tag, shared=shared))
         edits = [float(x) for x in run(EDIT, tag, shared=shared).split()]
         rows[shared] = (probe, edits)
