@@ -62,6 +62,7 @@ TIERS: dict[str, str] = {
     "test_processes": "bridge",
     "test_pyo3_async": "bridge",
     "test_build": "bridge",
+    "test_shared_runtime": "bridge",
     "test_export": "bridge",
     "test_logging": "bridge",
     "test_printing": "bridge",

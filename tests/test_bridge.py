@@ -21,6 +21,7 @@ import pytest
 import ipy_rustasync
 from ipy_rustasync import RustCompileError, RustPanic, rust_module
 from ipy_rustasync._pipeline import cells
+from ipy_rustasync._settings import platforms
 
 from .helpers import run_python
 
@@ -1160,8 +1161,9 @@ def test_a_runtime_started_by_a_call_that_ends_at_once_still_goes_idle(first_cal
 
 
 def test_idle_runtimes_give_their_threads_back() -> None:
-    """Each cell library has its own tokio runtime; loaded but idle, they must not
-    keep cores x cells threads parked."""
+    """Loaded but idle, cells must not keep worker threads parked. On the shared
+    runtime library the cells share one tokio runtime (cores workers while busy, not
+    cores x cells); linking a copy each, each cell has its own."""
     cells = 6
     code = textwrap.dedent(
         f"""
@@ -1185,5 +1187,8 @@ def test_idle_runtimes_give_their_threads_back() -> None:
     assert out.returncode == 0, out.stderr
     base, busy, idle = map(int, out.stdout.split())
     workers = os.cpu_count() or 1
-    assert busy >= base + cells * workers, (base, busy, idle)
+    if platforms.shared_runtime():
+        assert base + workers <= busy <= base + workers + 1, (base, busy, idle)  # + the idle watcher
+    else:
+        assert busy >= base + cells * workers, (base, busy, idle)
     assert idle <= base + 1, (base, busy, idle)

@@ -70,7 +70,7 @@ def build(
     """Returns the module for ``spec``, building it unless it is cached."""
     start = time.perf_counter()
     cache = context.cache
-    if not force and (path := cache.trusted_module(spec.module)):
+    if not force and (path := cache.trusted_module(spec.module)) and _runtime_ready(spec, cache):
         log.debug("%s: cache hit, %s", spec.module, path)
         return _cached(spec, cache, path, start)
     log.debug("%s: %s", spec.module, "rebuild forced (--force)" if force else "cache miss, building")
@@ -89,7 +89,7 @@ def build(
     log.debug("%s: build lock held after %.3f s", spec.module, time.perf_counter() - waiting)
     try:
         cache.lock_owner.write_text(f"pid {os.getpid()} ({sys.argv[0] or sys.executable})\n", encoding="utf-8")
-        if not force and (path := cache.trusted_module(spec.module)):
+        if not force and (path := cache.trusted_module(spec.module)) and _runtime_ready(spec, cache):
             log.debug("%s: cache hit after waiting (another process built it), %s", spec.module, path)
             return _cached(spec, cache, path, start)
         root = crate.write(spec, cache.crates)
@@ -101,6 +101,31 @@ def build(
     finally:
         cache.lock_owner.unlink(missing_ok=True)
         lock.release()
+
+
+#: Shared runtime libraries checked (or installed) in this process: a library is
+#: loaded once per process, so it is checked once, and a re-run stays cheap.
+_RUNTIMES_READY: set[Path] = set()
+
+
+def _runtime_ready(spec: crate.CellSpec, cache: Cache) -> bool:
+    """Whether the shared runtime library a cached module links is in the cache,
+    with what it needs, intact (a cell linking its own copy needs none)."""
+    if spec.runtime is None:
+        return True
+    filename = runtime_filename(spec.runtime)
+    if cache.library_path(filename) in _RUNTIMES_READY:
+        return True
+    if not cache.trusted_library(filename):
+        log.debug("%s: the runtime library %s is missing or damaged: building", spec.module, filename)
+        return False
+    _RUNTIMES_READY.add(cache.library_path(filename))
+    return True
+
+
+def runtime_filename(runtime: str) -> str:
+    """The file cargo (and the dynamic linker, by its SONAME) calls the runtime crate's ``dylib``."""
+    return f"lib{runtime}.so"
 
 
 def _cached(spec: crate.CellSpec, cache: Cache, path: Path, start: float) -> BuildResult:
@@ -115,8 +140,14 @@ def _run_cargo(
 ) -> list[diagnostics.Diagnostic]:
     """Compiles the crate and moves its cdylib into the cache; returns the diagnostics."""
     offline = context.settings.offline_crates
-    target = context.target
-    cmd = cargo_command(root / "Cargo.toml", target, release=spec.release, extra=registry.configure(root, offline))
+    target = context.target_for(shared_runtime=spec.runtime is not None)
+    cmd = cargo_command(
+        root / "Cargo.toml",
+        target,
+        release=spec.release,
+        extra=registry.configure(root, offline),
+        shared_runtime=spec.runtime is not None,
+    )
     # Cells with the same dependencies build the same units; remembered per set.
     units_key = f"{'release' if spec.release else 'dev'} {' '.join(str(d) for d in sorted(set(spec.deps)))}".strip()
     memo = context.cache.units_memo(target)
@@ -124,7 +155,7 @@ def _run_cargo(
         watcher.expect(cargo.expected_units(memo, units_key, root / "Cargo.lock"))
     log.debug("%s: running %s (in %s)", spec.module, shlex.join(cmd), root)
     with Phase(log, "cargo", spec.module):
-        outcome = cargo.run(cmd, root, watcher)
+        outcome = cargo.run(cmd, root, watcher, shared_runtime=spec.runtime is not None)
     log.debug("%s: cargo %s, %d units", spec.module, "succeeded" if outcome.ok else "failed", outcome.artifacts())
     found = diagnostics.from_messages(
         outcome.compiler_messages(), spec.source, spec.module, first_line=spec.first_line, line_offset=spec.line_offset
@@ -135,10 +166,28 @@ def _run_cargo(
         raise _failure(spec, context, outcome, found)
     cargo.remember_units(memo, units_key, outcome.artifacts())
     with Phase(log, "install", spec.module):
+        if spec.runtime is not None:
+            _install_runtime(spec.runtime, outcome, context.cache)
         context.cache.install(artifact, spec.module)
         # The module is in the cache now; its crate's files in the shared target are never reused.
         context.cache.remove_cell_build(target, spec.module)
     return found
+
+
+def _install_runtime(runtime: str, outcome: cargo.Outcome, cache: Cache) -> None:
+    """Puts the shared runtime library and the toolchain's libstd beside the modules
+    (before the module: a module in the cache always finds its runtime there)."""
+    built = outcome.library(runtime, "dylib")
+    if built is None:
+        raise BuildError(f"cargo built no runtime library {runtime_filename(runtime)}; re-run the cell with --force")
+    libstd = toolchain.shared_libstd()
+    if not libstd:
+        raise BuildError("the Rust toolchain has no libstd shared library (`rustc --print target-libdir`)")
+    for lib in libstd:
+        cache.install_library(lib, lib.name, needs=[])
+    filename = runtime_filename(runtime)
+    cache.install_library(built, filename, needs=[lib.name for lib in libstd])
+    _RUNTIMES_READY.add(cache.library_path(filename))
 
 
 def _failure(

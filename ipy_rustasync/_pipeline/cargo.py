@@ -40,7 +40,7 @@ class Watcher(Protocol):
     def message(self, message: Message) -> None: ...
 
 
-def build_env() -> dict[str, str]:
+def build_env(*, shared_runtime: bool = False) -> dict[str, str]:
     """The environment cargo sees: the same for every build from this interpreter,
     whatever shell or kernel started it, so PyO3's build script never reruns.
 
@@ -58,6 +58,11 @@ def build_env() -> dict[str, str]:
     env.setdefault("CARGO_TERM_PROGRESS_WHEN", "never")
     env.update(maturin_env())
     env.pop("CARGO", None)  # maturin unsets it too: it would point build scripts at another cargo
+    if shared_runtime:
+        # libstd as a shared library in every crate (the runtime dylib, the cell, and
+        # the crates under them), or a cell using the runtime library does not link:
+        # "cannot satisfy dependencies so `std` only shows up once".
+        env["RUSTFLAGS"] = " ".join(filter(None, [env.get("RUSTFLAGS", "").strip(), "-C prefer-dynamic"]))
     return env
 
 
@@ -79,10 +84,15 @@ def maturin_env() -> dict[str, str]:
     }
 
 
-def cargo_command(manifest: Path, target_dir: Path, *, release: bool, extra: list[str]) -> list[str]:
+def cargo_command(
+    manifest: Path, target_dir: Path, *, release: bool, extra: list[str], shared_runtime: bool = False
+) -> list[str]:
     """The ``cargo rustc`` maturin would run for a cdylib crate (maturin asks for
     ``json-render-diagnostics``; the message format does not enter cargo's
-    fingerprints, so artifacts stay shared)."""
+    fingerprints, so artifacts stay shared). ``shared_runtime``: the cell links the
+    shared runtime library (``platforms.shared_runtime_link_args``; run it with
+    ``build_env(shared_runtime=True)``)."""
+    link = [*platforms.extension_link_args(), *(platforms.shared_runtime_link_args() if shared_runtime else [])]
     return [
         toolchain.cargo(), "rustc",
         "--lib",
@@ -92,7 +102,7 @@ def cargo_command(manifest: Path, target_dir: Path, *, release: bool, extra: lis
         "--color", "never",
         *(["--release"] if release else []),
         *extra,
-        *(["--", *link] if (link := platforms.extension_link_args()) else []),
+        *(["--", *link] if link else []),
     ]  # fmt: skip
 
 
@@ -112,11 +122,16 @@ class Outcome:
 
     def cdylib(self, name: str) -> Path | None:
         """The shared library cargo reported for crate ``name``, if it built one."""
+        return self.library(name, "cdylib")
+
+    def library(self, name: str, kind: str) -> Path | None:
+        """The shared library of ``kind`` (``cdylib``, ``dylib``) cargo reported for
+        crate ``name``, if it built one."""
         for message in self.messages:
             target = message.get("target")
             if message.get("reason") != "compiler-artifact" or not isinstance(target, dict):
                 continue
-            if target.get("name") != name or "cdylib" not in (target.get("kind") or []):
+            if target.get("name") != name or kind not in (target.get("kind") or []):
                 continue
             for filename in message.get("filenames") or []:
                 if str(filename).endswith(platforms.SHARED_LIBRARY_SUFFIXES):
@@ -124,14 +139,15 @@ class Outcome:
         return None
 
 
-def run(cmd: list[str], cwd: Path, watcher: Watcher | None = None) -> Outcome:
-    """Runs cargo, handing each status line and JSON message to ``watcher`` as it comes."""
+def run(cmd: list[str], cwd: Path, watcher: Watcher | None = None, *, shared_runtime: bool = False) -> Outcome:
+    """Runs cargo, handing each status line and JSON message to ``watcher`` as it comes
+    (in ``build_env(shared_runtime=...)``)."""
     lines: list[str] = []
     messages: list[Message] = []
     with subprocess.Popen(
         cmd,
         cwd=cwd,
-        env=build_env(),
+        env=build_env(shared_runtime=shared_runtime),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

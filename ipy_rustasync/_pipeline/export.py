@@ -237,13 +237,19 @@ def _project_lock(name: str, built: Sequence[tuple[Source, cells.Compiled, cargo
     """The cells' resolved locks as one (one version per compatible range, the newest,
     as cargo would resolve them together), its root package renamed to the project."""
     roots = {c.spec.module for _, c, _ in built}
+    # The project links its own copy of the bridge: no cell's shared runtime crate.
+    runtime = crate.RUNTIME_PREFIX
     merged = cargolock.Lock(version=built[0][2].version)
     root_deps: dict[str, str] = {}
     for _, _, lock in built:
         for package in lock.packages:
             if package.name in roots:
-                root_deps.update({ref.split(" ")[0]: ref for ref in package.dependencies})
-        merged = cargolock.merge(merged, [p for p in lock.packages if p.name not in roots])
+                root_deps.update(
+                    {ref.split(" ")[0]: ref for ref in package.dependencies if not ref.startswith(runtime)}
+                )
+        merged = cargolock.merge(
+            merged, [p for p in lock.packages if p.name not in roots and not p.name.startswith(runtime)]
+        )
     root = cargolock.Package(name, "0.1.0", dependencies=tuple(sorted(root_deps.values())))
     return cargolock.Lock([*merged.packages, root], merged.version)
 

@@ -4,6 +4,14 @@
 <cache>/crates/<module>/Cargo.lock     what the cell's build resolved (lock files, export)
 <cache>/target/            the one cargo target directory every cell shares
 <cache>/target-offline-<tag>/          the same for a vendored crate directory
+<cache>/target-dylib/, target-dylib-offline-<tag>/  the same for cells on the shared runtime
+                           (``-C prefer-dynamic`` on every crate changes every fingerprint)
+<cache>/crates/ira_rt_<hash>/          a generated shared runtime crate (crate.runtime_manifest)
+<cache>/modules/libira_rt_<hash>.so    the shared runtime library, next to the modules that
+                                       find it through their RUNPATH ``$ORIGIN``
+<cache>/modules/libstd-<hash>.so       the toolchain's libstd as a shared library, copied (the
+                                       runtime and the modules need it; rustup may remove it)
+<cache>/modules/<library>.sha256       their checksums; <library>.needs: what else it needs
 <cache>/target*/ipy-rustasync-units.json  how many units each dependency set builds (progress)
 <cache>/target*/<profile>/...ira_*         a cell crate's own files there (its library, dep-info,
                            fingerprint, incremental session): removed once its module is installed
@@ -89,14 +97,18 @@ class Cache:
     def target(self) -> Path:
         return self.root / "target"
 
-    def target_for(self, offline: Path | None) -> Path:
+    def target_for(self, offline: Path | None, *, shared_runtime: bool = False) -> Path:
         """The shared target directory for one crate source. Vendored crates sit at
         other paths than cargo's registry copies, so mixing the two in one target
-        directory would make each build recompile every dependency for the other."""
+        directory would make each build recompile every dependency for the other.
+        Cells on the shared runtime build every crate with ``-C prefer-dynamic``, which
+        changes every fingerprint: they get target directories of their own, so an
+        exported project (a plain extension module) still shares the other."""
+        base = "target-dylib" if shared_runtime else "target"
         if offline is None:
-            return self.target
+            return self.root / base
         tag = hashlib.sha256(str(offline).encode()).hexdigest()[:12]
-        return self.root / f"target-offline-{tag}"
+        return self.root / f"{base}-offline-{tag}"
 
     @property
     def modules(self) -> Path:
@@ -181,13 +193,67 @@ class Cache:
                         removed += 1
         return removed
 
+    def library_path(self, filename: str) -> Path:
+        """A shared library the modules link (the runtime, libstd), beside them."""
+        return self.modules / filename
+
+    def install_library(self, artifact: Path, filename: str, needs: list[str] | None = None) -> Path:
+        """Copies a shared library the modules link into ``modules/`` with its
+        checksum (as :meth:`install`), unless that very file is there already;
+        ``needs`` lists the other libraries it needs there (checked with it)."""
+        dest = self.library_path(filename)
+        checksum = self.modules / f"{filename}.sha256"
+        try:
+            same = (
+                dest.is_file()
+                and dest.stat().st_size == artifact.stat().st_size
+                and self._intact(dest, checksum)
+                and _sha256(artifact) == _sha256(dest)
+            )
+            if not same:  # (never rewritten in place: a process may have it loaded)
+                self.modules.mkdir(mode=0o700, exist_ok=True)
+                with atomic.replacing(dest) as tmp:
+                    shutil.copyfile(artifact, tmp)
+                    os.chmod(tmp, 0o700)
+                    atomic.write(checksum, f"{_sha256(tmp)} {tmp.stat().st_size}\n")
+            if needs is not None:
+                atomic.write(self.modules / f"{filename}.needs", "\n".join(needs) + "\n")
+        except OSError as err:
+            raise RustAsyncUsageError(
+                f"could not write {filename} to {self.modules} ({err.strerror or err}); "
+                "free some disk space or set IPY_RUSTASYNC_CACHE_DIR to another directory"
+            ) from None
+        return dest
+
+    def trusted_library(self, filename: str) -> bool:
+        """Whether the library ``filename`` and every library its ``.needs`` lists are
+        in ``modules/``, this user's, and byte for byte what was installed (a damaged
+        one is removed, with a warning, so the caller rebuilds it)."""
+        try:
+            needs = (self.modules / f"{filename}.needs").read_text(encoding="utf-8").split()
+        except OSError:
+            needs = []
+        for name in (filename, *needs):
+            if self._trusted(self.library_path(name), self.modules / f"{name}.sha256") is None:
+                return False
+        return True
+
     def trusted_module(self, module: str) -> Path | None:
         """The cached module file if it exists, only this user could have written it,
         and it is byte for byte what the build wrote (a truncated or damaged file is
         removed, with a warning, so the caller rebuilds it). The file is hashed once per
         process while it stays the same file, unchanged (``_verified_digest``); the
         checksum beside it is read every time."""
-        path = self.module_path(module)
+        return self._trusted(self.module_path(module), self.checksum_path(module))
+
+    def _intact(self, path: Path, checksum: Path) -> bool:
+        try:
+            digest, size = checksum.read_text(encoding="utf-8").split()
+            return int(size) == path.stat().st_size and _sha256(path) == digest
+        except (OSError, ValueError):
+            return False
+
+    def _trusted(self, path: Path, checksum: Path) -> Path | None:
         try:
             info = path.lstat()
             dir_info = self.modules.stat()
@@ -198,7 +264,7 @@ class Cache:
         if platforms.posix_permissions() and not (_own_and_private(info) and _own_and_private(dir_info)):
             return None
         try:
-            digest, size = self.checksum_path(module).read_text(encoding="utf-8").split()
+            digest, size = checksum.read_text(encoding="utf-8").split()
             intact = int(size) == info.st_size and _verified_digest(path, info) == digest
         except (OSError, ValueError):
             intact = False
@@ -206,10 +272,10 @@ class Cache:
             _VERIFIED.pop(path, None)
             warnings.warn(
                 f"the cached module {path.name} does not match its checksum (damaged or truncated); rebuilding it",
-                stacklevel=2,
+                stacklevel=3,
             )
             path.unlink(missing_ok=True)
-            self.checksum_path(module).unlink(missing_ok=True)
+            checksum.unlink(missing_ok=True)
             return None
         return path
 

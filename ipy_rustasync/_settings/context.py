@@ -14,6 +14,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from ipy_rustasync._settings import platforms
 from ipy_rustasync._settings.cache import Cache
 from ipy_rustasync._settings.config import Settings
 
@@ -35,8 +36,13 @@ class Context:
 
     @property
     def target(self) -> Path:
-        """The cargo target directory builds with these settings share."""
-        return self.cache.target_for(self.settings.offline_crates)
+        """The cargo target directory cell builds with these settings share."""
+        return self.target_for(shared_runtime=platforms.shared_runtime())
+
+    def target_for(self, *, shared_runtime: bool) -> Path:
+        """The target directory of cells on the shared runtime, or of those linking
+        their own copy (and of exported projects)."""
+        return self.cache.target_for(self.settings.offline_crates, shared_runtime=shared_runtime)
 
     def release(self, asked: bool | None) -> bool:
         """The profile to build: what the cell or command asked for, else the setting."""

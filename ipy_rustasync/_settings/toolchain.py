@@ -151,3 +151,23 @@ def interpreter() -> str:
         except OSError:
             continue
     return str(exe.resolve())
+
+
+@functools.cache
+def shared_libstd() -> list[Path]:
+    """The toolchain's libstd as a shared library (``libstd-<hash>.so`` in the
+    sysroot's library directory for the host), which every crate built with
+    ``-C prefer-dynamic`` needs at load time. Empty if rustc does not say."""
+    rustc = _which("rustc", "RUSTC")
+    memo = _memo_file()  # asked where builds run, as rustc_version is
+    cwd = memo.parent if memo is not None and memo.parent.is_dir() else None
+    try:
+        out = subprocess.run(
+            [rustc, "--print", "target-libdir"], capture_output=True, text=True, timeout=60, check=False, cwd=cwd
+        )
+    except OSError:
+        return []
+    libdir = Path(out.stdout.strip())
+    if out.returncode != 0 or not libdir.is_dir():
+        return []
+    return sorted(p for p in libdir.glob("libstd-*") if p.suffix in {".so", ".dylib", ".dll"})

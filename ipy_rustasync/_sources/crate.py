@@ -10,6 +10,11 @@ what diagnostics and the bridge's panic hook subtract (``CellSpec.first_line``,
 pyo3/tokio/futures at exactly the versions pinned in rust/bridge/Cargo.toml (copied, so
 a cell can say ``tokio::`` without declaring it), and starts from the workspace's
 Cargo.lock so every cell resolves to the same, already built, crates.
+
+Where the platform allows (``platforms.shared_runtime``), the bridge and those three
+crates are not linked into each cell: a generated runtime crate (``runtime_manifest``,
+a Rust ``dylib`` named per build: ``CellSpec.runtime``) holds them once, and each cell
+module links it dynamically, so a process has one copy of them and one tokio runtime.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import sys
 import sysconfig
 import tomllib
@@ -30,7 +36,7 @@ import tomli_w  # a maintained TOML writer: every value is quoted and escaped fo
 from ipy_rustasync._base import atomic
 from ipy_rustasync._base.errors import RustAsyncUsageError
 from ipy_rustasync._base.version import __version__
-from ipy_rustasync._settings import toolchain
+from ipy_rustasync._settings import platforms, toolchain
 from ipy_rustasync._sources import cell_macro
 from ipy_rustasync._sources.deps import SHARED_DEPS, Dep
 
@@ -126,24 +132,59 @@ class CellSpec:
     #: the Cargo.lock the crate starts from (those pins); None: rust/Cargo.lock.
     #: Not hashed itself: ``pins`` is what of it the module depends on.
     seed_lock: str | None = field(default=None, compare=False, repr=False)
+    #: whether the module links the shared runtime library (:attr:`runtime`) rather
+    #: than its own copy of the bridge, PyO3, tokio and futures (platforms.shared_runtime)
+    shared_runtime: bool = field(default_factory=platforms.shared_runtime)
 
-    @functools.cached_property
-    def digest(self) -> str:
+    def _build_inputs(self) -> dict[str, Any]:
+        """What every crate of this build depends on besides the cell's own text:
+        the compiler, the interpreter, the package and its Rust sources, the profile,
+        the extra crates (which may change the features the shared crates build with)."""
         parts: dict[str, Any] = {
-            "source": self.source,
             "release": self.release,
             "deps": [str(d) for d in sorted(set(self.deps))],
             "rustc": toolchain.rustc_version(),
             "python": [sys.implementation.cache_tag, sysconfig.get_config_var("EXT_SUFFIX"), toolchain.interpreter()],
             "package": __version__,
             "rust": rust_sources_digest(),
+        }
+        if self.pins:  # only then, so a cell without pinned crates keeps the name it always had
+            parts["pins"] = sorted(self.pins)
+        return parts
+
+    @functools.cached_property
+    def runtime(self) -> str | None:
+        """The crate name of the shared runtime library this cell links (a ``dylib``:
+        the bridge, PyO3, tokio, futures), or None when the cell links its own copy.
+
+        One name per build of it (compiler, interpreter, bridge sources, profile,
+        extra crates), never reused for other code: the library's file name is its
+        SONAME, and the dynamic linker hands every module the first library loaded
+        under a SONAME, so two builds under one name would mix (see
+        ``benchmarks/results/cross_cell_probe.md``, "two builds"). Cells with the same
+        name share one copy and one tokio runtime in a process."""
+        if not self.shared_runtime:
+            return None
+        # Also what enters cargo's symbol hashes besides the sources: where the bridge
+        # is (a checkout, an installed wheel) and the user's own RUSTFLAGS. Two
+        # libraries with one name and other symbols would break every module built
+        # against the first.
+        where = {"bridge": str(rust_dir()), "rustflags": os.environ.get("RUSTFLAGS", "")}
+        inputs = json.dumps({**self._build_inputs(), **where}, sort_keys=True).encode()
+        return RUNTIME_PREFIX + hashlib.sha256(inputs).hexdigest()[:16]
+
+    @functools.cached_property
+    def digest(self) -> str:
+        parts: dict[str, Any] = {
+            "source": self.source,
+            **self._build_inputs(),
             # where the cell sits in src/lib.rs: a panic's line is compiled in
             "header": cell_macro.attribute("", 0) + OPENING,
         }
-        if self.first_line != 1:  # only then, as for pins below
+        if self.first_line != 1:  # only then, as for pins
             parts["first_line"] = self.first_line
-        if self.pins:  # only then, so a cell without pinned crates keeps the name it always had
-            parts["pins"] = sorted(self.pins)
+        if self.runtime is not None:  # only then: a cell linking its own copy keeps its name
+            parts["runtime"] = self.runtime
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     @property
@@ -164,6 +205,7 @@ def manifest(
     exclude: Sequence[str] = (),
     header: str = "# Generated by ipy-rustasync for one notebook cell.",
     incremental: bool = False,
+    runtime: Path | None = None,
 ) -> str:
     """The crate's Cargo.toml. ``name``, ``bridge`` (the bridge crate's path) and
     ``exclude`` (workspace exclusions) are for ``export.py``, whose project must keep
@@ -177,12 +219,17 @@ def manifest(
     dependencies keep their profile and fingerprints, and so their artifacts (an
     environment variable such as ``CARGO_INCREMENTAL=0`` would change the bridge's, a
     path dependency cargo builds incrementally). An export (a normal crate, edited in
-    place) passes True."""
+    place) passes True.
+
+    ``runtime`` is the shared runtime crate's directory, for a cell that links it
+    (``export.py`` never passes it: an exported project is a plain extension module)."""
     shared = _bridge_manifest()["dependencies"]
     name = name or spec.module
     dependencies: dict[str, Any] = {"ipy-rustasync": {"path": bridge or str(rust_dir() / "bridge")}}
     dependencies.update((dep, shared[dep]) for dep in SHARED_DEPS)
     dependencies.update((dep.name, dep.manifest_value()) for dep in sorted(set(spec.deps)))
+    if runtime is not None:
+        dependencies[runtime.name] = {"path": str(runtime)}
     document = {
         "package": {"name": name, "version": "0.1.0", "edition": "2021", "publish": False},
         "lib": {"name": name, "crate-type": ["cdylib"], "path": "src/lib.rs"},
@@ -207,14 +254,51 @@ def manifest(
     return header + "\n" + tomli_w.dumps(document)
 
 
-def lib_rs(spec: CellSpec, module: str | None = None) -> str:
+def lib_rs(spec: CellSpec, module: str | None = None, *, runtime: str | None = None) -> str:
     """The cell inside the exporter attribute; ``module`` names the Python module
-    (the export's name instead of the hash)."""
+    (the export's name instead of the hash). ``runtime`` names the shared runtime
+    crate the module links: an ``extern crate`` of it after the cell (so no line
+    moves) makes rustc take the bridge, PyO3, tokio and futures from that library
+    rather than link copies into the module (a crate it is only given, never
+    named, is not loaded)."""
     source = spec.source
     if not source.endswith("\n"):
         source += "\n"
     padding = "\n" * (header_lines(spec.first_line) - 1)
-    return padding + cell_macro.attribute(module or spec.module, spec.line_offset) + OPENING + source + "}\n"
+    tail = f"extern crate {runtime};  // the shared runtime library: one copy per process\n" if runtime else ""
+    return padding + cell_macro.attribute(module or spec.module, spec.line_offset) + OPENING + source + "}\n" + tail
+
+
+# --- the shared runtime crate ----------------------------------------------------------
+
+#: How a shared runtime crate's name starts (``CellSpec.runtime``).
+RUNTIME_PREFIX = "ira_rt_"
+
+RUNTIME_LIB = """\
+//! Generated by ipy-rustasync: the runtime every cell of one build links, as a Rust
+//! `dylib` (one copy of the bridge, PyO3, tokio and futures, and one tokio runtime,
+//! per process). Each cell module says `extern crate` of it.
+pub use futures;
+pub use ipy_rustasync;
+pub use pyo3;
+pub use tokio;
+"""
+
+
+def runtime_manifest(spec: CellSpec) -> str:
+    """The shared runtime crate's Cargo.toml: a ``dylib`` of the bridge and the shared
+    dependencies, at the versions the cells use. It is built inside a cell's build (a
+    path dependency), so the cell's profiles and lock apply to it."""
+    assert spec.runtime is not None
+    shared = _bridge_manifest()["dependencies"]
+    dependencies: dict[str, Any] = {"ipy-rustasync": {"path": str(rust_dir() / "bridge")}}
+    dependencies.update((dep, shared[dep]) for dep in SHARED_DEPS)
+    document = {
+        "package": {"name": spec.runtime, "version": "0.1.0", "edition": "2021", "publish": False},
+        "lib": {"name": spec.runtime, "crate-type": ["dylib"], "path": "src/lib.rs"},
+        "dependencies": dependencies,
+    }
+    return "# Generated by ipy-rustasync: the runtime library cells share.\n" + tomli_w.dumps(document)
 
 
 def write(spec: CellSpec, crates_dir: Path) -> Path:
@@ -224,10 +308,15 @@ def write(spec: CellSpec, crates_dir: Path) -> Path:
     the same bytes."""
     root = crates_dir / spec.module
     (root / "src").mkdir(parents=True, exist_ok=True)
+    runtime = crates_dir / spec.runtime if spec.runtime else None
     files = {
-        root / "Cargo.toml": manifest(spec),
-        root / "src" / "lib.rs": lib_rs(spec),
+        root / "Cargo.toml": manifest(spec, runtime=runtime),
+        root / "src" / "lib.rs": lib_rs(spec, runtime=spec.runtime),
     }
+    if runtime is not None:
+        (runtime / "src").mkdir(parents=True, exist_ok=True)
+        files[runtime / "Cargo.toml"] = runtime_manifest(spec)
+        files[runtime / "src" / "lib.rs"] = RUNTIME_LIB
     lock = root / "Cargo.lock"
     if not lock.exists():
         files[lock] = (

@@ -85,7 +85,7 @@ use pyo3::types::PyModule;
 /// a panic's `cell_line` is the editor's line.
 pub fn init_module(m: &Bound<'_, PyModule>, cell_line_offset: u32) -> PyResult<()> {
     let py = m.py();
-    panics::init(cell_line_offset);
+    panics::init(py, cell_line_offset);
     output::init(py)?;
     coroutine::init(py);
     future::init(py);

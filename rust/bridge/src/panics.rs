@@ -101,13 +101,25 @@ fn payload_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-fn install_hook() {
+/// Installs the hook, once per copy of this crate. The hook belongs to libstd, and
+/// when cells link the shared runtime library libstd is one shared library, so
+/// another copy of this crate (a second runtime library: a release build beside a
+/// debug one, a cell with extra crates) may have installed one already. Each copy's
+/// hook therefore handles a panic caught by its own [`catching`] and hands any other
+/// to the hook it replaced; the first copy's hook, whose predecessor is Rust's
+/// default, prints the one-line message instead.
+fn install_hook(py: Python<'_>) {
     INSTALL_HOOK.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            let report = PanicReport::from_hook(info);
+        let first = first_hook_of_this_libstd(py);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
             if CATCHING.with(Cell::get) > 0 {
+                let report = PanicReport::from_hook(info);
                 LAST_PANIC.with(|last| last.replace(Some(report)));
+            } else if !first {
+                previous(info);
             } else {
+                let report = PanicReport::from_hook(info);
                 let thread = std::thread::current();
                 let name = thread.name().unwrap_or("unnamed");
                 eprintln!(
@@ -117,6 +129,33 @@ fn install_hook() {
             }
         }));
     });
+}
+
+/// Whether no copy of this crate has installed a panic hook into this libstd in this
+/// process yet, marking that one has. The mark is a set on the Python package's
+/// errors module (state every copy shares, under the GIL; a forked child inherits
+/// it with the hook) holding the address of one of this libstd's functions, so a
+/// cell that links its own libstd starts unmarked.
+fn first_hook_of_this_libstd(py: Python<'_>) -> bool {
+    use pyo3::types::PySet;
+    const HOLDER: &str = "ipy_rustasync._base.errors";
+    const MARKS: &str = "_panic_hooks_installed";
+    let this = std::panic::take_hook as fn() -> _ as usize;
+    let marked = || -> PyResult<bool> {
+        let module = py.import(HOLDER)?;
+        let marks = match module.getattr(MARKS) {
+            Ok(marks) => marks.cast_into::<PySet>()?,
+            Err(_) => {
+                let marks = PySet::empty(py)?;
+                module.setattr(MARKS, &marks)?;
+                marks
+            }
+        };
+        let seen = marks.contains(this)?;
+        marks.add(this)?;
+        Ok(seen)
+    };
+    !marked().unwrap_or(false)
 }
 
 /// Runs `f`, turning a panic into a [`PanicReport`].
@@ -244,9 +283,9 @@ pub fn cell_line(line: u32) -> u32 {
 
 /// Records how `src/lib.rs`'s lines relate to the editor's (for panic locations) and
 /// installs the panic hook; called once from the module's initialisation.
-pub(crate) fn init(cell_line_offset: u32) {
+pub(crate) fn init(py: Python<'_>, cell_line_offset: u32) {
     CELL_LINE_OFFSET.store(cell_line_offset, Ordering::Relaxed);
-    install_hook();
+    install_hook(py);
 }
 
 #[cfg(test)]

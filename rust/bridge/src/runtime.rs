@@ -1,12 +1,15 @@
 //! The tokio runtime a cell's futures run on, started on demand and stopped when idle.
 //!
-//! Every cell is its own shared library with its own copy of tokio, so runtimes
-//! cannot be shared between cells: a runtime from one copy cannot drive futures that
-//! use another copy's timers. Kept running, 20 loaded cells would hold 20 × cores
-//! parked worker threads. So each cell's runtime starts at its first use and shuts
-//! down after [`idle_period`] with nothing to do (no bridge call in flight and no
-//! task alive, including tasks the cell spawned itself); the next call starts a new
-//! one, which takes well under a millisecond.
+//! There is one runtime per copy of this crate. On Linux every cell links the shared
+//! runtime library (this crate, PyO3, tokio and futures as one Rust `dylib`, generated
+//! by `ipy_rustasync/_sources/crate.py`), so the cells of a process share one copy and
+//! one runtime: 20 cells awaited once leave the runtime's workers and its idle
+//! watcher. Where cells link a copy each (`IPY_RUSTASYNC_SHARED_RUNTIME=0`, other
+//! platforms, an exported project), each copy has its own runtime, and a runtime
+//! from one copy cannot drive futures that use another copy's timers. Either way the
+//! runtime starts at its first use and shuts down after [`idle_period`] with nothing
+//! to do (no bridge call in flight and no task alive, including tasks a cell spawned
+//! itself); the next call starts a new one, which takes well under a millisecond.
 //!
 //! Work reaches the runtime only through an [`Active`] guard, and a runtime is only
 //! shut down when none exists. Taking one is two atomic operations and a
@@ -301,7 +304,7 @@ fn watch_idle() {
     }
 }
 
-/// The runtime of this cell library, for cell code that wants it directly
+/// The runtime (the one every cell on the shared runtime library uses), for cell code that wants it directly
 /// (`ipy_rustasync::runtime()?.spawn(...)`); started if needed. While the returned
 /// `Arc` is held, the runtime is not shut down when idle.
 pub fn runtime() -> PyResult<Arc<Runtime>> {
@@ -362,10 +365,18 @@ fn env_number(name: &str) -> Option<f64> {
 /// run. The child therefore forgets the runtime (leaking it: dropping it would wait
 /// for threads that do not exist) and starts a fresh one at first use. The lock is
 /// held across the fork by the forking thread, so no other thread is halfway
-/// through changing the state when it is copied. Every cell library has a runtime of
-/// its own and registers its own hooks. Nothing on platforms without `fork`.
+/// through changing the state when it is copied. Every copy of this crate (one per
+/// cell library when cells link it statically, one per process when they share the
+/// runtime library) registers its hooks once. Nothing on platforms without `fork`.
 pub(crate) fn register_fork_hooks(py: pyo3::Python<'_>) -> PyResult<()> {
     use pyo3::types::{PyAnyMethods, PyCFunction, PyDict, PyDictMethods, PyTuple};
+    // Once per copy of this crate: cells that share the runtime library (`dylib`)
+    // call this from every module's initialisation, and a second set of hooks would
+    // take the lock twice before a fork.
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    if REGISTERED.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
     let os = py.import("os")?;
     if !os.hasattr("register_at_fork")? {
         return Ok(());

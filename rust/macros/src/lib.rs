@@ -129,7 +129,7 @@ fn expand(args: CellArgs, module: ItemMod) -> TokenStream2 {
     // signatures mention resolves as they wrote it (their `use` lines included).
     let module = export::module_with(
         module,
-        printing::macros(),
+        printing::macros(line_offset),
         exports.iter().map(|e| e.wrapper.clone()),
     );
 
@@ -186,7 +186,8 @@ mod tests {
         let out = expanded(r#"module = "ira_abc", line_offset = 9"#, CELL);
         // The module first, headed by the printing macros, then the user's items
         // as written, the wrappers inside it.
-        let prelude = printing::macros().to_string();
+        let prelude =
+            printing::macros(&syn::LitInt::new("9", proc_macro2::Span::call_site())).to_string();
         assert!(out.starts_with(&format!(
             "mod cell {{ {prelude} use std :: collections :: HashMap ;"
         )));

@@ -17,8 +17,10 @@
 use proc_macro2::TokenStream as TokenStream2;
 use quote::quote;
 
-/// The macro definitions, as items of the cell's module.
-pub(crate) fn macros() -> TokenStream2 {
+/// The macro definitions, as items of the cell's module. `line_offset` (the cell
+/// attribute's) is subtracted from `line!()` in what `dbg!` shows: compiled in, not
+/// read from the bridge, which cells on the shared runtime library share.
+pub(crate) fn macros(line_offset: &impl quote::ToTokens) -> TokenStream2 {
     quote! {
         #[allow(unused_macros)]
         macro_rules! print {
@@ -81,7 +83,7 @@ pub(crate) fn macros() -> TokenStream2 {
                     ::ipy_rustasync::__private::Stream::Err,
                     ::core::format_args!(
                         "[cell line {}:{}]",
-                        ::ipy_rustasync::__private::cell_line(::core::line!()),
+                        ::core::line!().saturating_sub(#line_offset),
                         ::core::column!(),
                     ),
                     true,
@@ -94,7 +96,7 @@ pub(crate) fn macros() -> TokenStream2 {
                             ::ipy_rustasync::__private::Stream::Err,
                             ::core::format_args!(
                                 "[cell line {}:{}] {} = {:#?}",
-                                ::ipy_rustasync::__private::cell_line(::core::line!()),
+                                ::core::line!().saturating_sub(#line_offset),
                                 ::core::column!(),
                                 ::core::stringify!($val),
                                 &tmp,
