@@ -200,6 +200,14 @@ def test_a_panic_names_the_line_the_editor_shows(shell: Any) -> None:
         mod.explode_now(1)
     assert own.value.cell_line == 6
     assert str(own.value).startswith("Rust panicked at cell line 6, column 16: ")
+    # Both kinds in one process, on one copy of the bridge (the shared runtime): each
+    # keeps its own numbering, the cell's after the module was loaded too.
+    with pytest.raises(RustPanic, match="sync boom 2") as again:
+        shell.ns["explode_now"](2)
+    assert again.value.cell_line == 7
+    with pytest.raises(RustPanic) as own_again:
+        mod.explode_now(4)
+    assert own_again.value.cell_line == 6
 
 
 def test_a_compile_error_names_the_line_the_editor_shows(shell: Any) -> None:

@@ -23,8 +23,12 @@ from ipy_rustasync._presentation.diagnostics.hints import hint
 from ipy_rustasync._presentation.diagnostics.model import TO_LINE_END, Diagnostic, Note, Span, editor_lines
 from ipy_rustasync._sources import crate
 
-_LIB_RS = "src/lib.rs"
-_LIB_LOCATION = re.compile(r"src/lib\.rs:(\d+):(\d+)(?:: (\d+):(\d+))?")
+#: The cell crate's root file (``src/lib.rs``, or ``src/rust_module.rs`` for source with
+#: no magic line: crate.CELL_FILES).
+_CELL_FILES = frozenset(crate.CELL_FILES.values())
+_LIB_LOCATION = re.compile(
+    "(?:" + "|".join(re.escape(name) for name in sorted(_CELL_FILES)) + r"):(\d+):(\d+)(?:: (\d+):(\d+))?"
+)
 #: Diagnostics that only summarize others.
 _SUMMARY = re.compile(r"^(aborting due to|\d+ warnings? emitted|For more information about)")
 _MAX_NOTE_LINES = 4
@@ -127,7 +131,7 @@ def _diagnostic(message: dict[str, Any], cell: _Cell) -> Diagnostic | None:
         notes=notes,
         hint=hint(message, text, cell.lines),
         source=cell.lines,
-        in_glue=not spans and any(raw.get("file_name") == _LIB_RS for raw in message.get("spans") or ()),
+        in_glue=not spans and any(raw.get("file_name") in _CELL_FILES for raw in message.get("spans") or ()),
     )
 
 
@@ -152,7 +156,7 @@ def _foreign(message: dict[str, Any]) -> Diagnostic | None:
 
 def _span(raw: dict[str, Any], cell: _Cell, depth: int = 0) -> Span | None:
     """A span on the cell, following macro expansions back to the cell if needed."""
-    line = cell.line(int(raw.get("line_start", 0))) if raw.get("file_name") == _LIB_RS else None
+    line = cell.line(int(raw.get("line_start", 0))) if raw.get("file_name") in _CELL_FILES else None
     if line is None:
         expansion = raw.get("expansion")
         if depth < _MAX_EXPANSIONS and isinstance(expansion, dict) and isinstance(expansion.get("span"), dict):

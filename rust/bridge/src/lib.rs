@@ -78,14 +78,12 @@ pub use task::RustTask;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
-/// Called from the generated `#[pymodule]` before anything else.
-///
-/// `cell_line_offset` is a line of `src/lib.rs` minus the line the editor shows for it
-/// (0 for a `%%rust_async` cell: its `src/lib.rs` numbers lines as the editor does), so
-/// a panic's `cell_line` is the editor's line.
-pub fn init_module(m: &Bound<'_, PyModule>, cell_line_offset: u32) -> PyResult<()> {
+/// Called from the generated `#[pymodule]` before anything else. (A panic's cell line
+/// needs no setting here: the cell's file name says how its lines relate to the
+/// editor's, `panics::cell_file_offset`.)
+pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    panics::init(py, cell_line_offset);
+    panics::init(py);
     output::init(py)?;
     coroutine::init(py);
     future::init(py);
@@ -107,9 +105,7 @@ pub mod __private {
     pub use crate::function::add_async_function;
     pub use crate::init_module;
     pub use crate::output::{print, Stream};
-    pub use crate::panics::{
-        call_sync, cell_line, pyo3_body, PanicAsErr, PanicResume, PanicTarget, Panicked,
-    };
+    pub use crate::panics::{call_sync, pyo3_body, PanicAsErr, PanicResume, PanicTarget, Panicked};
     pub use crate::receiver::{exclusive, shared, Exclusive, Shared};
     pub use crate::stream::new_stream;
 }

@@ -11,7 +11,6 @@ use std::cell::Cell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, PanicHookInfo};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
 use std::task::{Context, Poll};
 
@@ -19,10 +18,6 @@ use pyo3::prelude::*;
 
 use crate::exceptions::rust_panic;
 
-/// A line of `src/lib.rs` minus the line the editor shows for it (set at module init):
-/// 0 for a `%%rust_async` cell, whose generated file already numbers its lines as the
-/// editor does (the magic line is line 1); 1 for `rust_module` source.
-static CELL_LINE_OFFSET: AtomicU32 = AtomicU32::new(0);
 static INSTALL_HOOK: Once = Once::new();
 
 thread_local! {
@@ -54,12 +49,12 @@ impl PanicReport {
     fn from_hook(info: &PanicHookInfo<'_>) -> Self {
         let mut report = Self::from_payload(info.payload());
         if let Some(location) = info.location() {
-            let offset = CELL_LINE_OFFSET.load(Ordering::Relaxed);
-            if is_cell_file(location.file()) && location.line() > offset {
-                report.cell_line = Some(location.line() - offset);
-                report.column = Some(location.column());
-            } else {
-                report.elsewhere = Some(format!("{}:{}", location.file(), location.line()));
+            match cell_file_offset(location.file()) {
+                Some(offset) if location.line() > offset => {
+                    report.cell_line = Some(location.line() - offset);
+                    report.column = Some(location.column());
+                }
+                _ => report.elsewhere = Some(format!("{}:{}", location.file(), location.line())),
             }
         }
         report
@@ -84,11 +79,19 @@ impl PanicReport {
     }
 }
 
-/// Whether a panic's file is the cell crate's `src/lib.rs`, as cargo names it to rustc
-/// (relative to the crate; every other crate's files come with a longer path, the
-/// bridge's and the dependencies' `lib.rs` among them).
-fn is_cell_file(file: &str) -> bool {
-    matches!(file, "src/lib.rs" | "src\\lib.rs")
+/// A cell crate's root file, by how many lines it holds above the cell's first line
+/// beyond the editor's (`crate.CELL_FILES` on the Python side, which names the file so):
+/// `src/lib.rs` numbers lines as the editor does (a `%%rust_async` cell), and
+/// `src/rust_module.rs` holds `rust_module` source one line down. One copy of the bridge
+/// serves every cell of a process (the shared runtime), so the offset is read from the
+/// panic's own location, not kept per module. `None` for any other file (a dependency's
+/// path is absolute, or under the registry).
+fn cell_file_offset(file: &str) -> Option<u32> {
+    match file {
+        "src/lib.rs" | "src\\lib.rs" => Some(0),
+        "src/rust_module.rs" | "src\\rust_module.rs" => Some(1),
+        _ => None,
+    }
 }
 
 fn payload_message(payload: &(dyn Any + Send)) -> String {
@@ -276,33 +279,28 @@ impl<R> PanicResume<R> for PanicTarget<R> {
     }
 }
 
-/// The cell's line of `src/lib.rs` line `line` (what `dbg!` in a cell shows).
-pub fn cell_line(line: u32) -> u32 {
-    line.saturating_sub(CELL_LINE_OFFSET.load(Ordering::Relaxed))
-}
-
-/// Records how `src/lib.rs`'s lines relate to the editor's (for panic locations) and
-/// installs the panic hook; called once from the module's initialisation.
-pub(crate) fn init(py: Python<'_>, cell_line_offset: u32) {
-    CELL_LINE_OFFSET.store(cell_line_offset, Ordering::Relaxed);
+/// Installs the panic hook; called from each module's initialisation.
+pub(crate) fn init(py: Python<'_>) {
     install_hook(py);
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_cell_file;
+    use super::cell_file_offset;
 
     #[test]
     fn only_the_cell_crates_own_file_holds_cell_lines() {
-        assert!(is_cell_file("src/lib.rs"));
-        assert!(is_cell_file("src\\lib.rs"));
+        assert_eq!(cell_file_offset("src/lib.rs"), Some(0));
+        assert_eq!(cell_file_offset("src\\lib.rs"), Some(0));
+        assert_eq!(cell_file_offset("src/rust_module.rs"), Some(1));
+        assert_eq!(cell_file_offset("src\\rust_module.rs"), Some(1));
         for other in [
             "/home/u/.cargo/registry/src/index.crates.io-1/tokio-1.54.1/src/lib.rs",
             "/opt/ipy_rustasync/_rust/bridge/src/lib.rs",
             "src/main.rs",
             "lib.rs",
         ] {
-            assert!(!is_cell_file(other), "{other}");
+            assert_eq!(cell_file_offset(other), None, "{other}");
         }
     }
 }

@@ -144,7 +144,7 @@ fn expand(args: CellArgs, module: ItemMod) -> TokenStream2 {
         #[pyo3(name = #module_name)]
         fn __ira_pymodule(__ira_m: &::pyo3::Bound<'_, ::pyo3::types::PyModule>) -> ::pyo3::PyResult<()> {
             use ::pyo3::types::PyModuleMethods as _;
-            ::ipy_rustasync::__private::init_module(__ira_m, #line_offset)?;
+            ::ipy_rustasync::__private::init_module(__ira_m)?;
             #(#registers)*
             let exports: ::std::vec::Vec<(&str, &str, &str)> = ::std::vec![#(#table),*];
             __ira_m.add("__ira_exports__", exports)?;
@@ -202,7 +202,7 @@ mod tests {
             fn __ira_pymodule(__ira_m: &::pyo3::Bound<'_, ::pyo3::types::PyModule>) -> ::pyo3::PyResult<()>
         })));
         assert!(out.contains(&printed(quote! {
-            ::ipy_rustasync::__private::init_module(__ira_m, 9)?;
+            ::ipy_rustasync::__private::init_module(__ira_m)?;
         })));
         assert!(!out.contains("compile_error"));
     }
