@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from ipy_rustasync._pipeline import cells
+from ipy_rustasync._settings import platforms
 from ipy_rustasync._settings.cache import EXT_SUFFIX, Cache
 from ipy_rustasync._sources import crate
 
@@ -242,12 +243,16 @@ def test_an_unusable_cache_directory_is_one_sentence(tmp_path: Path) -> None:
 def test_a_module_that_cannot_be_written_is_one_sentence(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     cache = Cache.open(root)
-    # Share the warm dependency build, but make modules/ impossible to create.
-    os.symlink(CACHE_DIR / "target", root / "target")
+    # Share the warm dependency builds, but make modules/ impossible to create.
+    for target in ("target", "target-dylib"):
+        os.symlink(CACHE_DIR / target, root / target)
     (root / "modules").write_text("in the way")
     out = run_python(BUILD.format(source=fresh_source()), env={"IPY_RUSTASYNC_CACHE_DIR": str(root)})
     line = out.stdout.strip().splitlines()[-1]
-    assert line.startswith(f"RustAsyncUsageError: could not write the built module to {cache.modules} ("), line
+    # The first file to go there: the module, or on the shared runtime the libraries it links.
+    written = "the built module" if not platforms.shared_runtime() else "libstd-"
+    assert line.startswith(f"RustAsyncUsageError: could not write {written}"), line
+    assert f" to {cache.modules} (" in line, line
     assert "free some disk space or set IPY_RUSTASYNC_CACHE_DIR" in line
 
 
