@@ -122,3 +122,21 @@ def test_a_fresh_process_loading_the_dependent_first_still_has_one_copy(shell: S
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["cached"] == [True, True]
     assert report["counts"] == [1, 2, 3]
+
+
+def test_a_name_this_kernel_has_not_run_says_to_run_that_cell_first(shell: Shell) -> None:
+    err = shell.fails("%%rust_async\npub fn f() -> u64 { never_named::total() }\n")
+    assert "run that cell (`%%rust_async --name never_named`) first in this kernel" in str(err.diagnostics[0].hint)  # type: ignore[attr-defined]
+
+
+def test_an_object_from_an_older_build_is_a_type_error_not_a_crash(shell: Shell) -> None:
+    shell.rust(UPSTREAM.format(start=0), "--name named_obj")
+    reader = "use pyo3::prelude::*;\npub fn read_obj(t: PyRef<named_obj::Ticket>) -> u64 { t.n }"
+    shell.rust(reader)
+    shell.run("old_ticket = ticket(5)")
+    assert shell.run("read_obj(old_ticket)") == 5
+    shell.rust(UPSTREAM.format(start=7), "--name named_obj")
+    shell.rust(reader)  # rebuilt against the new build
+    assert shell.run("read_obj(ticket(6))") == 6
+    err = shell.fails("read_obj(old_ticket)")
+    assert isinstance(err, TypeError) and "Ticket" in str(err)
