@@ -106,7 +106,13 @@ up_spec = crate.CellSpec(source=up_src, first_line=2, name="named_fresh")
 down = compile_cell(down_src, first_line=2, known={"named_fresh": up_spec.as_upstream()})
 first = down.module.bump_down()
 up = compile_cell(up_src, first_line=2, name="named_fresh")
-print(json.dumps({"cached": [down.build.cached, up.build.cached], "counts": [first, up.module.bump(), down.module.bump_down()]}))
+counts = [first, up.module.bump(), down.module.bump_down()]
+# a process pool's worker imports the dependent by its pickled name: its own fresh copy
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    worker = [pool.submit(down.module.bump_down).result(), pool.submit(down.module.bump_down).result()]
+print(json.dumps({"cached": [down.build.cached, up.build.cached], "counts": counts, "worker": worker}))
 """
 
 
@@ -122,6 +128,7 @@ def test_a_fresh_process_loading_the_dependent_first_still_has_one_copy(shell: S
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["cached"] == [True, True]
     assert report["counts"] == [1, 2, 3]
+    assert report["worker"] == [1, 2]
 
 
 def test_a_name_this_kernel_has_not_run_says_to_run_that_cell_first(shell: Shell) -> None:

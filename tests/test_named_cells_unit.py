@@ -22,6 +22,8 @@ KNOWN = ["orders", "stock", "ord"]
         ("use crate::orders::x; self::stock::y; super::ord::z;", []),  # ends in the name: a module path
         ("let orders = 1; self.stock.len(); ordering::X", []),  # not a path root
         ("fn orders_total() {} my_orders::x()", []),
+        ("mod orders { pub fn f() {} } pub fn g() { orders::f() }", []),  # the cell's own module
+        ("use std::collections as stock; stock::HashMap::<u8, u8>::new();", []),
     ],
 )
 def test_uses_finds_the_named_cells_a_source_names_as_a_path_root(source: str, used: list[str]) -> None:

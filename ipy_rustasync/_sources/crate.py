@@ -164,11 +164,15 @@ class Upstream:
 def uses(source: str, names: Sequence[str]) -> list[str]:
     """Which of the known named cells ``names`` the source names as a path root:
     ``use orders::...``, ``orders::total(...)``, ``use {orders::X}``, ``extern crate orders``.
-    A path that only ends in the name (``crate::orders::x``, ``self.orders``) is not one.
+    A path that only ends in the name (``crate::orders::x``, ``self.orders``) is not one,
+    nor is a name the cell declares itself (``mod orders``, ``use x as orders``).
     Comments and string literals are not told apart: naming a cell there only adds a
     dependency, never a wrong build."""
     found = []
     for name in names:
+        # A cell's own module (or import) of that name is what its paths mean, not the cell.
+        if re.search(rf"\bmod\s+{re.escape(name)}\b|\bas\s+{re.escape(name)}\b", source):
+            continue
         root = re.compile(rf"(?<![\w:.$]){re.escape(name)}\s*::|\bextern\s+crate\s+{re.escape(name)}\b")
         if root.search(source):
             found.append(name)
