@@ -128,7 +128,8 @@ def test_missing_crate_says_how_to_add_it() -> None:
     d = first_error(err)
     assert d.hint == (
         "`rand` is not a dependency of this cell: add it with `%%rust_async --dep rand` "
-        "(tokio, futures and pyo3 come with every cell)."
+        "(tokio, futures and pyo3 come with every cell), or if it is a named cell, "
+        "run that cell (`%%rust_async --name rand`) first in this kernel."
     )
     # Crates every cell has never get that sentence.
     err = compile_error("pub fn r() -> u32 { tokio::nope::thing() }\n")

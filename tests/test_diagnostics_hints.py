@@ -11,7 +11,8 @@ from .diagnostics_recordings import NAMES, diagnose, load
 
 NOT_A_DEPENDENCY = (
     "`rand` is not a dependency of this cell: add it with `%%rust_async --dep rand` "
-    "(tokio, futures and pyo3 come with every cell)."
+    "(tokio, futures and pyo3 come with every cell), or if it is a named cell, "
+    "run that cell (`%%rust_async --name rand`) first in this kernel."
 )
 
 #: The hint of each recording's diagnostics, in order; every other recording has none.

@@ -152,7 +152,8 @@ def test_the_hint_is_a_paragraph_under_the_code_with_code_spans() -> None:
         "</pre><div style='margin-top: 4px; font-family: var(--jp-ui-font-family, sans-serif)'>"
         "<span style='color: var(--jp-brand-color1, #1976d2); font-weight: bold'>hint</span>: "
         "<code>rand</code> is not a dependency of this cell: add it with <code>%%rust_async --dep rand</code> "
-        "(tokio, futures and pyo3 come with every cell).</div></div>"
+        "(tokio, futures and pyo3 come with every cell), or if it is a named cell, "
+        "run that cell (<code>%%rust_async --name rand</code>) first in this kernel.</div></div>"
     )
     (not_send,) = diagnose("not_send")
     assert "(a <code>Rc&lt;u64&gt;</code>) is held across" in render.html(not_send)

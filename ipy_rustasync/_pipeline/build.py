@@ -70,6 +70,7 @@ def build(
     """Returns the module for ``spec``, building it unless it is cached."""
     start = time.perf_counter()
     cache = context.cache
+    _check_upstream(spec, cache)
     if not force and (path := cache.trusted_module(spec.module)) and _runtime_ready(spec, cache):
         log.debug("%s: cache hit, %s", spec.module, path)
         return _cached(spec, cache, path, start)
@@ -123,6 +124,39 @@ def _runtime_ready(spec: crate.CellSpec, cache: Cache) -> bool:
     return True
 
 
+def _check_upstream(spec: crate.CellSpec, cache: Cache) -> None:
+    """Every named cell the cell builds on (directly or through another) must be in the
+    cache as it was built, with its library name: the cell links that very file."""
+    for module in sorted({u.module for u in spec.upstream} | {m for u in spec.upstream for m in u.requires}):
+        if cache.trusted_module(module) is None:
+            names = ", ".join(u.name for u in spec.upstream if module == u.module or module in u.requires)
+            raise RustAsyncUsageError(
+                f"the build {module} of the named cell this cell uses ({names}) is no longer in the cache: "
+                "re-run that cell first"
+            )
+        cache.link_named(module)
+
+
+def _upstream_args(spec: crate.CellSpec, cache: Cache, root: Path) -> list[str]:
+    """rustc's arguments for the named cells a cell uses: each under the name the cell
+    writes (``--extern orders=.../libira_<hash>.so``: a renamed dependency, as cargo's
+    ``package = ...`` makes one), and a search directory holding those and the named
+    cells they use in turn (rustc looks a dependency's own dependencies up there by crate
+    name and build, never through ``--extern``; ``modules/`` itself would also offer it
+    a second libstd). Given to the cell's rustc directly rather than as cargo path
+    dependencies: cargo would build the named crate again inside every dependent's build,
+    as a non-member of its workspace (another profile: ``[profile.dev.package."*"]``), so
+    the dependent would link a copy that is not the one loaded."""
+    if not spec.upstream:
+        return []
+    closure = sorted({u.module for u in spec.upstream} | {m for u in spec.upstream for m in u.requires})
+    found = cache.link_upstream(root / "upstream", closure)
+    args = ["-L", f"dependency={found}"]
+    for up in sorted(spec.upstream):
+        args += ["--extern", f"{up.name}={found / cache.named_library(up.module).name}"]
+    return args
+
+
 def runtime_filename(runtime: str) -> str:
     """The file cargo (and the dynamic linker, by its SONAME) calls the runtime crate's ``dylib``."""
     return f"lib{runtime}.so"
@@ -147,6 +181,7 @@ def _run_cargo(
         release=spec.release,
         extra=registry.configure(root, offline),
         shared_runtime=spec.runtime is not None,
+        rustc_args=_upstream_args(spec, context.cache, root),
     )
     # Cells with the same dependencies build the same units; remembered per set.
     units_key = f"{'release' if spec.release else 'dev'} {' '.join(str(d) for d in sorted(set(spec.deps)))}".strip()
@@ -160,7 +195,7 @@ def _run_cargo(
     found = diagnostics.from_messages(
         outcome.compiler_messages(), spec.source, spec.module, first_line=spec.first_line, line_offset=spec.line_offset
     )
-    artifact = outcome.cdylib(spec.module)
+    artifact = outcome.library(spec.module, spec.crate_type)
     if not outcome.ok or artifact is None:
         context.cache.remove_cell_build(target, spec.module)  # a failed build leaves little, but nothing of use
         raise _failure(spec, context, outcome, found)
@@ -169,6 +204,8 @@ def _run_cargo(
         if spec.runtime is not None:
             _install_runtime(spec.runtime, outcome, context.cache)
         context.cache.install(artifact, spec.module)
+        if spec.name is not None:
+            context.cache.link_named(spec.module)
         # The module is in the cache now; its crate's files in the shared target are never reused.
         context.cache.remove_cell_build(target, spec.module)
     return found

@@ -85,14 +85,25 @@ def maturin_env() -> dict[str, str]:
 
 
 def cargo_command(
-    manifest: Path, target_dir: Path, *, release: bool, extra: list[str], shared_runtime: bool = False
+    manifest: Path,
+    target_dir: Path,
+    *,
+    release: bool,
+    extra: list[str],
+    shared_runtime: bool = False,
+    rustc_args: list[str] | None = None,
 ) -> list[str]:
     """The ``cargo rustc`` maturin would run for a cdylib crate (maturin asks for
     ``json-render-diagnostics``; the message format does not enter cargo's
     fingerprints, so artifacts stay shared). ``shared_runtime``: the cell links the
     shared runtime library (``platforms.shared_runtime_link_args``; run it with
-    ``build_env(shared_runtime=True)``)."""
-    link = [*platforms.extension_link_args(), *(platforms.shared_runtime_link_args() if shared_runtime else [])]
+    ``build_env(shared_runtime=True)``). ``rustc_args``: more for the cell crate's own
+    rustc (the named cells it uses, ``--extern``)."""
+    link = [
+        *platforms.extension_link_args(),
+        *(platforms.shared_runtime_link_args() if shared_runtime else []),
+        *(rustc_args or []),
+    ]
     return [
         toolchain.cargo(), "rustc",
         "--lib",

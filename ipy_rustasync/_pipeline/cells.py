@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +14,7 @@ from types import ModuleType
 from ipy_rustasync._base.errors import RustAsyncUsageError
 from ipy_rustasync._base.logs import Phase
 from ipy_rustasync._pipeline import build, cargo, loader
+from ipy_rustasync._settings import platforms
 from ipy_rustasync._settings.context import Context
 from ipy_rustasync._sources import crate, deps, fragment, lockfile
 from ipy_rustasync._sources.deps import Dep
@@ -46,6 +47,8 @@ def compile_cell(
     lock: str | Path | None = None,
     context: Context | None = None,
     first_line: int = 1,
+    name: str | None = None,
+    known: Mapping[str, crate.Upstream] | None = None,
 ) -> Compiled:
     """Builds (or finds in the cache) and loads the module for ``source``.
 
@@ -56,11 +59,25 @@ def compile_cell(
     ``first_line`` is the editor's line of the source's first line: 2 for a
     ``%%rust_async`` cell's body (the magic line is line 1), 1 for source without a
     magic line. Every line the user is told of (compiler messages, a panic's
-    ``cell_line``) counts from there."""
+    ``cell_line``) counts from there.
+
+    ``name`` (``--name``) builds the cell as a named cell: a Rust ``dylib`` later cells
+    use as the crate ``name`` (``use orders::total;``), which is still this Python module.
+    ``known``: the named cells this session has built, by name; those the source names
+    as a path root (``crate.uses``) are the cell's upstream, linked as they were built."""
     if not source.strip():
         raise RustAsyncUsageError(
             "the cell is empty: write Rust functions under %%rust_async, e.g. `pub async fn hello() -> String { ... }`"
         )
+    if name is not None:
+        crate.check_name(name)
+        if not platforms.shared_runtime():
+            raise RustAsyncUsageError(
+                "--name needs the shared runtime library, which cells use on Linux only so far "
+                "(and not with IPY_RUSTASYNC_SHARED_RUNTIME=0)"
+            )
+    known = dict(known or {})
+    upstream = tuple(known[n] for n in crate.uses(source, [n for n in known if n != name]))
     context = context or Context.load()
     # Opened (created) before hashing: rustc -vV, part of the hash, is asked in the cache
     # directory and remembered there (toolchain.rustc_version).
@@ -75,6 +92,8 @@ def compile_cell(
         deps=wanted,
         pins=pinned.pins if pinned else (),
         seed_lock=pinned.seed if pinned else None,
+        name=name,
+        upstream=upstream,
     )
     with Phase(log, "hash") as hashing:
         hashing.module = spec.module  # the digest: rustc -vV (remembered), the bridge's sources, the cell

@@ -18,6 +18,9 @@
                            (``remove_cell_build``), so the shared target holds the dependencies only
 <cache>/modules/<module><EXT_SUFFIX>   built extension modules, by content hash
 <cache>/modules/<module>.sha256         the module's checksum, checked before loading
+<cache>/modules/lib<module>.so         a named cell's module under its library name (a symlink to
+                                       the module: one file, so one copy in a process), which the
+                                       cells using it link and find through RUNPATH ``$ORIGIN``
 <cache>/modules/<module>.warnings.json  the warnings its build printed, shown again on re-runs
 <cache>/build.lock         held while a build writes crates/, target/, modules/
 <cache>/build.lock.owner   who holds it (pid and program), named when a build gives up waiting
@@ -224,6 +227,52 @@ class Cache:
                 "free some disk space or set IPY_RUSTASYNC_CACHE_DIR to another directory"
             ) from None
         return dest
+
+    def named_library(self, module: str) -> Path:
+        """A named cell's module under the name the cells that use it link
+        (``lib<module>.so``, its SONAME): a symlink to the module itself."""
+        return self.modules / f"lib{module}.so"
+
+    def link_named(self, module: str) -> Path:
+        """Makes (or repairs) :meth:`named_library` for an installed module. A symlink, not
+        a copy: the dynamic linker tells loaded objects apart by device and inode, so the
+        module imported by Python and the library a later cell needs stay one object
+        (one copy of every static, one type object per ``#[pyclass]``), whichever loads first."""
+        link = self.named_library(module)
+        target = self.module_path(module).name
+        try:
+            if os.readlink(link) == target:
+                return link
+        except OSError:
+            pass
+        try:
+            tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+            tmp.unlink(missing_ok=True)
+            os.symlink(target, tmp)
+            os.replace(tmp, link)
+        except OSError as err:
+            raise RustAsyncUsageError(
+                f"could not write {link.name} to {self.modules} ({err.strerror or err}); "
+                "free some disk space or set IPY_RUSTASYNC_CACHE_DIR to another directory"
+            ) from None
+        return link
+
+    def link_upstream(self, folder: Path, modules: list[str]) -> Path:
+        """``folder`` (in a cell's crate) holding exactly the named cells' libraries
+        ``modules``, as symlinks to the modules: where rustc looks them up."""
+        folder.mkdir(parents=True, exist_ok=True)
+        wanted = {self.named_library(m).name: self.module_path(m) for m in modules}
+        for old in folder.iterdir():
+            if old.name not in wanted:
+                old.unlink()
+        for name, target in wanted.items():
+            link = folder / name
+            with contextlib.suppress(OSError):
+                if os.readlink(link) == str(target):
+                    continue
+            link.unlink(missing_ok=True)
+            os.symlink(target, link)
+        return folder
 
     def trusted_library(self, filename: str) -> bool:
         """Whether the library ``filename`` and every library its ``.needs`` lists are

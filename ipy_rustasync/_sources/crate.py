@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import sys
 import sysconfig
 import tomllib
@@ -122,6 +123,62 @@ def line_offset(first_line: int) -> int:
     return header_lines(first_line) - (first_line - 1)
 
 
+# --- named cells ------------------------------------------------------------------------
+
+#: Names a named cell may not take: Rust's own crates and keywords, and the crates every
+#: cell already sees (a name is a crate name in the cells that use it).
+RESERVED_NAMES = frozenset(
+    {"std", "core", "alloc", "proc_macro", "test", "crate", "self", "super", "Self"}
+    | {"pyo3", "tokio", "futures", "ipy_rustasync", "cell"}
+    | {"as", "break", "const", "continue", "dyn", "enum", "extern", "fn", "impl", "let", "loop", "match", "mod"}
+    | {"move", "mut", "pub", "ref", "static", "struct", "trait", "type", "unsafe", "use", "where", "async"}
+    | {"await", "abstract", "become", "box", "do", "final", "macro", "override", "priv", "typeof", "unsized"}
+    | {"virtual", "yield", "try", "gen", "union"}
+)
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_name(name: str) -> str:
+    """``name`` if a cell may take it (``--name``): a Rust identifier that is no keyword
+    and no crate every cell already sees; otherwise a usage error saying why."""
+    if not _IDENT.match(name) or name == "_":
+        raise RustAsyncUsageError(f"--name {name!r} is not a Rust identifier: use letters, digits and _, e.g. orders")
+    if name in RESERVED_NAMES or name.startswith(("ira_", "__")):
+        raise RustAsyncUsageError(f"--name {name} is taken by Rust or by the crates every cell sees: choose another")
+    return name
+
+
+@dataclass(frozen=True, order=True)
+class Upstream:
+    """A named cell as the cells that use it see it: its ``--name`` (the crate name they
+    write, ``use orders::...``), the module its build made (``ira_<hash>``: also its
+    crate name and library, ``lib<module>.so``), and the modules of the named cells
+    it builds on in turn (rustc needs their libraries to read its metadata)."""
+
+    name: str
+    module: str
+    requires: tuple[str, ...] = ()
+
+
+def uses(source: str, names: Sequence[str]) -> list[str]:
+    """Which of the known named cells ``names`` the source names as a path root:
+    ``use orders::...``, ``orders::total(...)``, ``use {orders::X}``, ``extern crate orders``.
+    A path that only ends in the name (``crate::orders::x``, ``self.orders``) is not one,
+    nor is a name the cell declares itself (``mod orders``, ``use x as orders``).
+    Comments and string literals are not told apart: naming a cell there only adds a
+    dependency, never a wrong build."""
+    found = []
+    for name in names:
+        # A cell's own module (or import) of that name is what its paths mean, not the cell.
+        if re.search(rf"\bmod\s+{re.escape(name)}\b|\bas\s+{re.escape(name)}\b", source):
+            continue
+        root = re.compile(rf"(?<![\w:.$]){re.escape(name)}\s*::|\bextern\s+crate\s+{re.escape(name)}\b")
+        if root.search(source):
+            found.append(name)
+    return sorted(found)
+
+
 @dataclass(frozen=True)
 class CellSpec:
     """What a build depends on. Its digest names the module."""
@@ -142,6 +199,11 @@ class CellSpec:
     #: whether the module links the shared runtime library (:attr:`runtime`) rather
     #: than its own copy of the bridge, PyO3, tokio and futures (platforms.shared_runtime)
     shared_runtime: bool = field(default_factory=platforms.shared_runtime)
+    #: ``--name``: the cell builds as a Rust ``dylib`` (and is still the Python module)
+    #: that later cells use as the crate ``name``
+    name: str | None = None
+    #: the named cells this cell uses (``uses``), as built when it was built
+    upstream: tuple[Upstream, ...] = ()
 
     def _build_inputs(self) -> dict[str, Any]:
         """What every crate of this build depends on besides the cell's own text:
@@ -192,6 +254,10 @@ class CellSpec:
             parts["first_line"] = self.first_line
         if self.runtime is not None:  # only then: a cell linking its own copy keeps its name
             parts["runtime"] = self.runtime
+        if self.name is not None:  # only then, as for pins: a dylib, with its items re-exported
+            parts["name"] = self.name
+        if self.upstream:  # each upstream module's name is the hash of its build, its own upstream included
+            parts["upstream"] = [[u.name, u.module] for u in sorted(self.upstream)]
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     @property
@@ -202,6 +268,19 @@ class CellSpec:
     def line_offset(self) -> int:
         """``src/lib.rs`` line minus the editor's line (see :func:`line_offset`)."""
         return line_offset(self.first_line)
+
+    @property
+    def crate_type(self) -> str:
+        """``dylib`` for a named cell (later cells link it: one copy of its items per
+        process; its ``PyInit`` is exported too, so the one file is also the Python
+        module), ``cdylib`` for any other cell."""
+        return "dylib" if self.name is not None else "cdylib"
+
+    def as_upstream(self) -> Upstream:
+        """How the cells that use this named cell see it."""
+        assert self.name is not None
+        requires = sorted({u.module for u in self.upstream} | {m for u in self.upstream for m in u.requires})
+        return Upstream(self.name, self.module, tuple(requires))
 
 
 def manifest(
@@ -241,7 +320,7 @@ def manifest(
         dependencies[runtime.name] = {"path": str(runtime)}
     document = {
         "package": {"name": name, "version": "0.1.0", "edition": "2021", "publish": False},
-        "lib": {"name": name, "crate-type": ["cdylib"], "path": lib_path or CELL_FILES[spec.line_offset]},
+        "lib": {"name": name, "crate-type": [spec.crate_type], "path": lib_path or CELL_FILES[spec.line_offset]},
         "dependencies": dependencies,
         # Its own workspace root, so cargo never wanders into a parent Cargo.toml.
         "workspace": {"exclude": list(exclude)} if exclude else {},
@@ -275,6 +354,10 @@ def lib_rs(spec: CellSpec, module: str | None = None, *, runtime: str | None = N
         source += "\n"
     padding = "\n" * (header_lines(spec.first_line) - 1)
     tail = f"extern crate {runtime};  // the shared runtime library: one copy per process\n" if runtime else ""
+    for up in sorted(spec.upstream):  # linked even where only a macro or a type names it
+        tail += f"extern crate {up.name};  // the cell named {up.name} (its build {up.module})\n"
+    if spec.name is not None:  # what later cells reach as `{name}::...`
+        tail += "#[allow(unused_imports)]\npub use cell::*;  // the named cell's items, for the cells that use it\n"
     return padding + cell_macro.attribute(module or spec.module, spec.line_offset) + OPENING + source + "}\n" + tail
 
 

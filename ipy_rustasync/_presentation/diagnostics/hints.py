@@ -46,7 +46,8 @@ def hint(message: dict[str, Any], text: str, lines: Sequence[str]) -> str | None
         ):
             return (
                 f"`{crate_name}` is not a dependency of this cell: add it with `%%rust_async --dep {crate_name}` "
-                "(tokio, futures and pyo3 come with every cell)."
+                "(tokio, futures and pyo3 come with every cell), or if it is a named cell, "
+                f"run that cell (`%%rust_async --name {crate_name}`) first in this kernel."
             )
     return None
 
