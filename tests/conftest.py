@@ -72,6 +72,7 @@ TIERS: dict[str, str] = {
     "test_kernel": "kernel",
     "test_notebooks": "kernel",
     "test_printing_kernel": "kernel",
+    "test_named_cells_kernel": "kernel",
     "test_browser": "browser",
     "test_load": "load",
     "test_faults": "load",

@@ -297,6 +297,47 @@ def check_live_demo(ex: Executed, config: Path) -> None:
     assert "--> cell line 3, column 5" in error.evalue, error.evalue
 
 
+def check_named_cells(ex: Executed, config: Path) -> None:
+    built = r"^rust_async: (built in [\d.]+ s|cached): "
+    assert re.match(built + r"Order, total$", ex.text("--name orders"))
+    assert re.match(built + r"price, priced_so_far$", ex.text("(100 - discount_pct) / 100"))
+    first_checkout = "%%rust_async\nuse orders::Order;\nuse pricing::price;"  # the copy starts with a comment
+    assert re.match(built + r"checkout \(async\)$", ex.text(first_checkout))
+    assert re.match(built + r"quote$", ex.text("pub fn quote"))
+
+    paid = ex.text("basket = [Order(")
+    assert paid.splitlines()[:3] == [
+        'Order("tea", qty=2, unit_cents=450)',
+        "full price: 2325 cents",
+        "with 10% off: 2092 cents",  # 810 + 742 + 540: each line rounded down
+    ]
+    took = re.search(r"^3 lines priced at once in (\d+) ms$", paid, re.M)
+    assert took and 50 <= int(took[1]) < 2_000, paid  # at once: one 50 ms sleep, not three
+
+    # PRICED is one static: counted from the checkout cell and the quote cell alike
+    assert ex.text('print("priced so far:", priced_so_far())').splitlines() == [
+        "priced so far: 3",
+        "quote for 2 jams: 1200 cents",
+        "checkout of 1 scone: 275 cents",
+        "priced so far: 5",
+    ]
+
+    # the edited upstream: the function built on the earlier pricing names its cell
+    stale = ex.text("except RustAsyncUsageError as err")
+    assert stale.strip() == (
+        "RustAsyncUsageError: `checkout` was built against an earlier build of the cell named `pricing`, "
+        f"which has been re-run since: re-run the cell that defines `checkout` (In [{ex.cell(first_checkout).execution_count}]) "
+        "to rebuild it"
+    )
+    edited = ex.text("discount_pct.min(5)")
+    assert re.match(built + r"price, priced_so_far \(replaced: price, priced_so_far\)$", edited)
+    assert ex.text("// checkout, rebuilt").strip().endswith("checkout (async) (replaced: checkout)")
+    assert ex.text("got at most 5%").splitlines() == [
+        "asked for 10% off, got at most 5%: 2208 cents",  # 855 + 783 + 570
+        "priced by the new build: 3",  # the edited cell's own PRICED, from 0
+    ]
+
+
 CHECKS: dict[str, Callable[[Executed, Path], None]] = {
     "concurrency": check_concurrency,
     "cancellation": check_cancellation,
@@ -305,6 +346,7 @@ CHECKS: dict[str, Callable[[Executed, Path], None]] = {
     "event_loops": check_event_loops,
     "async_objects": check_async_objects,
     "live_demo": check_live_demo,
+    "named_cells": check_named_cells,
 }
 
 

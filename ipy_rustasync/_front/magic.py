@@ -60,6 +60,17 @@ class BuiltOn:
     label: str
 
 
+def this_cell_number(shell: Any) -> int | None:
+    """The ``In [n]`` of the cell running now, if it is stored in the history.
+    ``shell.execution_count`` is not it on every IPython: 9.x counts the cell up
+    before running it (so it reads n + 1 there), 8.x after; both store the cell's
+    input, numbered n, before running it."""
+    inputs = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
+    if inputs and len(inputs) > 1:
+        return len(inputs) - 1
+    return None
+
+
 class StaleFunction:
     """What a cell's function becomes in the namespace once a named cell it was built
     against is re-run with another build: calling it says which cell to re-run (the old
@@ -221,8 +232,9 @@ class RustAsyncMagics(Magics):
             me = spec.as_upstream() if spec.name else crate.Upstream("", spec.module, ())
             closure = frozenset({u.module for u in spec.upstream} | set(me.requires))
             label = f"the cell named `{spec.name}`" if spec.name else f"the cell that defines `{names[0]}`"
-            if not spec.name and self.shell.execution_count:
-                label += f" (In [{self.shell.execution_count}])"
+            number = this_cell_number(self.shell)
+            if not spec.name and number:
+                label += f" (In [{number}])"
             self.built_on = [b for b in self.built_on if b.names != names or b.label != label]
             self.built_on.append(BuiltOn(spec.module, names, closure, label))
         if spec.name is None:
