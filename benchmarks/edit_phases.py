@@ -58,18 +58,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edit_compare import CELL_CACHE, OURS_CELL, captured_fds
-from report import machine, publish
+from report import TIME_PASSES, machine, publish, rustc_passes
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
 HERE = Path(__file__).resolve().parent
 
-#: rustc with -Z time-passes for the cell's crate only (RUSTC_WORKSPACE_WRAPPER).
-WRAPPER = HERE / "time_passes.sh"
-
-#: ``time:   1.234; rss: ...	macro_expand_crate``
-PASS = re.compile(r"^time:\s+([\d.]+);.*\s(\S+)$")
 
 #: rustc's top-level passes, grouped (a pass not named here counts as "other").
 PASS_GROUPS: dict[str, tuple[str, ...]] = {
@@ -121,17 +116,6 @@ class Samples:
         return statistics.median(found) if found else 0.0
 
 
-def passes(text: str) -> dict[str, float]:
-    """Seconds per pass name in rustc's ``-Z time-passes`` output (the largest, for a
-    name printed more than once)."""
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        m = PASS.match(line.strip())
-        if m:
-            found[m[2]] = max(found.get(m[2], 0.0), float(m[1]))
-    return found
-
-
 def grouped(found: dict[str, float]) -> dict[str, float]:
     groups = {name: sum(found.get(p, 0.0) for p in names) for name, names in PASS_GROUPS.items()}
     groups["other (incremental cache, dep-info, ...)"] = max(0.0, found.get("total", 0.0) - sum(groups.values()))
@@ -152,7 +136,7 @@ def rustc_line(cargo_verbose: str, crate: str = "ira_") -> list[str]:
         m = re.match(r"\s*Running `(.*)`$", line)
         if m and f"--crate-name {crate}" in m[1]:
             words = shlex.split(m[1])
-            return words[1:] if words[0] == str(WRAPPER) else words
+            return words[1:] if words[0] == str(TIME_PASSES) else words
     raise AssertionError(f"no rustc command line in cargo's output:\n{cargo_verbose[-3000:]}")
 
 
@@ -220,12 +204,12 @@ def measure_crate(module: str, k: int, samples: Samples) -> None:
     out = subprocess.run(
         [*cmd, "-v"],
         cwd=root,
-        env={**env, "RUSTC_WORKSPACE_WRAPPER": str(WRAPPER)},
+        env={**env, "RUSTC_WORKSPACE_WRAPPER": str(TIME_PASSES)},
         capture_output=True,
         text=True,
         check=True,
     )
-    for name, seconds in grouped(passes(out.stderr + out.stdout)).items():
+    for name, seconds in grouped(rustc_passes(out.stderr + out.stdout)).items():
         samples.add(f"rustc: {name}", seconds)
     rustc = rustc_line(out.stderr)
 

@@ -44,7 +44,6 @@ import argparse
 import atexit
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -56,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from report import machine, publish, scratch_cache
+from report import TIME_PASSES, machine, publish, rustc_passes, scratch_cache
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -126,7 +125,7 @@ def build(tree: Path, source: str, with_passes: bool = False) -> dict[str, Any]:
     """Builds ``source`` with the package in ``tree``, in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run(
-        [sys.executable, "-c", BUILD, *(["passes", str(WRAPPER)] if with_passes else ["plain"])],
+        [sys.executable, "-c", BUILD, *(["passes", str(TIME_PASSES)] if with_passes else ["plain"])],
         input=source,
         capture_output=True,
         text=True,
@@ -139,23 +138,6 @@ def build(tree: Path, source: str, with_passes: bool = False) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     assert Path(result["package"]).is_relative_to(tree), (result["package"], tree)
     return result
-
-
-#: rustc, for the cell's crate: -Z time-passes on the stable compiler (RUSTC_BOOTSTRAP).
-WRAPPER = HERE / "time_passes.sh"
-
-#: ``time:   1.234; rss: ...	macro_expand_crate``
-PASS = re.compile(r"^time:\s+([\d.]+);.*\s(\S+)$")
-
-
-def passes(text: str) -> dict[str, float]:
-    """Seconds per pass name in rustc's ``-Z time-passes`` output."""
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        m = PASS.match(line.strip())
-        if m:
-            found[m[2]] = max(found.get(m[2], 0.0), float(m[1]))
-    return found
 
 
 @dataclass
@@ -241,7 +223,7 @@ def main() -> None:
             s.cpu.append(result["cpu"])
             said = f"round {round_ + 1}: {label} {variant}: {s.seconds[-1]:.2f} s, CPU {s.cpu[-1]:.2f} s"
             if with_passes:
-                found = passes(result["passes"])
+                found = rustc_passes(result["passes"])
                 s.expand.append(found["macro_expand_crate"])
                 s.check.append(found["type_check_crate"] + found["MIR_borrow_checking"])
                 s.rest.append(found["total"] - s.expand[-1] - s.check[-1])

@@ -1,11 +1,13 @@
 """What every benchmark report shares: the machine line it starts with, printing the
-finished text and writing it to ``--out``, and a build cache of its own."""
+finished text and writing it to ``--out``, a build cache of its own, and reading
+rustc's ``-Z time-passes``."""
 
 from __future__ import annotations
 
 import atexit
 import os
 import platform
+import re
 import shutil
 import signal
 import sys
@@ -40,3 +42,22 @@ def scratch_cache(prefix: str) -> None:
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
         signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
         os.environ["IPY_RUSTASYNC_CACHE_DIR"] = scratch
+
+
+#: rustc, for a cell's crate alone: ``-Z time-passes`` on the stable compiler
+#: (``RUSTC_BOOTSTRAP``), as cargo's ``RUSTC_WORKSPACE_WRAPPER``.
+TIME_PASSES = Path(__file__).resolve().parent / "time_passes.sh"
+
+#: ``time:   1.234; rss: ...	macro_expand_crate``
+_PASS = re.compile(r"^time:\s+([\d.]+);.*\s(\S+)$")
+
+
+def rustc_passes(text: str) -> dict[str, float]:
+    """Seconds per pass name in rustc's ``-Z time-passes`` output (the largest, for a
+    name printed more than once)."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        m = _PASS.match(line.strip())
+        if m:
+            found[m[2]] = max(found.get(m[2], 0.0), float(m[1]))
+    return found
