@@ -73,8 +73,8 @@ from pathlib import Path
 from typing import Any
 
 from edit_compare import CELL_CACHE, OURS_CELL
-from edit_phases import grouped, passes, rustc_line, without_incremental
-from report import machine, publish
+from edit_phases import grouped, rustc_line, without_incremental
+from report import machine, publish, rustc_passes
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -431,7 +431,7 @@ def measure_route(ws: Workspace, preload: list[Path], repeat: int) -> Route:
         text=True,
         check=True,
     )
-    split = grouped(passes(passed.stderr + passed.stdout))
+    split = grouped(rustc_passes(passed.stderr + passed.stdout))
     edited = ws.check(ws.cells[:2], preload)
     size = (ws.out / f"lib{ws.cells[0]}.so").stat().st_size
     return Route(cold, check, size, edits, noop, direct, direct_noinc, split, edited)
@@ -643,7 +643,7 @@ def today_warm_edits(repeat: int) -> tuple[list[float], list[float], list[float]
             text=True,
             check=True,
         )
-        for name, secs in grouped(passes(verbose.stderr + verbose.stdout)).items():
+        for name, secs in grouped(rustc_passes(verbose.stderr + verbose.stdout)).items():
             split.setdefault(name, []).append(secs)
         line = rustc_line(verbose.stderr)
         source = lib.read_text()
