@@ -65,7 +65,7 @@ def main() -> None:
     p0, e0 = rows[False]
     p1, e1 = rows[True]
 
-    def t(p: dict) -> str:
+    def t(p: dict[str, int]) -> str:
         return f"{p['before']} / {p['loaded']} / **{p['after']}**"
 
     def mb(n: float) -> str:
