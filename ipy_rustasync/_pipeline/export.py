@@ -18,7 +18,10 @@ The project never points back into site-packages or a checkout: it builds with p
 manifest comes from ``crate.manifest``, so it differs from a cell crate only in the
 package name, the bridge path, a workspace exclusion and its own crate's incremental
 compilation (cargo's default here; a cell crate turns it off for itself alone): with the
-same ``CARGO_TARGET_DIR``, maturin reuses everything the notebook's cells compiled.
+same ``CARGO_TARGET_DIR``, maturin reuses what cells linking their own copy of the
+runtime crates and earlier exports compiled (cells on the shared runtime build with
+``-C prefer-dynamic`` in ``target-dylib/``, whose artifacts a plain extension cannot use,
+so a first export builds PyO3, tokio and the bridge once).
 
 Every cell is built (or found in the cache) first, exactly as the magic builds it: an
 export is only written for code that compiles, its Cargo.lock is what those builds
