@@ -161,6 +161,28 @@ def test_an_unchanged_module_is_hashed_once_per_process(
     assert len(hashes) == 1
 
 
+def test_a_shared_library_installed_again_unchanged_is_neither_copied_nor_hashed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hashes: list[str]
+) -> None:
+    """Every build of a cell on the shared runtime installs the runtime and libstd again:
+    unchanged, they stay as they are, hashed once per process; a changed one is copied."""
+    cache = Cache.open(tmp_path / "cache")
+    artifact = tmp_path / "libruntime.so"
+    artifact.write_bytes(b"\x7fELF a runtime" * 1000)
+    dest = cache.install_library(artifact, "libruntime.so", needs=[])
+    later(monkeypatch)
+    placed = dest.stat()
+    hashes.clear()
+    for _ in range(3):
+        assert cache.install_library(artifact, "libruntime.so", needs=[]) == dest
+    assert len(hashes) == 2  # the artifact and the installed copy, once each
+    assert dest.stat().st_ino == placed.st_ino  # not copied again
+    artifact.write_bytes(b"\x7fELF another runtime" * 1000)
+    cache.install_library(artifact, "libruntime.so", needs=[])
+    assert dest.read_bytes() == artifact.read_bytes() and dest.stat().st_ino != placed.st_ino
+    assert cache.trusted_library("libruntime.so")
+
+
 def test_a_module_just_written_is_hashed_at_every_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hashes: list[str]
 ) -> None:

@@ -156,18 +156,20 @@ class Cache:
         ones, never a partial module (a build killed halfway leaves only a temp file)."""
         dest = self.module_path(module)
         try:
-            self.modules.mkdir(mode=0o700, exist_ok=True)
-            # The checksum first: a module renamed into place always has its checksum.
-            with atomic.replacing(dest) as tmp:
-                shutil.copyfile(artifact, tmp)
-                os.chmod(tmp, 0o700)
-                atomic.write(self.checksum_path(module), f"{_sha256(tmp)} {tmp.stat().st_size}\n")
+            self._place(artifact, dest, self.checksum_path(module))
         except OSError as err:
-            raise RustAsyncUsageError(
-                f"could not write the built module to {self.modules} ({err.strerror or err}); "
-                "free some disk space or set IPY_RUSTASYNC_CACHE_DIR to another directory"
-            ) from None
+            raise _unwritable("the built module", self.modules, err) from None
         return dest
+
+    def _place(self, artifact: Path, dest: Path, checksum: Path) -> None:
+        """Copies ``artifact`` to ``dest`` under a temporary name with its checksum, then
+        renames it into place (the checksum first: a file renamed into place always has
+        its checksum)."""
+        self.modules.mkdir(mode=0o700, exist_ok=True)
+        with atomic.replacing(dest) as tmp:
+            shutil.copyfile(artifact, tmp)
+            os.chmod(tmp, 0o700)
+            atomic.write(checksum, f"{_sha256(tmp)} {tmp.stat().st_size}\n")
 
     def remove_cell_build(self, target: Path, module: str = CELL_CRATES) -> int:
         """Removes what cargo left in ``target`` for the cell crate ``module`` (a name, or
@@ -207,25 +209,16 @@ class Cache:
         dest = self.library_path(filename)
         checksum = self.modules / f"{filename}.sha256"
         try:
-            same = (
-                dest.is_file()
-                and dest.stat().st_size == artifact.stat().st_size
-                and self._intact(dest, checksum)
-                and _sha256(artifact) == _sha256(dest)
-            )
-            if not same:  # (never rewritten in place: a process may have it loaded)
-                self.modules.mkdir(mode=0o700, exist_ok=True)
-                with atomic.replacing(dest) as tmp:
-                    shutil.copyfile(artifact, tmp)
-                    os.chmod(tmp, 0o700)
-                    atomic.write(checksum, f"{_sha256(tmp)} {tmp.stat().st_size}\n")
+            # Every build of a cell on the shared runtime comes here with the same
+            # libraries: their hashes are remembered while their stat holds, so a warm
+            # edit hashes none of them again.
+            recorded = self._recorded_digest(dest, checksum)
+            if recorded is None or _verified_digest(artifact, artifact.lstat()) != recorded:
+                self._place(artifact, dest, checksum)  # (never in place: a process may have it loaded)
             if needs is not None:
                 atomic.write(self.modules / f"{filename}.needs", "\n".join(needs) + "\n")
         except OSError as err:
-            raise RustAsyncUsageError(
-                f"could not write {filename} to {self.modules} ({err.strerror or err}); "
-                "free some disk space or set IPY_RUSTASYNC_CACHE_DIR to another directory"
-            ) from None
+            raise _unwritable(filename, self.modules, err) from None
         return dest
 
     def named_library(self, module: str) -> Path:
@@ -251,10 +244,7 @@ class Cache:
             os.symlink(target, tmp)
             os.replace(tmp, link)
         except OSError as err:
-            raise RustAsyncUsageError(
-                f"could not write {link.name} to {self.modules} ({err.strerror or err}); "
-                "free some disk space or set IPY_RUSTASYNC_CACHE_DIR to another directory"
-            ) from None
+            raise _unwritable(link.name, self.modules, err) from None
         return link
 
     def link_upstream(self, folder: Path, modules: list[str]) -> Path:
@@ -295,12 +285,17 @@ class Cache:
         checksum beside it is read every time."""
         return self._trusted(self.module_path(module), self.checksum_path(module))
 
-    def _intact(self, path: Path, checksum: Path) -> bool:
+    def _recorded_digest(self, path: Path, checksum: Path) -> str | None:
+        """The digest ``checksum`` records for ``path`` if the file is there and matches
+        it (hashed once per process while its stat holds: ``_verified_digest``)."""
         try:
             digest, size = checksum.read_text(encoding="utf-8").split()
-            return int(size) == path.stat().st_size and _sha256(path) == digest
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode) and int(size) == info.st_size and _verified_digest(path, info) == digest:
+                return digest
         except (OSError, ValueError):
-            return False
+            pass
+        return None
 
     def _trusted(self, path: Path, checksum: Path) -> Path | None:
         try:
@@ -353,6 +348,14 @@ class Cache:
         if keep_target:
             for target in targets:
                 self.remove_cell_build(target)
+
+
+def _unwritable(what: str, where: Path, err: OSError) -> RustAsyncUsageError:
+    """The one sentence for a file the cache could not write."""
+    return RustAsyncUsageError(
+        f"could not write {what} to {where} ({err.strerror or err}); "
+        "free some disk space or set IPY_RUSTASYNC_CACHE_DIR to another directory"
+    )
 
 
 def _own_and_private(info: os.stat_result) -> bool:
