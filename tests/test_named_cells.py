@@ -147,3 +147,37 @@ def test_an_object_from_an_older_build_is_a_type_error_not_a_crash(shell: Shell)
     assert shell.run("read_obj(ticket(6))") == 6
     err = shell.fails("read_obj(old_ticket)")
     assert isinstance(err, TypeError) and "Ticket" in str(err)
+
+
+def test_a_release_cell_uses_a_debug_named_cell_and_its_one_runtime(shell: Shell) -> None:
+    """--release changes the cell's own code only: both profiles link one runtime library
+    (crate.DEPENDENCY_PROFILE), so profiles may differ across named cells."""
+    shell.rust(UPSTREAM.format(start=0), "--name named_prof --debug")
+    shell.rust(
+        "pub fn fast_bump() -> u64 { named_prof::bump() }\npub fn optimized() -> bool { !cfg!(debug_assertions) }",
+        "--release",
+    )
+    assert shell.run("[bump(), fast_bump(), bump(), optimized()]") == [1, 2, 3, True]
+
+
+def test_a_cell_inherits_the_extra_crates_of_the_named_cells_it_uses(shell: Shell) -> None:
+    shell.rust(
+        "pub fn digits(n: u64) -> String { itoa::Buffer::new().format(n).to_string() }\n"
+        "pub static SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);",
+        "--name named_dep --dep itoa@1",
+    )
+    shell.rust(
+        "use std::sync::atomic::Ordering;\n"
+        "pub fn twice(n: u64) -> String { named_dep::SEEN.fetch_add(1, Ordering::SeqCst); named_dep::digits(n).repeat(2) }\n"
+        "pub fn seen() -> u64 { named_dep::SEEN.load(Ordering::SeqCst) }"
+    )
+    assert shell.run("[twice(12), twice(3), seen()]") == ["1212", "33", 2]
+
+
+def test_a_cell_adding_extra_crates_to_a_named_cells_runtime_is_told_in_one_sentence(shell: Shell) -> None:
+    shell.rust("pub fn base() -> u64 { 5 }", "--name named_nodep")
+    err = shell.fails("%%rust_async --dep itoa@1\npub fn plus() -> u64 { named_nodep::base() + 1 }\n")
+    message = str(err)
+    assert "this cell's extra crates (itoa@1) are not the cell named `named_nodep`'s" in message
+    assert "add them to that cell (--dep itoa@1) and re-run it first" in message
+    assert "\n" not in message

@@ -178,13 +178,13 @@ def _run_cargo(
     cmd = cargo_command(
         root / "Cargo.toml",
         target,
-        release=spec.release,
+        release=False,  # always cargo's dev profile: --release is an override for the cell (crate.RELEASE_CELL)
         extra=registry.configure(root, offline),
         shared_runtime=spec.runtime is not None,
         rustc_args=_upstream_args(spec, context.cache, root),
     )
-    # Cells with the same dependencies build the same units; remembered per set.
-    units_key = f"{'release' if spec.release else 'dev'} {' '.join(str(d) for d in sorted(set(spec.deps)))}".strip()
+    # Cells with the same dependencies build the same units (in either profile); remembered per set.
+    units_key = f"dev {' '.join(str(d) for d in sorted(set(spec.deps)))}".strip()
     memo = context.cache.units_memo(target)
     if watcher is not None:
         watcher.expect(cargo.expected_units(memo, units_key, root / "Cargo.lock"))

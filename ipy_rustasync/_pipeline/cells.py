@@ -37,6 +37,43 @@ def cell_deps(source: str, flags: Iterable[str | Dep] = (), first_line: int = 1)
     return deps.combine(("the ```cargo block", fragment.deps(source, first_line)), ("--dep", parsed))
 
 
+def with_upstream_deps(wanted: tuple[Dep, ...], upstream: Iterable[crate.Upstream]) -> tuple[Dep, ...]:
+    """The cell's extra crates and those of the named cells it uses: it links their
+    runtime library, which was built in a graph with their crates (features add up
+    across the graph), so it builds with them too."""
+    groups = [(f"the cell named `{u.name}`", u.deps) for u in sorted(upstream)]
+    return deps.combine(*groups, ("this cell", wanted)) if groups else wanted
+
+
+def check_runtime(spec: crate.CellSpec, own: Iterable[Dep]) -> None:
+    """A cell links the one runtime library of the named cells it uses (two would mean
+    two PyO3s in one crate, which rustc refuses in 19 lines): says, in one sentence, what
+    to change when this cell's build would have another. ``own``: the cell's own extra
+    crates, before the named cells' were added."""
+    runtimes = {u.runtime: u.name for u in sorted(spec.upstream)}
+    if not runtimes or set(runtimes) == {spec.runtime}:
+        return
+    if len(runtimes) > 1:
+        names = " and ".join(f"`{n}`" for n in runtimes.values())
+        raise RustAsyncUsageError(
+            f"the cells named {names} were built with different extra crates (or build settings), so they link "
+            "different runtime libraries and no cell can use both: give them the same --dep crates and re-run them"
+        )
+    (name,) = runtimes.values()
+    theirs = {d for u in spec.upstream for d in u.deps}
+    extra = [str(d) for d in own if d not in theirs]
+    if extra:
+        flags = " ".join(f"--dep {d}" for d in extra)
+        raise RustAsyncUsageError(
+            f"this cell's extra crates ({', '.join(extra)}) are not the cell named `{name}`'s, and a cell links the "
+            f"runtime library of the named cells it uses: add them to that cell ({flags}) and re-run it first"
+        )
+    raise RustAsyncUsageError(
+        f"the cell named `{name}` was built with other build settings (compiler, RUSTFLAGS or pinned crate "
+        "versions) than this cell would be: re-run it first"
+    )
+
+
 def compile_cell(
     source: str,
     *,
@@ -83,7 +120,7 @@ def compile_cell(
     # directory and remembered there (toolchain.rustc_version).
     cache = context.cache
     lock = Path(lock).expanduser() if lock is not None else None
-    wanted = cell_deps(source, deps, first_line)
+    wanted = with_upstream_deps(cell_deps(source, deps, first_line), upstream)
     pinned = lockfile.pin(wanted, lock, context) if lock is not None and wanted else None
     spec = crate.CellSpec(
         source=source,
@@ -95,6 +132,7 @@ def compile_cell(
         name=name,
         upstream=upstream,
     )
+    check_runtime(spec, own=cell_deps(source, deps, first_line))
     with Phase(log, "hash") as hashing:
         hashing.module = spec.module  # the digest: rustc -vV (remembered), the bridge's sources, the cell
     log.debug(

@@ -159,6 +159,10 @@ class Upstream:
     name: str
     module: str
     requires: tuple[str, ...] = ()
+    #: the shared runtime library it links (``CellSpec.runtime``): a cell using it must
+    #: link the same one, so it builds with at least its extra crates (``deps``)
+    runtime: str | None = field(default=None, compare=False)
+    deps: tuple[Dep, ...] = field(default=(), compare=False)
 
 
 def uses(source: str, names: Sequence[str]) -> list[str]:
@@ -226,8 +230,8 @@ class CellSpec:
         """The crate name of the shared runtime library this cell links (a ``dylib``:
         the bridge, PyO3, tokio, futures), or None when the cell links its own copy.
 
-        One name per build of it (compiler, interpreter, bridge sources, profile,
-        extra crates), never reused for other code: the library's file name is its
+        One name per build of it (compiler, interpreter, bridge sources, the
+        dependencies' profile, extra crates), never reused for other code: the library's file name is its
         SONAME, and the dynamic linker hands every module the first library loaded
         under a SONAME, so two builds under one name would mix (see
         ``benchmarks/results/cross_cell_probe.md``, "two builds"). Cells with the same
@@ -239,7 +243,9 @@ class CellSpec:
         # libraries with one name and other symbols would break every module built
         # against the first.
         where = {"bridge": str(rust_dir()), "rustflags": os.environ.get("RUSTFLAGS", "")}
-        inputs = json.dumps({**self._build_inputs(), **where}, sort_keys=True).encode()
+        # Not the cell's profile: the runtime builds alike for debug and release cells.
+        shared = {k: v for k, v in self._build_inputs().items() if k != "release"}
+        inputs = json.dumps({**shared, **where, "profile": DEPENDENCY_PROFILE}, sort_keys=True).encode()
         return RUNTIME_PREFIX + hashlib.sha256(inputs).hexdigest()[:16]
 
     @functools.cached_property
@@ -280,7 +286,31 @@ class CellSpec:
         """How the cells that use this named cell see it."""
         assert self.name is not None
         requires = sorted({u.module for u in self.upstream} | {m for u in self.upstream for m in u.requires})
-        return Upstream(self.name, self.module, tuple(requires))
+        return Upstream(self.name, self.module, tuple(requires), self.runtime, self.deps)
+
+
+#: How every cell's dependencies build, in cargo's dev profile whichever the cell's own
+#: profile: optimized and without debug assertions (what a release build gives them), so
+#: a debug cell runs PyO3, tokio and the bridge at full speed, and debug and ``--release``
+#: cells share one dependency build and one runtime library (``CellSpec.runtime``): a
+#: named cell and the cells that use it may differ in profile. Part of the runtime's name.
+DEPENDENCY_PROFILE: dict[str, Any] = {
+    "*": {"opt-level": 3, "debug-assertions": False, "overflow-checks": False},
+    # ... except the compile-time crates, which `"*"` would otherwise catch too (it
+    # outranks build-override): optimizing them costs most of the cold build.
+    **{unit: {"opt-level": 0} for unit in BUILD_TIME_CRATES},
+}
+
+#: What ``--release`` changes: the cell's own code only, as cargo's release profile
+#: builds it (an override of the dev profile for the cell's package; cells never build
+#: with ``cargo --release``, whose other directory would hold a second copy of the
+#: dependencies and of the runtime library).
+RELEASE_CELL: dict[str, Any] = {
+    "opt-level": 3,
+    "debug-assertions": False,
+    "overflow-checks": False,
+    "codegen-units": 16,
+}
 
 
 def manifest(
@@ -318,6 +348,9 @@ def manifest(
     dependencies.update((dep.name, dep.manifest_value()) for dep in sorted(set(spec.deps)))
     if runtime is not None:
         dependencies[runtime.name] = {"path": str(runtime)}
+    own: dict[str, Any] = {} if incremental else {"incremental": False}
+    if spec.release:
+        own.update(RELEASE_CELL)
     document = {
         "package": {"name": name, "version": "0.1.0", "edition": "2021", "publish": False},
         "lib": {"name": name, "crate-type": [spec.crate_type], "path": lib_path or CELL_FILES[spec.line_offset]},
@@ -325,15 +358,11 @@ def manifest(
         # Its own workspace root, so cargo never wanders into a parent Cargo.toml.
         "workspace": {"exclude": list(exclude)} if exclude else {},
         "profile": {
-            # Debug cells build fast; the crates they lean on still run optimized ...
             "dev": {
                 "debug": False,
                 "package": {
-                    "*": {"opt-level": 3},
-                    # ... except the compile-time crates, which `"*"` would otherwise catch too
-                    # (it outranks build-override): optimizing them costs most of the cold build.
-                    **{unit: {"opt-level": 0} for unit in BUILD_TIME_CRATES},
-                    **({} if incremental else {name: {"incremental": False}}),
+                    **DEPENDENCY_PROFILE,
+                    **({name: own} if own else {}),
                 },
             },
             "release": {"debug": False},
