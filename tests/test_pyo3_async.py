@@ -383,6 +383,9 @@ def test_an_object_from_before_its_cell_was_rebuilt_gets_a_sentence(
     capsys.readouterr()
     err = shell.fails("norm(stale_point)")
     assert isinstance(err, TypeError)
+    build = first.rsplit(".", 1)[-1]
+    assert f"'Point (earlier build {build})' object" in str(err), err  # the error names the build itself
+    assert shell.run("type(stale_point).__name__") == "Point"  # only its qualified name says so
     said = capsys.readouterr().err
     assert f"rust_async: that `Point` object was made by an earlier build of its cell ({first})" in said, said
     assert shell.run("norm(Point(-3.0))") == 3.0

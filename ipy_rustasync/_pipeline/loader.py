@@ -125,6 +125,7 @@ class Binder:
             previous = self.bound.get(export.name)
             if isinstance(previous, type) and isinstance(obj, type) and previous is not obj:
                 self.superseded[export.name] = previous.__module__
+                mark_superseded(previous, export.name)
             namespace[export.name] = obj
             self.bound[export.name] = obj
         if cell_id is not None:
@@ -155,5 +156,22 @@ class Binder:
             )
 
 
-#: PyO3's words for an argument of a class of the same name but another build.
-_SAME_NAME = re.compile(r"'(?P<name>\w+)' object (?:is not an instance of|cannot be converted to) '(?P=name)'")
+def superseded_name(name: str, module: str) -> str:
+    """The ``__qualname__`` a class takes once a rebuilt cell replaced it: its name and
+    its build, which PyO3's TypeError then shows (``'Ticket (earlier build ira_...)'
+    object cannot be converted to 'Ticket'``) instead of the same name twice."""
+    return f"{name} (earlier build {module.rsplit('.', 1)[-1]})"
+
+
+def mark_superseded(cls: type, name: str) -> None:
+    """Renames a replaced class (its objects live on, of that class) so every message
+    naming it names its build. An immutable type keeps its name: the hint still tells."""
+    with contextlib.suppress(AttributeError, TypeError):
+        cls.__qualname__ = superseded_name(name, cls.__module__)
+
+
+#: PyO3's words for an argument of a class of the same name but another build (a
+#: replaced class's name also names its build: ``superseded_name``).
+_SAME_NAME = re.compile(
+    r"'(?P<name>\w+)(?: \(earlier build \w+\))?' object (?:is not an instance of|cannot be converted to) '(?P=name)'"
+)
