@@ -55,6 +55,33 @@ def test_a_cell_magic_call_reads_the_settings_once(shell: Shell, monkeypatch: py
     assert len(calls) == 1
 
 
+def test_the_config_file_is_parsed_once_while_unchanged_and_again_after_a_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every cell run reads the settings; a settled file (changed ≥ 1 s ago) is parsed
+    once while its stat holds, and any write (another process's too) is seen."""
+    path = tmp_path / "config.toml"
+    monkeypatch.setenv("IPY_RUSTASYNC_CONFIG", str(path))
+    monkeypatch.delenv("IPY_RUSTASYNC_RELEASE", raising=False)
+    parsed: list[Path] = []
+    real = config._parse
+
+    def counting(p: Path) -> dict[str, Any]:
+        parsed.append(p)
+        return real(p)
+
+    monkeypatch.setattr(config, "_parse", counting)
+    config._parse_settled.cache_clear()
+    path.write_text("release = true\n", encoding="utf-8")
+    # Just written (the clock's tick could hide a second write): parsed every time.
+    assert [config.Settings.load().release for _ in range(2)] == [True] * 2 and len(parsed) == 2
+    monkeypatch.setattr(config, "SETTLED_NS", 0)  # as if written long ago (ctime cannot be set back)
+    assert [config.Settings.load().release for _ in range(3)] == [True] * 3
+    assert len(parsed) == 3  # once more for the settled file, then remembered
+    path.write_text("release = false\n", encoding="utf-8")  # another size and mtime
+    assert config.Settings.load().release is False and len(parsed) == 4
+
+
 def test_a_given_context_is_used_and_the_settings_are_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
     context = Context.load()
     source = "pub fn given_context() -> u8 { 2 }\n"

@@ -7,9 +7,11 @@ platformdirs picks the per-user directories the way each platform expects.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +40,42 @@ def config_path() -> Path:
     override = os.environ.get("IPY_RUSTASYNC_CONFIG")
     if override:
         return Path(override)
-    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+    return _user_dir("config", os.environ.get("XDG_CONFIG_HOME"), os.environ.get("HOME")) / "config.toml"
+
+
+@functools.lru_cache(maxsize=8)
+def _user_dir(kind: str, xdg: str | None, home: str | None) -> Path:
+    """platformdirs' answer, remembered for the environment it reads (every cell run
+    reads the settings: the unchanged re-run's budget is a millisecond)."""
+    return Path(platformdirs.user_config_dir(APP) if kind == "config" else platformdirs.user_cache_dir(APP))
 
 
 def read_file() -> dict[str, Any]:
     path = config_path()
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return {}
+    except OSError:
+        return _parse(path)  # which says what is wrong with it
+    changed = max(info.st_mtime_ns, info.st_ctime_ns)
+    if time.time_ns() - changed < SETTLED_NS:  # a write within the clock's tick could keep the stat
+        return _parse(path)
+    return dict(_parse_settled(path, (info.st_ino, info.st_size, changed)))
+
+
+#: How old a config file's last change must be for its parse to be remembered.
+SETTLED_NS = 1_000_000_000
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_settled(path: Path, stat_key: tuple[int, ...]) -> dict[str, Any]:
+    """The file's settings, parsed once while its stat (``stat_key``) holds: every cell
+    run reads the settings, and the unchanged re-run's budget is a millisecond."""
+    return _parse(path)
+
+
+def _parse(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -100,7 +133,7 @@ class Settings:
                 return _parse_bool(env, raw) if kind is bool else raw
             return data.get(name)
 
-        cache = get("cache_dir") or platformdirs.user_cache_dir(APP)
+        cache = get("cache_dir") or _user_dir("cache", os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
         offline = get("offline_crates")
         return cls(
             cache_dir=Path(cache).expanduser(),

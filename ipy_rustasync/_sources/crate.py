@@ -59,6 +59,7 @@ BUILD_TIME_CRATES = (
 )
 
 
+@functools.cache  # where this package is does not change while it runs (every cell run asks)
 def rust_dir() -> Path:
     """The project's Rust crates: shipped inside the wheel as ``ipy_rustasync/_rust``,
     or the checkout's ``rust/`` for an editable install."""
@@ -245,8 +246,7 @@ class CellSpec:
         where = {"bridge": str(rust_dir()), "rustflags": os.environ.get("RUSTFLAGS", "")}
         # Not the cell's profile: the runtime builds alike for debug and release cells.
         shared = {k: v for k, v in self._build_inputs().items() if k != "release"}
-        inputs = json.dumps({**shared, **where, "profile": DEPENDENCY_PROFILE}, sort_keys=True).encode()
-        return RUNTIME_PREFIX + hashlib.sha256(inputs).hexdigest()[:16]
+        return _runtime_name(json.dumps({**shared, **where, "profile": DEPENDENCY_PROFILE}, sort_keys=True))
 
     @functools.cached_property
     def digest(self) -> str:
@@ -311,6 +311,12 @@ RELEASE_CELL: dict[str, Any] = {
     "overflow-checks": False,
     "codegen-units": 16,
 }
+
+
+@functools.lru_cache(maxsize=64)
+def _runtime_name(inputs: str) -> str:
+    """``CellSpec.runtime`` from its inputs (JSON), hashed once per process per set."""
+    return RUNTIME_PREFIX + hashlib.sha256(inputs.encode()).hexdigest()[:16]
 
 
 def manifest(
