@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from ipy_rustasync._base.errors import RustAsyncUsageError
 from ipy_rustasync._pipeline import cells
 from ipy_rustasync._settings import platforms
 from ipy_rustasync._settings.cache import EXT_SUFFIX, Cache
@@ -319,6 +320,26 @@ def test_a_build_waiting_on_another_gives_up_naming_the_holder() -> None:
         f"BuildError: gave up after 1 s waiting for the build lock {cache.lock}, held by pid {os.getpid()} "
         "(a test holding the lock); wait for that build or stop it"
     ), out.stdout + out.stderr
+
+
+def test_clearing_the_cache_waits_for_a_build_and_names_it(tmp_path: Path) -> None:
+    """``cache clear`` during another kernel's build would remove files that build is
+    writing: it takes the build lock, and says who holds it when it cannot."""
+    import filelock
+
+    cache = Cache.open(tmp_path / "cache")
+    cache.modules.mkdir(parents=True, exist_ok=True)
+    cache.module_path("ira_0000000000000000").write_bytes(b"module")
+    with filelock.FileLock(str(cache.lock), timeout=60):
+        cache.lock_owner.write_text("pid 1 (a build)\n")
+        with pytest.raises(
+            RustAsyncUsageError, match=r"gave up after 0 s waiting for the build lock .*held by pid 1 \(a build\)"
+        ):
+            cache.clear(timeout=0.1)
+    assert cache.module_path("ira_0000000000000000").exists()  # nothing removed meanwhile
+    cache.clear()
+    assert not cache.modules.exists() or not any(cache.modules.iterdir())
+    assert not cache.lock_owner.exists()
 
 
 @pytest.mark.timeout(120)  # it used to hang: the awaitable never finished

@@ -20,12 +20,9 @@ import logging
 import os
 import re
 import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import filelock
 
 from ipy_rustasync._base.errors import RustAsyncUsageError, RustCompileError
 from ipy_rustasync._base.logs import Phase
@@ -76,20 +73,9 @@ def build(
         return _cached(spec, cache, path, start)
     log.debug("%s: %s", spec.module, "rebuild forced (--force)" if force else "cache miss, building")
     toolchain.check()
-    lock = filelock.FileLock(str(cache.lock), timeout=LOCK_TIMEOUT)
     waiting = time.perf_counter()
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        owner = cache.lock_owner
-        holder = owner.read_text(encoding="utf-8").strip() if owner.exists() else "another process"
-        raise BuildError(
-            f"gave up after {LOCK_TIMEOUT:.0f} s waiting for the build lock {cache.lock}, held by {holder}; "
-            "wait for that build or stop it"
-        ) from None
-    log.debug("%s: build lock held after %.3f s", spec.module, time.perf_counter() - waiting)
-    try:
-        cache.lock_owner.write_text(f"pid {os.getpid()} ({sys.argv[0] or sys.executable})\n", encoding="utf-8")
+    with cache.holding_lock(LOCK_TIMEOUT, BuildError):
+        log.debug("%s: build lock held after %.3f s", spec.module, time.perf_counter() - waiting)
         if not force and (path := cache.trusted_module(spec.module)) and _runtime_ready(spec, cache):
             log.debug("%s: cache hit after waiting (another process built it), %s", spec.module, path)
             return _cached(spec, cache, path, start)
@@ -99,9 +85,6 @@ def build(
         warnings = [d for d in found if d.level == "warning"]
         cache.save_warnings(spec.module, diagnostics.dumps(warnings))
         return BuildResult(spec.module, path, cached=False, seconds=time.perf_counter() - start, warnings=warnings)
-    finally:
-        cache.lock_owner.unlink(missing_ok=True)
-        lock.release()
 
 
 #: Shared runtime libraries checked (or installed) in this process: a library is

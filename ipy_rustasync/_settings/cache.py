@@ -38,11 +38,15 @@ import os
 import re
 import shutil
 import stat
+import sys
 import sysconfig
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import filelock
 
 from ipy_rustasync._base import atomic
 from ipy_rustasync._base.errors import RustAsyncUsageError
@@ -50,6 +54,9 @@ from ipy_rustasync._settings import platforms
 from ipy_rustasync._settings.config import private_dir
 
 EXT_SUFFIX: str = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+
+#: How long ``Cache.clear`` waits for a build holding the lock before saying so.
+CLEAR_TIMEOUT = 60.0
 
 #: Every cell crate's name (crate.py: ``ira_`` and 16 hex digits), as a pattern.
 CELL_CRATES = "ira_[0-9a-f]{16}"
@@ -128,6 +135,28 @@ class Cache:
     @property
     def lock_owner(self) -> Path:
         return self.root / "build.lock.owner"
+
+    @contextlib.contextmanager
+    def holding_lock(self, timeout: float, error: type[RustAsyncUsageError] = RustAsyncUsageError) -> Iterator[None]:
+        """Holds the build lock (``filelock``: one per cache, across processes) while
+        crates/, target/ or modules/ change, naming this process in ``lock_owner``; after
+        ``timeout`` seconds of waiting raises ``error`` naming the holder."""
+        lock = filelock.FileLock(str(self.lock), timeout=timeout)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            owner = self.lock_owner
+            holder = owner.read_text(encoding="utf-8").strip() if owner.exists() else "another process"
+            raise error(
+                f"gave up after {timeout:.0f} s waiting for the build lock {self.lock}, held by {holder}; "
+                "wait for that build or stop it"
+            ) from None
+        try:
+            self.lock_owner.write_text(f"pid {os.getpid()} ({sys.argv[0] or sys.executable})\n", encoding="utf-8")
+            yield
+        finally:
+            self.lock_owner.unlink(missing_ok=True)
+            lock.release()
 
     def module_path(self, module: str) -> Path:
         return self.modules / f"{module}{EXT_SUFFIX}"
@@ -338,16 +367,20 @@ class Cache:
             "target_bytes": sum(size(p) for p in self.root.glob("target*")),
         }
 
-    def clear(self, *, keep_target: bool = False) -> None:
+    def clear(self, *, keep_target: bool = False, timeout: float = CLEAR_TIMEOUT) -> None:
         """Removes built modules and crates, and the shared target unless ``keep_target``,
         in which case only the cells' own files go from it (what builds before
-        ``remove_cell_build`` left there), and the dependency build stays."""
-        targets = tuple(path for path in self.root.glob("target*") if path.is_dir())
-        for path in (self.modules, self.crates, *(() if keep_target else targets)):
-            shutil.rmtree(path, ignore_errors=True)
-        if keep_target:
-            for target in targets:
-                self.remove_cell_build(target)
+        ``remove_cell_build`` left there), and the dependency build stays. Under the build
+        lock: another kernel's build writing those files meanwhile would lose them halfway
+        (a module installed without its runtime library, a crate without its lock)."""
+        with self.holding_lock(timeout):
+            targets = tuple(path for path in self.root.glob("target*") if path.is_dir())
+            for path in (self.modules, self.crates, *(() if keep_target else targets)):
+                shutil.rmtree(path, ignore_errors=True)
+            if keep_target:
+                for target in targets:
+                    self.remove_cell_build(target)
+
 
 
 def _unwritable(what: str, where: Path, err: OSError) -> RustAsyncUsageError:
