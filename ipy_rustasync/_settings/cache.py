@@ -382,7 +382,6 @@ class Cache:
                     self.remove_cell_build(target)
 
 
-
 def _unwritable(what: str, where: Path, err: OSError) -> RustAsyncUsageError:
     """The one sentence for a file the cache could not write."""
     return RustAsyncUsageError(
