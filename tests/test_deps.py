@@ -55,7 +55,12 @@ def test_the_manifest_is_the_cell_crate_and_the_shared_dependencies() -> None:
     assert data["workspace"] == {}
     profiles = data["profile"]["dev"]["package"]
     # Dependencies build alike for debug and release cells: optimized, no debug assertions.
-    assert profiles.pop("*") == {"opt-level": 3, "debug-assertions": False, "overflow-checks": False}
+    assert profiles.pop("*") == {
+        "opt-level": 3,
+        "debug-assertions": False,
+        "overflow-checks": False,
+        "codegen-units": 16,
+    }
     # The cell crate alone is not incremental (a new crate name per edit: nothing to reuse) ...
     assert profiles.pop(spec.module) == {"incremental": False}
     # ... and no other crate's profile changes, so the dependencies keep their fingerprints.

@@ -290,12 +290,13 @@ class CellSpec:
 
 
 #: How every cell's dependencies build, in cargo's dev profile whichever the cell's own
-#: profile: optimized and without debug assertions (what a release build gives them), so
+#: profile: as cargo's release profile builds them (optimized, no debug assertions, its 16
+#: code generation units), so
 #: a debug cell runs PyO3, tokio and the bridge at full speed, and debug and ``--release``
 #: cells share one dependency build and one runtime library (``CellSpec.runtime``): a
 #: named cell and the cells that use it may differ in profile. Part of the runtime's name.
 DEPENDENCY_PROFILE: dict[str, Any] = {
-    "*": {"opt-level": 3, "debug-assertions": False, "overflow-checks": False},
+    "*": {"opt-level": 3, "debug-assertions": False, "overflow-checks": False, "codegen-units": 16},
     # ... except the compile-time crates, which `"*"` would otherwise catch too (it
     # outranks build-override): optimizing them costs most of the cold build.
     **{unit: {"opt-level": 0} for unit in BUILD_TIME_CRATES},
