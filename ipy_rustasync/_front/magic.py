@@ -20,13 +20,14 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from ipy_rustasync._base.errors import RustAsyncUsageError, RustCompileError
 from ipy_rustasync._base.logs import Phase
 from ipy_rustasync._front import arguments
+from ipy_rustasync._front.named_cells import NamedCells
 from ipy_rustasync._pipeline import cells, export, loader
 from ipy_rustasync._presentation import diagnostics, summary
 from ipy_rustasync._presentation.progress import Progress
 from ipy_rustasync._runtime import loops
 from ipy_rustasync._settings import config
 from ipy_rustasync._settings.context import Context
-from ipy_rustasync._sources import crate, lockfile
+from ipy_rustasync._sources import lockfile
 
 log = logging.getLogger(__name__)
 
@@ -48,50 +49,6 @@ class LoadedCell:
     seconds: float
 
 
-@dataclass
-class BuiltOn:
-    """A loaded cell that uses named cells: what it bound, and the builds it links."""
-
-    module: str
-    names: list[str]
-    #: every named cell's build it links, directly or through another named cell
-    upstream: frozenset[str]
-    #: how the user finds the cell again: its name, or the prompt it ran at
-    label: str
-
-
-def this_cell_number(shell: Any) -> int | None:
-    """The ``In [n]`` of the cell running now, if it is stored in the history.
-    ``shell.execution_count`` is not it on every IPython: 9.x counts the cell up
-    before running it (so it reads n + 1 there), 8.x after; both store the cell's
-    input, numbered n, before running it."""
-    inputs = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
-    if inputs and len(inputs) > 1:
-        return len(inputs) - 1
-    return None
-
-
-class StaleFunction:
-    """What a cell's function becomes in the namespace once a named cell it was built
-    against is re-run with another build: calling it says which cell to re-run (the old
-    build stays loaded, with its own statics and types, so the function would silently
-    work on the old named cell's state)."""
-
-    def __init__(self, name: str, upstream: str, label: str) -> None:
-        self.__name__ = self.__qualname__ = name
-        self.message = (
-            f"`{name}` was built against an earlier build of the cell named `{upstream}`, "
-            f"which has been re-run since: re-run {label} to rebuild it"
-        )
-        self.__doc__ = self.message
-
-    def __call__(self, *args: object, **kwargs: object) -> Any:
-        raise RustAsyncUsageError(self.message)
-
-    def __repr__(self) -> str:
-        return f"<stale Rust function {self.__name__}: {self.message}>"
-
-
 @magics_class
 class RustAsyncMagics(Magics):
     def __init__(self, shell: InteractiveShell) -> None:
@@ -110,12 +67,8 @@ class RustAsyncMagics(Magics):
         self.background_warm: cells.BackgroundWarm | None = None
         #: ``%rust_async --lock``: "auto" (the notebook's sidecar), "off", or a path
         self.lock_choice = "auto"
-        #: the named cells (``--name``) run in this session: name -> its current build
-        self.named: dict[str, crate.Upstream] = {}
-        #: named cells whose build links an earlier build of another: name -> that other
-        self.stale_named: dict[str, str] = {}
-        #: loaded cells that use named cells, to mark stale when one is re-run
-        self.built_on: list[BuiltOn] = []
+        #: the named cells (``--name``) of this session, and what is stale
+        self.named_cells = NamedCells()
 
     def _pre_run_cell(self, info: object) -> None:
         self.cell_id = getattr(info, "cell_id", None)
@@ -161,7 +114,7 @@ class RustAsyncMagics(Magics):
         start = time.perf_counter()
         args = arguments.parse(self.rust_async_cell, line, self.rust_async_line, arguments.line_option)
         context = Context.load()
-        self._check_stale_upstream(cell, args.name)
+        self.named_cells.check_upstream(cell, args.name)
         progress = Progress(in_kernel=self._in_kernel())
         try:
             compiled = cells.compile_cell(
@@ -174,7 +127,7 @@ class RustAsyncMagics(Magics):
                 context=context,
                 first_line=self._first_line(cell),
                 name=args.name,
-                known=self.named,
+                known=self.named_cells.named,
             )
         except RustCompileError as err:
             progress.clear()
@@ -194,7 +147,7 @@ class RustAsyncMagics(Magics):
             # A named cell is that name wherever it runs: reusing the name replaces it.
             cell_id = f"--name {args.name}" if args.name else self.cell_id
             binding = self.binder.bind(compiled.module, self.shell.user_ns, cell_id)
-            self._track_named(compiled.spec, [e.name for e in exports])
+            self.named_cells.track(compiled.spec, [e.name for e in exports], self.shell, self.binder)
         elapsed = time.perf_counter() - start
         log.debug("%s: the cell took %.3f s (%s)", result.module, elapsed, "cached" if result.cached else "built")
         self.loaded.append(LoadedCell(result.module, [e.name for e in exports], result.cached, elapsed))
@@ -214,51 +167,6 @@ class RustAsyncMagics(Magics):
             sources = [export.Source(cell, args.dep, lock=self._lock(), first_line=compiled.spec.first_line)]
             project = export.export(Path(args.export), sources, context=context)
             print(f"rust_async: {project.summary()}")
-
-    def _check_stale_upstream(self, cell: str, name: str | None) -> None:
-        """A cell may not use a named cell built against an earlier build of another
-        named cell (it would link two builds of that one): says which cell to re-run."""
-        for used in crate.uses(cell, [n for n in self.stale_named if n != name]):
-            raise RustAsyncUsageError(
-                f"the cell named `{used}` was built against an earlier build of the cell named "
-                f"`{self.stale_named[used]}`, which has been re-run since: re-run the cell named `{used}` first"
-            )
-
-    def _track_named(self, spec: crate.CellSpec, names: list[str]) -> None:
-        """Registers a named cell's build, and makes what was built against an earlier
-        build of it (the functions other cells bound, other named cells) say so."""
-        assert self.shell is not None
-        if spec.upstream:
-            me = spec.as_upstream() if spec.name else crate.Upstream("", spec.module, ())
-            closure = frozenset({u.module for u in spec.upstream} | set(me.requires))
-            label = f"the cell named `{spec.name}`" if spec.name else f"the cell that defines `{names[0]}`"
-            number = this_cell_number(self.shell)
-            if not spec.name and number:
-                label += f" (In [{number}])"
-            self.built_on = [b for b in self.built_on if b.names != names or b.label != label]
-            self.built_on.append(BuiltOn(spec.module, names, closure, label))
-        if spec.name is None:
-            return
-        self.stale_named.pop(spec.name, None)
-        previous = self.named.get(spec.name)
-        self.named[spec.name] = spec.as_upstream()
-        if previous is None or previous.module == spec.module:
-            return
-        for other, up in self.named.items():
-            if previous.module in up.requires:
-                self.stale_named[other] = spec.name
-        namespace = self.shell.user_ns
-        for built in self.built_on:
-            if previous.module not in built.upstream:
-                continue
-            for fn in built.names:
-                bound = self.binder.bound.get(fn)
-                # Only what that build bound and nobody has rebound since.
-                made_by = str(getattr(bound, "__module__", "")).rsplit(".", 1)[-1]  # ipy_rustasync.built.<module>
-                if bound is not None and namespace.get(fn) is bound and made_by == built.module:
-                    stub = StaleFunction(fn, spec.name, built.label)
-                    namespace[fn] = stub
-                    self.binder.bound[fn] = stub
 
     def _show_warnings(self, warnings: list[diagnostics.Diagnostic]) -> None:
         """Folded: in a notebook one collapsed block with the count (rustc's full text
