@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from ipy_rustasync._base.errors import RustAsyncUsageError
+from ipy_rustasync._pipeline import cells
 from ipy_rustasync._sources import crate
+from ipy_rustasync._sources.deps import Dep
 
 KNOWN = ["orders", "stock", "ord"]
 
@@ -78,3 +80,37 @@ def test_a_named_cell_is_a_dylib_reexporting_its_items_and_knows_what_it_builds_
     plain = crate.lib_rs(crate.CellSpec(source="pub fn f() {}\n", shared_runtime=True), runtime=spec.runtime)
     assert text.splitlines()[1:3] == plain.splitlines()[1:3]
     assert '"cdylib"' in crate.manifest(crate.CellSpec(source="pub fn f() {}\n", shared_runtime=True))
+
+
+def _upstream(name: str, runtime: str | None, deps: tuple[Dep, ...] = ()) -> crate.Upstream:
+    return crate.Upstream(name, f"ira_{name:0>16}"[:20], (), runtime, deps)
+
+
+def test_a_cell_builds_with_the_extra_crates_of_the_named_cells_it_uses() -> None:
+    itoa, smallvec = Dep("itoa", "1"), Dep("smallvec", "1")
+    assert cells.with_upstream_deps((), []) == ()
+    assert cells.with_upstream_deps((smallvec,), [_upstream("a", "rt", (itoa,))]) == (itoa, smallvec)
+    with pytest.raises(
+        RustAsyncUsageError, match=r"the cell named `a` and this cell ask for different versions of itoa"
+    ):
+        cells.with_upstream_deps((Dep("itoa", "0.4"),), [_upstream("a", "rt", (itoa,))])
+
+
+def test_a_cell_whose_runtime_would_differ_from_its_named_cells_is_told_what_to_change() -> None:
+    spec = crate.CellSpec("pub fn f() {}\n")
+    if spec.runtime is None:
+        pytest.skip("the shared runtime is off here")
+    same = crate.CellSpec("pub fn f() {}\n", upstream=(_upstream("a", spec.runtime),))
+    cells.check_runtime(same, own=())  # the same runtime: nothing to say
+    two = crate.CellSpec("pub fn f() {}\n", upstream=(_upstream("a", spec.runtime), _upstream("b", "ira_rt_other")))
+    with pytest.raises(
+        RustAsyncUsageError, match=r"the cells named `a` and `b` were built with different extra crates"
+    ):
+        cells.check_runtime(two, own=())
+    itoa = Dep("itoa", "1")
+    more = crate.CellSpec("pub fn f() {}\n", deps=(itoa,), upstream=(_upstream("a", spec.runtime),))
+    with pytest.raises(RustAsyncUsageError, match=r"add them to that cell \(--dep itoa@1\) and re-run it first"):
+        cells.check_runtime(more, own=(itoa,))
+    other = crate.CellSpec("pub fn f() {}\n", upstream=(_upstream("a", "ira_rt_elsewhere"),))
+    with pytest.raises(RustAsyncUsageError, match=r"the cell named `a` was built with other build settings"):
+        cells.check_runtime(other, own=())

@@ -120,7 +120,8 @@ def compile_cell(
     # directory and remembered there (toolchain.rustc_version).
     cache = context.cache
     lock = Path(lock).expanduser() if lock is not None else None
-    wanted = with_upstream_deps(cell_deps(source, deps, first_line), upstream)
+    own = cell_deps(source, deps, first_line)
+    wanted = with_upstream_deps(own, upstream)
     pinned = lockfile.pin(wanted, lock, context) if lock is not None and wanted else None
     spec = crate.CellSpec(
         source=source,
@@ -132,7 +133,7 @@ def compile_cell(
         name=name,
         upstream=upstream,
     )
-    check_runtime(spec, own=cell_deps(source, deps, first_line))
+    check_runtime(spec, own=own)
     with Phase(log, "hash") as hashing:
         hashing.module = spec.module  # the digest: rustc -vV (remembered), the bridge's sources, the cell
     log.debug(
