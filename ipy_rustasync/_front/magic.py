@@ -164,7 +164,9 @@ class RustAsyncMagics(Magics):
         progress.finish(said.text, html=said.html)
         self._show_warnings(result.warnings)
         if args.export:
-            sources = [export.Source(cell, args.dep, lock=self._lock(), first_line=compiled.spec.first_line)]
+            sources = [
+                export.Source(cell, args.dep, lock=self._lock(), first_line=compiled.spec.first_line, name=args.name)
+            ]
             project = export.export(Path(args.export), sources, context=context)
             print(f"rust_async: {project.summary()}")
 
