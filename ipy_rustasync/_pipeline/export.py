@@ -8,6 +8,7 @@
     DIR/Cargo.lock             the versions the cells were built with (their crates' locks)
     DIR/src/lib.rs             the cell wrapped as the magic wraps it; several cells as one module
                                (``src/rust_module.rs`` for one .rs file's source: crate.CELL_FILES)
+    DIR/crates/<cell>/         each named cell (``--name``): a crate of the project's workspace
     DIR/rust/bridge, rust/macros   the ipy-rustasync crates, copied: path dependencies
     DIR/tests/test_<name>.py   imports the module, checks every export, awaits each
                                async function that takes no arguments
@@ -33,6 +34,26 @@ Several cells become one module in which each cell keeps its own Rust module
 calls every cell's registration in notebook order, so a later cell's function replaces an
 earlier one of the same name, as rebinding it in the notebook did (``cell_macro.py``
 writes that module: it is where the exporter macro's names are known).
+
+A named cell (``--name orders``) is a crate of its own, ``crates/orders``: an ``rlib``
+whose crate name is the cell's name, holding the cell as the kernel built it (its items
+re-exported at the crate root), so ``use orders::X``, ``orders::f()`` and its own
+``crate::`` paths compile unchanged. The root crate (the extension module) and the named
+cells that use it depend on it by path, in one Cargo workspace and one Cargo.lock (where
+it is a path package). It is statically linked into the one extension module: its
+statics and ``#[pyclass]`` types exist once. In Python it is the submodule
+``<module>.orders`` (also in ``sys.modules``), registered once, and its exports are
+copied onto ``<module>`` itself in notebook order, the same objects, so ``<module>``
+holds the notebook's namespace and an object one cell makes is accepted by another.
+
+Running a ``--name`` again replaced the cell in the kernel; the project keeps only the
+last definition of each name, at its own place among the cells (so its exports replace
+those of the cells before it, as in the notebook). The cells are first built in notebook
+order, each against the named cells run before it, as the kernel built them (so cached
+builds are found, and a cell fails where it failed there); then every cell that was
+built against an earlier definition is built again against the last one (and whatever
+uses a cell rebuilt so), since the project builds everything against the last one.
+Named cells whose last versions use each other cannot be crates and are refused.
 """
 
 from __future__ import annotations
