@@ -34,6 +34,8 @@ print(shop.priced_so_far(), shop.pricing.priced_so_far())
 print(shop.pricing.price(basket[0], 50), shop.priced_so_far())
 print(shop.Order is shop.orders.Order is type(basket[0]), shop.price is shop.pricing.price)
 print(sorted(shop.pricing.__ira_exports__)[0][0], "Order" in dir(shop.pricing))
+import pickle
+print(shop.Order.__module__, pickle.loads(pickle.dumps(shop.Order)) is shop.Order)
 """
 
 
@@ -78,4 +80,5 @@ def test_the_named_cells_notebook_exports_as_a_package_with_a_submodule_per_name
         "855 5",  # pricing's own function: the cap, the same counter
         "True True",  # one class; the module's functions are the submodule's objects
         "price False",  # the submodule holds its own cell's exports only
+        "shop.orders True",  # the class names the submodule it lives in, so pickle finds it there
     ]

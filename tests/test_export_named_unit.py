@@ -173,7 +173,7 @@ def test_a_named_crate_is_an_rlib_named_as_the_cell_with_a_public_registration()
     assert manifest["dependencies"]["ipy-rustasync"] == {"path": "../../rust/bridge"}
     assert "profile" not in manifest and "workspace" not in manifest  # the root's apply
     lib = files["crates/pricing/src/lib.rs"]
-    assert lib.startswith(cell_macro.attribute("shop_pricing", 0) + " mod cell {")
+    assert lib.startswith(cell_macro.attribute("shop.pricing", 0) + " mod cell {")  # classes name the submodule
     assert "extern crate orders;" in lib and "pub use cell::*;" in lib and "ira_rt_" not in lib
     assert f"pub fn {cell_macro.REGISTER_NAMED}(m: " in lib and f"    {cell_macro.REGISTER}(m)\n" in lib
 
