@@ -1,8 +1,9 @@
-"""Exporting a notebook of named cells, for real (issue 14): ``notebooks/named_cells.ipynb``
+"""Exporting named cells, for real (issue 14): ``notebooks/named_cells.ipynb``
 (two named cells, one of them re-run with an edit, a ``#[pyclass]`` and a ``static``
 used across cells) becomes one maturin project, built with ``maturin build --locked``,
 installed into a fresh venv, its generated tests run there, and the installed module
-checked: one static, one class, the edited cell's code. The composed files are tested
+checked: one static, one class, the edited cell's code; and one named cell exported by
+the magic's ``--export``. The composed files are tested
 without building in ``test_export_named_unit.py``."""
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from ipy_rustasync._base.errors import RustAsyncUsageError
 from ipy_rustasync._settings import platforms
 
-from .conftest import ROOT
+from .conftest import ROOT, Shell
 from .test_export import EXPORTS, fresh_venv, isolated, maturin_build, points_back, run_generated_tests
 
 pytestmark = pytest.mark.skipif(not platforms.shared_runtime(), reason="named cells need the shared runtime")
@@ -82,3 +84,52 @@ def test_the_named_cells_notebook_exports_as_a_package_with_a_submodule_per_name
         "price False",  # the submodule holds its own cell's exports only
         "shop.orders True",  # the class names the submodule it lives in, so pickle finds it there
     ]
+
+
+TICKETS = """
+use std::sync::atomic::{AtomicU64, Ordering};
+use pyo3::prelude::*;
+
+pub static ISSUED: AtomicU64 = AtomicU64::new(0);
+
+#[pyclass(get_all)]
+pub struct Ticket { pub n: u64 }
+
+pub fn ticket() -> Ticket { Ticket { n: ISSUED.fetch_add(1, Ordering::SeqCst) + 1 } }
+pub async fn issued() -> u64 { ISSUED.load(Ordering::SeqCst) }
+"""
+
+
+def test_the_magic_exports_one_named_cell_as_a_package_and_refuses_a_cell_using_one(
+    shell: Shell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = EXPORTS / "ticketing"
+    shell.rust(TICKETS, f"--name export_tickets --export {project}")
+    said = capsys.readouterr().out
+    assert f"exported 1 cell as the module ticketing (3 exports) to {project}" in said
+    assert "its named cells are the submodules ticketing.export_tickets" in said
+    assert (project / "crates" / "export_tickets" / "Cargo.toml").is_file()
+
+    wheel = maturin_build(project, tmp_path / "wheels")
+    python = fresh_venv(tmp_path / "venv", wheel)
+    # exports; issued() awaited; the submodule; the module's objects are the submodule's
+    assert "4 passed" in run_generated_tests(python, project, tmp_path)
+    check = (
+        "import asyncio, ticketing\n"
+        "from ticketing.export_tickets import ticket\n"
+        "print(ticket().n, ticketing.ticket().n, asyncio.run(ticketing.issued()), type(ticket()).__module__)\n"
+    )
+    done = subprocess.run(
+        [str(python), "-c", check], capture_output=True, text=True, cwd=tmp_path, env=isolated(), check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "2", "2", "ticketing.export_tickets"]
+
+    # A cell that uses a named cell cannot be exported alone (its crates are other cells').
+    err = shell.fails(
+        f"%%rust_async --export {tmp_path / 'alone'}\npub fn first() -> u64 {{ export_tickets::ticket().n }}\n"
+    )
+    assert isinstance(err, RustAsyncUsageError)
+    assert "it uses the named cells `export_tickets`: export the notebook instead" in str(err)
+    assert shell.run("first()") == 1  # the cell itself ran and was bound
+    assert not (tmp_path / "alone").exists()

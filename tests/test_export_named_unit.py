@@ -282,3 +282,16 @@ def test_the_generated_test_checks_each_submodule_and_that_the_objects_are_the_s
     with pytest.raises(AssertionError, match="Order"):
         run_generated(text, shop, monkeypatch)
     assert "SUBMODULES" not in templates.generated_test("shop", {"f": ("sync", False)})
+
+
+def test_a_re_export_removes_the_crates_of_named_cells_it_no_longer_has(tmp_path: Path) -> None:
+    spec = crate.CellSpec(source="pub fn f() {}\n", first_line=2, shared_runtime=True, name="old")
+    for relative, text in export._named_crate("shop", spec).items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    (tmp_path / "crates" / "kept").mkdir()
+    (tmp_path / "crates" / "kept" / "Cargo.toml").write_text(export.NAMED_HEADER + " kept\n")
+    (tmp_path / "crates" / "mine").mkdir()  # the user's own crate: not written by an export
+    (tmp_path / "crates" / "mine" / "Cargo.toml").write_text("[package]\nname = 'mine'\n")
+    export._remove_stale_crates(tmp_path, {"kept"})
+    assert sorted(p.name for p in (tmp_path / "crates").iterdir()) == ["kept", "mine"]
