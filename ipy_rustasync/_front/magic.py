@@ -164,7 +164,17 @@ class RustAsyncMagics(Magics):
         progress.finish(said.text, html=said.html)
         self._show_warnings(result.warnings)
         if args.export:
-            sources = [export.Source(cell, args.dep, lock=self._lock(), first_line=compiled.spec.first_line)]
+            if compiled.spec.upstream:
+                # Its crates are the other cells': one cell alone cannot build.
+                used = ", ".join(f"`{u.name}`" for u in compiled.spec.upstream)
+                raise RustAsyncUsageError(
+                    f"the cell ran, but --export writes this one cell and it uses the named cells {used}: "
+                    "export the notebook instead (`ipy-rustasync export DIR NOTEBOOK.ipynb`), "
+                    "which makes each named cell a crate of the project"
+                )
+            sources = [
+                export.Source(cell, args.dep, lock=self._lock(), first_line=compiled.spec.first_line, name=args.name)
+            ]
             project = export.export(Path(args.export), sources, context=context)
             print(f"rust_async: {project.summary()}")
 

@@ -27,7 +27,7 @@ import re
 import sys
 import sysconfig
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -330,6 +330,7 @@ def manifest(
     incremental: bool = False,
     runtime: Path | None = None,
     lib_path: str | None = None,
+    paths: Mapping[str, str] | None = None,
 ) -> str:
     """The crate's Cargo.toml. ``name``, ``bridge`` (the bridge crate's path) and
     ``exclude`` (workspace exclusions) are for ``export.py``, whose project must keep
@@ -347,23 +348,27 @@ def manifest(
 
     ``runtime`` is the shared runtime crate's directory, for a cell that links it
     (``export.py`` never passes it: an exported project is a plain extension module).
-    ``lib_path``: the crate's root file, by default the cell's (``CELL_FILES``)."""
-    shared = _bridge_manifest()["dependencies"]
+    ``lib_path``: the crate's root file, by default the cell's (``CELL_FILES``).
+    ``paths``: an export's named cells, crate name -> directory (``member_manifest``):
+    path dependencies of the crate and members of its workspace, so one Cargo.lock and
+    one set of profiles cover them."""
     name = name or spec.module
-    dependencies: dict[str, Any] = {"ipy-rustasync": {"path": bridge or str(rust_dir() / "bridge")}}
-    dependencies.update((dep, shared[dep]) for dep in SHARED_DEPS)
-    dependencies.update((dep.name, dep.manifest_value()) for dep in sorted(set(spec.deps)))
+    dependencies = _dependencies(spec, bridge)
+    dependencies.update((crate, {"path": path}) for crate, path in sorted((paths or {}).items()))
     if runtime is not None:
         dependencies[runtime.name] = {"path": str(runtime)}
     own: dict[str, Any] = {} if incremental else {"incremental": False}
     if spec.release:
         own.update(RELEASE_CELL)
+    workspace: dict[str, Any] = {"exclude": list(exclude)} if exclude else {}
+    if paths:
+        workspace["members"] = sorted(paths.values())
     document = {
         "package": {"name": name, "version": "0.1.0", "edition": "2021", "publish": False},
         "lib": {"name": name, "crate-type": [spec.crate_type], "path": lib_path or CELL_FILES[spec.line_offset]},
         "dependencies": dependencies,
         # Its own workspace root, so cargo never wanders into a parent Cargo.toml.
-        "workspace": {"exclude": list(exclude)} if exclude else {},
+        "workspace": workspace,
         "profile": {
             "dev": {
                 "debug": False,
@@ -374,6 +379,35 @@ def manifest(
             },
             "release": {"debug": False},
         },
+    }
+    return header + "\n" + tomli_w.dumps(document)
+
+
+def _dependencies(spec: CellSpec, bridge: str | None) -> dict[str, Any]:
+    """The bridge, the crates every cell sees and the cell's own extra crates."""
+    shared = _bridge_manifest()["dependencies"]
+    dependencies: dict[str, Any] = {"ipy-rustasync": {"path": bridge or str(rust_dir() / "bridge")}}
+    dependencies.update((dep, shared[dep]) for dep in SHARED_DEPS)
+    dependencies.update((dep.name, dep.manifest_value()) for dep in sorted(set(spec.deps)))
+    return dependencies
+
+
+def member_manifest(spec: CellSpec, *, bridge: str, paths: Mapping[str, str], header: str) -> str:
+    """A named cell's crate inside an exported project (``export.py``): a plain
+    ``rlib`` whose crate name is the cell's name, so the other cells' ``use orders::...``
+    and its own ``crate::`` paths mean what they meant in the kernel, statically linked
+    into the project's one extension module (one copy of its statics and types). It
+    depends on the bridge and the cell's crates as the cell did, and on the named cells
+    it uses, ``paths`` (crate name -> directory, relative to this crate). It has no
+    profiles and no workspace table: it is a member of the project's workspace, whose
+    root's profiles apply."""
+    assert spec.name is not None
+    dependencies = _dependencies(spec, bridge)
+    dependencies.update((crate, {"path": path}) for crate, path in sorted(paths.items()))
+    document = {
+        "package": {"name": spec.name, "version": "0.1.0", "edition": "2021", "publish": False},
+        "lib": {"name": spec.name, "crate-type": ["rlib"], "path": CELL_FILES[spec.line_offset]},
+        "dependencies": dependencies,
     }
     return header + "\n" + tomli_w.dumps(document)
 

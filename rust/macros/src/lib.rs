@@ -123,7 +123,10 @@ fn expand(args: CellArgs, module: ItemMod) -> TokenStream2 {
     let mut module = module;
     errors.extend(methods::rewrite(&mut module, &args.module.value()));
     let errors = errors.iter().map(syn::Error::to_compile_error);
-    let module_name = &args.module;
+    // A dotted module (an exported package's submodule, `shop.orders`) is what the
+    // cell's classes name as their `__module__`; the `#[pymodule]`, whose name makes
+    // the `PyInit_` symbol, takes it with `_`.
+    let module_name = syn::LitStr::new(&args.module.value().replace('.', "_"), args.module.span());
     let line_offset = &args.line_offset;
     // The wrappers go inside the cell's module, where every name the user's
     // signatures mention resolves as they wrote it (their `use` lines included).
@@ -205,6 +208,13 @@ mod tests {
             ::ipy_rustasync::__private::init_module(__ira_m)?;
         })));
         assert!(!out.contains("compile_error"));
+    }
+
+    #[test]
+    fn a_dotted_module_names_the_classes_and_its_pymodule_takes_underscores() {
+        let out = expanded(r#"module = "shop.orders""#, CELL);
+        assert!(out.contains(&printed(quote! { #[pyclass(module = "shop.orders")] })));
+        assert!(out.contains(&printed(quote! { #[pyo3(name = "shop_orders")] })));
     }
 
     #[test]
