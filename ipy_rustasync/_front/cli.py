@@ -149,7 +149,7 @@ def parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("warm", help="compile the shared dependencies now, so the first cell is fast")
     w.add_argument("--release", action="store_true", help="warm the release profile")
-    w.add_argument("--both", action="store_true", help="warm debug and release")
+    w.add_argument("--both", action="store_true", help="warm debug and release (one dependency build serves both)")
     w.set_defaults(func=cmd_warm)
 
     c = sub.add_parser("cache", help="show or clear the build cache")
