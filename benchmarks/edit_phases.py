@@ -307,12 +307,14 @@ def main() -> None:
     # --- the warm edit ---
     e = edit.median
     total = e("run_cell")
-    cargo_s, rustc_s = e("cargo"), e("rustc: rustc total")
+    # A warm edit replays rustc without cargo (`rustc`, rustc_direct.py); cargo runs otherwise
+    # (`cargo`, e.g. with IPY_RUSTASYNC_DIRECT_RUSTC=0). One of the two per edit.
+    cargo_s, rustc_s = e("cargo") + e("rustc"), e("rustc: rustc total")
     compile_parts = [
         ("content hash (`hash`)", e("hash")),
         ("lock, crate files written, cargo started (not logged: magic − the rest)", 0.0),
-        ("`cargo rustc` (`cargo`), of which:", cargo_s),
-        ("  cargo's own work: process, freshness checks of 42 units, JSON (cargo − rustc)", cargo_s - rustc_s),
+        ("compiling: rustc replayed (`rustc`) or `cargo rustc` (`cargo`), of which:", cargo_s),
+        ("  around rustc: starting it, and cargo's checks when it ran (compiling − rustc)", cargo_s - rustc_s),
         (
             "  rustc: front end (parse, expansion, resolution)",
             e("rustc: front end: parse, macro expansion, name resolution"),

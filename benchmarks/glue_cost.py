@@ -115,7 +115,12 @@ BUILD = textwrap.dedent(
     shutil.rmtree(context.cache.crate_dir(c.build.module), ignore_errors=True)
     for path in context.cache.modules.glob(c.build.module + "*"):
         path.unlink()
-    context.cache.remove_cell_build(context.target, c.build.module)
+    if hasattr(context.cache, "remove_cell_build"):
+        for target in context.cache.root.glob("target*"):
+            context.cache.remove_cell_build(target, c.build.module)
+    else:  # a baseline from before it: the cell's files by name, in every profile folder
+        for found in context.cache.root.glob("target*/*/**/*" + c.build.module + "*"):
+            shutil.rmtree(found, ignore_errors=True) if found.is_dir() else found.unlink(missing_ok=True)
     print(json.dumps(result))
     """
 )

@@ -64,6 +64,7 @@ TIERS: dict[str, str] = {
     "test_processes": "bridge",
     "test_pyo3_async": "bridge",
     "test_build": "bridge",
+    "test_rustc_direct": "bridge",
     "test_shared_runtime": "bridge",
     "test_named_cells": "bridge",
     "test_export": "bridge",

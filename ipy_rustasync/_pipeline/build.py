@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ipy_rustasync._base.errors import RustAsyncUsageError, RustCompileError
 from ipy_rustasync._base.logs import Phase
-from ipy_rustasync._pipeline import cargo
+from ipy_rustasync._pipeline import cargo, rustc_direct
 from ipy_rustasync._pipeline.cargo import cargo_command
 from ipy_rustasync._presentation import diagnostics
 from ipy_rustasync._settings import toolchain
@@ -80,7 +80,7 @@ def build(
             log.debug("%s: cache hit after waiting (another process built it), %s", spec.module, path)
             return _cached(spec, cache, path, start)
         root = crate.write(spec, cache.crates)
-        found = _run_cargo(spec, context, root, watcher)
+        found = _run_cargo(spec, context, root, watcher, force=force)
         path = cache.module_path(spec.module)
         warnings = [d for d in found if d.level == "warning"]
         cache.save_warnings(spec.module, diagnostics.dumps(warnings))
@@ -153,28 +153,21 @@ def _cached(spec: crate.CellSpec, cache: Cache, path: Path, start: float) -> Bui
 
 
 def _run_cargo(
-    spec: crate.CellSpec, context: Context, root: Path, watcher: cargo.Watcher | None
+    spec: crate.CellSpec, context: Context, root: Path, watcher: cargo.Watcher | None, *, force: bool = False
 ) -> list[diagnostics.Diagnostic]:
-    """Compiles the crate and moves its cdylib into the cache; returns the diagnostics."""
-    offline = context.settings.offline_crates
+    """Compiles the crate and moves its library into the cache; returns the diagnostics.
+    A warm build replays rustc as cargo last ran it for the same build
+    (``rustc_direct``), unless ``force``; otherwise, or when that cannot serve, cargo."""
     target = context.target_for(shared_runtime=spec.runtime is not None)
-    cmd = cargo_command(
-        root / "Cargo.toml",
-        target,
-        release=False,  # always cargo's dev profile: --release is an override for the cell (crate.RELEASE_CELL)
-        extra=registry.configure(root, offline),
-        shared_runtime=spec.runtime is not None,
-        rustc_args=_upstream_args(spec, context.cache, root),
-    )
-    # Cells with the same dependencies build the same units (in either profile); remembered per set.
-    units_key = f"dev {' '.join(str(d) for d in sorted(set(spec.deps)))}".strip()
-    memo = context.cache.units_memo(target)
-    if watcher is not None:
-        watcher.expect(cargo.expected_units(memo, units_key, root / "Cargo.lock"))
-    log.debug("%s: running %s (in %s)", spec.module, shlex.join(cmd), root)
-    with Phase(log, "cargo", spec.module):
-        outcome = cargo.run(cmd, root, watcher, shared_runtime=spec.runtime is not None)
-    log.debug("%s: cargo %s, %d units", spec.module, "succeeded" if outcome.ok else "failed", outcome.artifacts())
+    appended = _upstream_args(spec, context.cache, root)
+    direct = rustc_direct.enabled(spec)
+    outcome = None
+    if direct and not force and _runtime_ready(spec, context.cache):
+        with Phase(log, "rustc", spec.module):
+            outcome = rustc_direct.replay(spec, target, context.cache, root, appended, watcher)
+    replayed = outcome is not None
+    if outcome is None:
+        outcome = _cargo(spec, context, root, target, appended, watcher, record=direct)
     found = diagnostics.from_messages(
         outcome.compiler_messages(), spec.source, spec.module, first_line=spec.first_line, line_offset=spec.line_offset
     )
@@ -182,16 +175,51 @@ def _run_cargo(
     if not outcome.ok or artifact is None:
         context.cache.remove_cell_build(target, spec.module)  # a failed build leaves little, but nothing of use
         raise _failure(spec, context, outcome, found)
-    cargo.remember_units(memo, units_key, outcome.artifacts())
     with Phase(log, "install", spec.module):
-        if spec.runtime is not None:
+        if spec.runtime is not None and not replayed:
             _install_runtime(spec.runtime, outcome, context.cache)
         context.cache.install(artifact, spec.module)
         if spec.name is not None:
             context.cache.link_named(spec.module)
+        if direct and not replayed:
+            rustc_direct.save(spec, target, context.cache, root, appended)
         # The module is in the cache now; its crate's files in the shared target are never reused.
         context.cache.remove_cell_build(target, spec.module)
     return found
+
+
+def _cargo(
+    spec: crate.CellSpec,
+    context: Context,
+    root: Path,
+    target: Path,
+    appended: list[str],
+    watcher: cargo.Watcher | None,
+    *,
+    record: bool,
+) -> cargo.Outcome:
+    """``cargo rustc`` of the crate, recording the cell's rustc invocation if ``record``."""
+    cmd = cargo_command(
+        root / "Cargo.toml",
+        target,
+        release=False,  # always cargo's dev profile: --release is an override for the cell (crate.RELEASE_CELL)
+        extra=registry.configure(root, context.settings.offline_crates),
+        shared_runtime=spec.runtime is not None,
+        rustc_args=appended,
+    )
+    # Cells with the same dependencies build the same units (in either profile); remembered per set.
+    units_key = f"dev {' '.join(str(d) for d in sorted(set(spec.deps)))}".strip()
+    memo = context.cache.units_memo(target)
+    if watcher is not None:
+        watcher.expect(cargo.expected_units(memo, units_key, root / "Cargo.lock"))
+    log.debug("%s: running %s (in %s)", spec.module, shlex.join(cmd), root)
+    extra_env = rustc_direct.recording_env(context.cache, root) if record else None
+    with Phase(log, "cargo", spec.module):
+        outcome = cargo.run(cmd, root, watcher, shared_runtime=spec.runtime is not None, extra_env=extra_env)
+    log.debug("%s: cargo %s, %d units", spec.module, "succeeded" if outcome.ok else "failed", outcome.artifacts())
+    if outcome.ok:
+        cargo.remember_units(memo, units_key, outcome.artifacts())
+    return outcome
 
 
 def _install_runtime(runtime: str, outcome: cargo.Outcome, cache: Cache) -> None:

@@ -150,15 +150,22 @@ class Outcome:
         return None
 
 
-def run(cmd: list[str], cwd: Path, watcher: Watcher | None = None, *, shared_runtime: bool = False) -> Outcome:
+def run(
+    cmd: list[str],
+    cwd: Path,
+    watcher: Watcher | None = None,
+    *,
+    shared_runtime: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> Outcome:
     """Runs cargo, handing each status line and JSON message to ``watcher`` as it comes
-    (in ``build_env(shared_runtime=...)``)."""
+    (in ``build_env(shared_runtime=...)``, plus ``extra_env``)."""
     lines: list[str] = []
     messages: list[Message] = []
     with subprocess.Popen(
         cmd,
         cwd=cwd,
-        env=build_env(shared_runtime=shared_runtime),
+        env={**build_env(shared_runtime=shared_runtime), **(extra_env or {})},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

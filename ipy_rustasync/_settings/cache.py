@@ -13,6 +13,8 @@
                                        runtime and the modules need it; rustup may remove it)
 <cache>/modules/<library>.sha256       their checksums; <library>.needs: what else it needs
 <cache>/target*/ipy-rustasync-units.json  how many units each dependency set builds (progress)
+<cache>/target*/ipy-rustasync-recipes/   the rustc command line of each build, replayed by
+                           rustc_direct.py; <cache>/rustc-recorder.sh records them
 <cache>/target*/<profile>/...ira_*         a cell crate's own files there (its library, dep-info,
                            fingerprint, incremental session): removed once its module is installed
                            (``remove_cell_build``), so the shared target holds the dependencies only
@@ -123,6 +125,10 @@ class Cache:
     @property
     def modules(self) -> Path:
         return self.root / "modules"
+
+    def recipe(self, target: Path, key: str) -> Path:
+        """Where a target directory keeps the rustc invocation of a build (rustc_direct.py)."""
+        return target / "ipy-rustasync-recipes" / f"{key}.json"
 
     def units_memo(self, target: Path) -> Path:
         """Where a target directory remembers its builds' unit counts (cargo.py)."""
