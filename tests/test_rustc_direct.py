@@ -78,6 +78,17 @@ def test_an_error_in_the_cell_is_reported_from_the_replay_without_cargo(calls: C
     assert "\x1b[" not in err.value.texts[0]  # rustc's colours, which cargo strips, are stripped
 
 
+def test_a_replay_sees_the_environment_as_it_is_now(calls: CargoCalls, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cell's `env!` reads rustc's environment: a replay's is today's, as cargo's would be."""
+    monkeypatch.setenv("IRA_DIRECT_VAR", "one")
+    first = cells.compile_cell(source('pub fn v() -> String { env!("IRA_DIRECT_VAR").into() }'), first_line=2)
+    assert first.module.v() == "one"
+    monkeypatch.setenv("IRA_DIRECT_VAR", "two")
+    calls.refuse = True
+    second = cells.compile_cell(source('pub fn w() -> String { env!("IRA_DIRECT_VAR").into() }'), first_line=2)
+    assert second.module.w() == "two"
+
+
 def test_a_stale_or_broken_recipe_falls_back_to_cargo_and_is_recorded_again(calls: CargoCalls) -> None:
     first = cells.compile_cell(source("pub fn one() -> u8 { 1 }"), first_line=2)
     path = recipe_of(first.spec)

@@ -38,7 +38,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,7 @@ def replay(
         return text.replace(old_root, str(root)).replace(old_module, spec.module)
 
     args = [renamed(a) for a in recipe["args"]] + list(appended)
-    env = {name: renamed(value) for name, value in recipe["env"].items()}
+    env = _environment(recipe["env"], spec, renamed)
     atomic.write(root / "Cargo.lock", recipe["lock"].replace(old_module, spec.module))
     if watcher is not None:
         watcher.expect(1)
@@ -203,6 +203,22 @@ def replay(
     with contextlib.suppress(OSError):
         path.unlink()
     return None
+
+
+def _environment(recorded: dict[str, str], spec: crate.CellSpec, renamed: Callable[[str], str]) -> dict[str, str]:
+    """rustc's environment: what cargo would give it now (``cargo.build_env``: the
+    user's variables as they are, for a cell's ``env!``), with the variables cargo sets
+    for the crate (``CARGO_*``: its name, directory, package; the library path its proc
+    macros load with) as recorded, renamed to this cell."""
+    env = cargo.build_env(shared_runtime=spec.runtime is not None)
+    env.update((name, renamed(value)) for name, value in recorded.items() if name.startswith(_CARGO_SETS))
+    for name in _DROPPED_ENV:
+        env.pop(name, None)
+    return env
+
+
+#: What cargo itself puts in rustc's environment (the rest is the caller's).
+_CARGO_SETS = ("CARGO", "LD_LIBRARY_PATH", "DYLD_FALLBACK_LIBRARY_PATH")
 
 
 def _outcome(spec: crate.CellSpec, root: Path, ok: bool, stderr: str) -> cargo.Outcome:
