@@ -320,6 +320,7 @@ def test_a_built_cell_leaves_nothing_of_its_own_in_the_shared_target() -> None:
     spec = crate.CellSpec(source=f"pub fn target_tidy() -> u64 {{ {uuid.uuid4().int % 10**12} }}\n")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cargo, "run", recording)
+        patch.setenv("IPY_RUSTASYNC_DIRECT_RUSTC", "0")  # cargo's build (a replay is checked below)
         result = build.build(spec, context)
     assert not result.cached and result.path.is_file()
     compiled = [m["target"]["name"] for m in outcomes[0].messages if m.get("reason") == "compiler-artifact"]
@@ -330,6 +331,10 @@ def test_a_built_cell_leaves_nothing_of_its_own_in_the_shared_target() -> None:
     assert not list((profile / "incremental").glob(f"{spec.module}-*"))
     left = [str(p) for p in context.target.rglob(f"*{spec.module}*")]
     assert left == []
+    # A cell compiled by replaying rustc (rustc_direct.py) leaves nothing either.
+    replayed = crate.CellSpec(source=f"pub fn target_tidy() -> u64 {{ {uuid.uuid4().int % 10**12} }}\n")
+    assert not build.build(replayed, context).cached
+    assert [str(p) for p in context.target.rglob(f"*{replayed.module}*")] == []
     # A failed build leaves nothing either.
     broken = crate.CellSpec(source=spec.source.replace("}", "+ not_defined }"))
     with pytest.raises(Exception, match="did not compile"):

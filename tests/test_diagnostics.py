@@ -245,7 +245,8 @@ class Recorder(progress.Progress):
         self.shown.append(self.status())
 
 
-def test_progress_counts_cargo_units_exactly_after_the_first_build() -> None:
+def test_progress_counts_cargo_units_exactly_after_the_first_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IPY_RUSTASYNC_DIRECT_RUSTC", "0")  # cargo's units (a replay is one: test_rustc_direct)
     first = Recorder()
     cells.compile_cell("pub async fn progress_probe() -> u8 { 7 }\n", force=True, watcher=first)
     second = Recorder()

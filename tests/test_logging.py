@@ -14,7 +14,10 @@ from .conftest import Shell
 from .helpers import run_python
 
 
-def test_a_real_build_records_its_steps_at_debug(shell: Shell, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_real_build_records_its_steps_at_debug(
+    shell: Shell, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IPY_RUSTASYNC_DIRECT_RUSTC", "0")  # cargo's steps; a replay logs `rustc` (below)
     source = f"pub fn logged_{uuid.uuid4().hex[:8]}() -> u8 {{ 5 }}"
     caplog.set_level(logging.DEBUG, logger="ipy_rustasync")
     shell.rust(source)
@@ -38,6 +41,12 @@ def test_a_real_build_records_its_steps_at_debug(shell: Shell, caplog: pytest.Lo
     again = [r.getMessage() for r in caplog.records]
     assert any(m.startswith(f"{module}: cache hit, ") for m in again), again
     assert not any("running" in m for m in again), again
+
+    monkeypatch.delenv("IPY_RUSTASYNC_DIRECT_RUSTC")
+    caplog.clear()
+    shell.rust(source + " // replayed")
+    phases = {r.phase for r in caplog.records if hasattr(r, "phase")}
+    assert "rustc" in phases and "cargo" not in phases, phases  # rustc replayed as cargo ran it
 
 
 def test_a_failed_phase_says_so() -> None:

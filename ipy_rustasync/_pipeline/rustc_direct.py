@@ -182,11 +182,13 @@ def replay(
     def renamed(text: str) -> str:
         return text.replace(old_root, str(root)).replace(old_module, spec.module)
 
+    log.debug("%s: replaying rustc as cargo ran it for %s (%s)", spec.module, old_module, path.name)
     args = [renamed(a) for a in recipe["args"]] + list(appended)
     env = _environment(recipe["env"], spec, renamed)
     atomic.write(root / "Cargo.lock", recipe["lock"].replace(old_module, spec.module))
     if watcher is not None:
         watcher.expect(1)
+        watcher.line(f"   Compiling {spec.module} v0.1.0 ({root})")  # cargo's status line, for the progress
     try:
         # What cargo ran, from the cache (private to this user, like the modules loaded from it).
         done = subprocess.run(args, cwd=root, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False)  # noqa: S603
