@@ -185,15 +185,21 @@ def measure_crate(module: str, k: int, samples: Samples) -> None:
     from ipy_rustasync._settings.context import Context
     from ipy_rustasync._sources import registry
 
+    from ipy_rustasync._settings import platforms
+
     context = Context.load()
     root = context.cache.crate_dir(module)
+    # As the build ran cargo (the shared runtime's flags, or the dependencies would rebuild
+    # under the cells' feet, and every replay's recipe would go stale).
+    shared = platforms.shared_runtime()
     cmd = cargo.cargo_command(
         root / "Cargo.toml",
         context.target,
         release=False,
         extra=registry.configure(root, context.settings.offline_crates),
+        shared_runtime=shared,
     )
-    env = cargo.build_env()
+    env = cargo.build_env(shared_runtime=shared)
     # The build removed the cell's own files from the shared target: put them back first.
     subprocess.run(cmd, cwd=root, env=env, capture_output=True, check=True)
     noop = timed(lambda: subprocess.run(cmd, cwd=root, env=env, capture_output=True, check=True))
@@ -201,8 +207,9 @@ def measure_crate(module: str, k: int, samples: Samples) -> None:
 
     lib = root / "src" / "lib.rs"
     lib.touch()
+    verbose = [*cmd[: cmd.index("--")], "-v", *cmd[cmd.index("--") :]] if "--" in cmd else [*cmd, "-v"]
     out = subprocess.run(
-        [*cmd, "-v"],
+        verbose,
         cwd=root,
         env={**env, "RUSTC_WORKSPACE_WRAPPER": str(TIME_PASSES)},
         capture_output=True,
