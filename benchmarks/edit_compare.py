@@ -17,9 +17,6 @@ callable names):
   it), the tool's first cell in this process;
 - warm edit: the cell again with K changed, ``--repeat`` times (median, min-max);
 - unchanged re-run: the last edited cell again, unchanged (median of at least 20);
-- every timed run starts ``SETTLE`` (50 ms) after the previous run's check, for every tool:
-  ours' check awaits a Rust future, and a re-run right behind it paid ~0.6 ms more while
-  the runtime's threads went back to sleep, which no person's Shift-Enter meets;
 - revert: the first version's text once more, checking that ``add`` is the first version
   again.
 
@@ -63,9 +60,6 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CELL_CACHE = ROOT / ".test-cache" / "bench-cache"
-
-#: Seconds between a run's check and the next timed run (every tool alike).
-SETTLE = 0.05
 
 OURS_CELL = """\
 /// A small cell: one async and one plain function.
@@ -181,11 +175,6 @@ class Runner:
         """Runs the tool's cell for constant ``k``; returns the seconds from run to
         callable, after checking that the bound functions are this version."""
         text = f"{tool.magic}\n{tool.template.format(k=k)}"
-        # The check after the previous run awaited a Rust future (ours) or called `add`:
-        # let its threads settle first, as they have by the time a person runs a cell
-        # again (right after an await, ours' re-run measured ~0.6 ms more, the tokio
-        # workers going back to sleep on this 2-core machine).
-        time.sleep(SETTLE)
         with environment(tool.env), captured_fds() as out:
             start = time.perf_counter()
             result = self.shell.run_cell(text, store_history=False)
@@ -362,7 +351,7 @@ def main() -> None:
         "- ours, using a named cell upstream: a named cell (`--name bench_base<n>`, a static and a function) "
         "is run once first; the measured cell is ours' cell whose `add` also calls `bench_base<n>::offset()`, "
         "so every build links the named cell's library.",
-        f"- Each cell defines `add(a, b) = a + b + K`; an edit changes K. Every run is `InteractiveShell.run_cell` of the whole cell (Shift-Enter to callable), and after each one `add(2, 3)` (for ours also the `async fn`, awaited) returned the new K's value: every edit took effect. Warm edit: median of {args.repeat} edits (min–max); unchanged re-run: the last cell run again, median of {reruns}. Each timed run starts {SETTLE * 1000:.0f} ms after the previous run's check (for ours an awaited Rust future, whose runtime threads then go back to sleep), for every tool alike.",
+        f"- Each cell defines `add(a, b) = a + b + K`; an edit changes K. Every run is `InteractiveShell.run_cell` of the whole cell (Shift-Enter to callable), and after each one `add(2, 3)` (for ours also the `async fn`, awaited) returned the new K's value: every edit took effect. Warm edit: median of {args.repeat} edits (min–max); unchanged re-run: the last cell run again, median of {reruns}.",
         f"- ours: {'dev' if not settings.release else 'release'} profile, cache `{settings.cache_dir}`; the first build is a new cell against the shared dependencies, "
         + (
             f"which this run found built except for {', '.join(ours_rebuilt)} (recompiled once, then shared by every cell)."
