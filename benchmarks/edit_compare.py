@@ -20,8 +20,10 @@ callable names):
 - revert: the first version's text once more, checking that ``add`` is the first version
   again.
 
-After every run ``add(2, 3)`` (and for ours ``greet``, awaited) is called and must return the
-value for that run's K, so an edit served stale from a cache fails the benchmark. One
+After every run ``add(2, 3)`` (and for ours ``greet(0, ...)``, awaited) is called and must return the
+value for that run's K, so an edit served stale from a cache fails the benchmark. (``greet``
+waits 0 ms: on this VM a timed run that follows an idle millisecond pays ~0.6 ms for waking the
+CPU, which the other tools' checks never incur.) One
 extra row runs rustimport with ``CARGO_TARGET_DIR`` pointing at one shared directory (a
 workaround a user can apply, not its default), so its cells share the PyO3 build.
 
