@@ -83,6 +83,15 @@ def isolated() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
 
+def run_installed(python: Path, code: str, cwd: Path) -> str:
+    """What ``code`` prints when run by the fresh venv's interpreter (which must succeed)."""
+    done = subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, cwd=cwd, env=isolated(), check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def fresh_venv(where: Path, wheel: Path) -> Path:
     """A new venv holding the wheel and nothing else but pytest (a .pth to pytest's own
     directory: no network, and ipy-rustasync's editable install is not carried over)."""
@@ -175,11 +184,8 @@ def test_a_cell_exports_to_a_project_that_builds_and_passes_its_tests(
         "    return await cellmod.twice(21), [x async for x in cellmod.count_to(3)]\n"
         "print(asyncio.run(main()), cellmod.add(2, 3))\n"
     )
-    out = subprocess.run(
-        [str(python), "-c", check], capture_output=True, text=True, cwd=tmp_path, env=isolated(), check=False
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "(42, [1, 2, 3]) 5"
+    out = run_installed(python, check, tmp_path)
+    assert out.strip() == "(42, [1, 2, 3]) 5"
 
 
 def test_re_exporting_leaves_unchanged_files_alone(shell: Shell) -> None:
@@ -252,11 +258,8 @@ def test_a_notebooks_cells_export_as_one_module(tmp_path: Path) -> None:
     python = fresh_venv(tmp_path / "venv", wheel)
     assert "3 passed" in run_generated_tests(python, project, tmp_path)  # exports; tick() and tock() awaited
     check = "import asyncio, nbmod\nprint(nbmod.fmt(3), asyncio.run(nbmod.tock()), sorted(r[0] for r in nbmod.__ira_exports__))\n"
-    done = subprocess.run(
-        [str(python), "-c", check], capture_output=True, text=True, cwd=tmp_path, env=isolated(), check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "v2 3 2 ['fmt', 'tick', 'tock']"  # the later cell's fmt won
+    done = run_installed(python, check, tmp_path)
+    assert done.strip() == "v2 3 2 ['fmt', 'tick', 'tock']"  # the later cell's fmt won
 
 
 def test_export_refuses_what_it_cannot_write(tmp_path: Path) -> None:

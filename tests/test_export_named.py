@@ -20,7 +20,7 @@ from ipy_rustasync._base.errors import RustAsyncUsageError
 from ipy_rustasync._settings import platforms
 
 from .conftest import ROOT, Shell
-from .test_export import EXPORTS, fresh_venv, isolated, maturin_build, points_back, run_generated_tests
+from .test_export import EXPORTS, fresh_venv, maturin_build, points_back, run_generated_tests, run_installed
 
 pytestmark = pytest.mark.skipif(not platforms.shared_runtime(), reason="named cells need the shared runtime")
 
@@ -70,11 +70,8 @@ def test_the_named_cells_notebook_exports_as_a_package_with_a_submodule_per_name
     python = fresh_venv(tmp_path / "venv", wheel)
     # exports; shop.orders and shop.pricing with theirs; the module's objects are theirs
     assert "4 passed" in run_generated_tests(python, project, tmp_path)
-    done = subprocess.run(
-        [str(python), "-c", CHECK], capture_output=True, text=True, cwd=tmp_path, env=isolated(), check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
+    done = run_installed(python, CHECK, tmp_path)
+    assert done.splitlines() == [
         "2325",  # orders' total of Order objects
         "2208",  # another cell's checkout takes orders' class, and prices with the edited pricing (5% cap)
         "1200",  # quote, built against the first pricing in the notebook, uses the edited one here
@@ -119,11 +116,8 @@ def test_the_magic_exports_one_named_cell_as_a_package_and_refuses_a_cell_using_
         "from ticketing.export_tickets import ticket\n"
         "print(ticket().n, ticketing.ticket().n, asyncio.run(ticketing.issued()), type(ticket()).__module__)\n"
     )
-    done = subprocess.run(
-        [str(python), "-c", check], capture_output=True, text=True, cwd=tmp_path, env=isolated(), check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["1", "2", "2", "ticketing.export_tickets"]
+    done = run_installed(python, check, tmp_path)
+    assert done.split() == ["1", "2", "2", "ticketing.export_tickets"]
 
     # A cell that uses a named cell cannot be exported alone (its crates are other cells').
     err = shell.fails(
