@@ -182,10 +182,9 @@ class Probe:
 def measure_crate(module: str, k: int, samples: Samples) -> None:
     """cargo no-op, rustc's passes and rustc run directly, on the crate just built."""
     from ipy_rustasync._pipeline import cargo
+    from ipy_rustasync._settings import platforms
     from ipy_rustasync._settings.context import Context
     from ipy_rustasync._sources import registry
-
-    from ipy_rustasync._settings import platforms
 
     context = Context.load()
     root = context.cache.crate_dir(module)
