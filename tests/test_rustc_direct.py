@@ -17,7 +17,7 @@ from ipy_rustasync._settings.context import Context
 from ipy_rustasync._sources import crate
 
 pytestmark = pytest.mark.skipif(
-    not rustc_direct.enabled(crate.CellSpec("x")), reason="replays need a POSIX shell (and are not turned off)"
+    not rustc_direct.enabled(crate.CellSpec("x")), reason="replays are on Linux only (and can be turned off)"
 )
 
 

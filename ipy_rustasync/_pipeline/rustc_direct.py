@@ -37,6 +37,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,7 +51,8 @@ from ipy_rustasync._sources import crate
 log = logging.getLogger(__name__)
 
 #: The workspace wrapper cargo runs instead of rustc for the cell crate: records the
-#: command line (NUL-separated, so any byte but NUL survives) and the environment, for a
+#: command line (NUL-separated, so any byte but NUL survives) and the environment cargo
+#: gave it (``/proc/$$/environ``, NUL-separated too, without relying on ``env -0``), for a
 #: cell crate only (``--crate-name ira_...``; not cargo's ``___`` target probe), then
 #: runs rustc as cargo asked.
 RECORDER = """\
@@ -59,7 +61,7 @@ RECORDER = """\
 case " $* " in
 *" --crate-name ira_"*)
     if [ -n "${IPY_RUSTASYNC_RECORD:-}" ]; then
-        printf '%s\\0' "$@" > "$IPY_RUSTASYNC_RECORD.args" && env -0 > "$IPY_RUSTASYNC_RECORD.env"
+        printf '%s\\0' "$@" > "$IPY_RUSTASYNC_RECORD.args" && cat "/proc/$$/environ" > "$IPY_RUSTASYNC_RECORD.env"
     fi ;;
 esac
 exec "$@"
@@ -80,9 +82,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def enabled(spec: crate.CellSpec) -> bool:
-    """Whether ``spec`` may be built by a replay: a POSIX shell runs the recorder, and
-    a cell with extra crates records its resolved lock through cargo."""
-    return os.name == "posix" and os.environ.get("IPY_RUSTASYNC_DIRECT_RUSTC", "1") != "0" and not spec.deps
+    """Whether ``spec`` may be built by a replay: on Linux (the recorder is a shell script
+    reading its environment from ``/proc``; the only platform it is tested on), and not
+    for a cell with extra crates, whose resolved lock is cargo's to record."""
+    return (
+        sys.platform.startswith("linux") and os.environ.get("IPY_RUSTASYNC_DIRECT_RUSTC", "1") != "0" and not spec.deps
+    )
 
 
 def key(spec: crate.CellSpec, target: Path) -> str:
