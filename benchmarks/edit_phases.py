@@ -182,7 +182,7 @@ class Probe:
 def measure_crate(module: str, k: int, samples: Samples) -> None:
     """cargo no-op, rustc's passes and rustc run directly, on the crate just built."""
     from ipy_rustasync._pipeline import cargo
-    from ipy_rustasync._settings import platforms
+    from ipy_rustasync._settings import toolchain
     from ipy_rustasync._settings.context import Context
     from ipy_rustasync._sources import registry
 
@@ -190,7 +190,7 @@ def measure_crate(module: str, k: int, samples: Samples) -> None:
     root = context.cache.crate_dir(module)
     # As the build ran cargo (the shared runtime's flags, or the dependencies would rebuild
     # under the cells' feet, and every replay's recipe would go stale).
-    shared = platforms.shared_runtime()
+    shared = toolchain.shared_runtime()
     cmd = cargo.cargo_command(
         root / "Cargo.toml",
         context.target,

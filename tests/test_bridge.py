@@ -21,7 +21,7 @@ import pytest
 import ipy_rustasync
 from ipy_rustasync import RustCompileError, RustPanic, rust_module
 from ipy_rustasync._pipeline import cells
-from ipy_rustasync._settings import platforms
+from ipy_rustasync._settings import toolchain
 
 from .helpers import run_python
 
@@ -1187,7 +1187,7 @@ def test_idle_runtimes_give_their_threads_back() -> None:
     assert out.returncode == 0, out.stderr
     base, busy, idle = map(int, out.stdout.split())
     workers = os.cpu_count() or 1
-    if platforms.shared_runtime():
+    if toolchain.shared_runtime():
         assert base + workers <= busy <= base + workers + 1, (base, busy, idle)  # + the idle watcher
     else:
         assert busy >= base + cells * workers, (base, busy, idle)

@@ -20,7 +20,7 @@ import pytest
 from ipy_rustasync._base.errors import RustAsyncUsageError
 from ipy_rustasync._pipeline import cargo
 from ipy_rustasync._pipeline.export import Source, export
-from ipy_rustasync._settings import platforms, toolchain
+from ipy_rustasync._settings import toolchain
 
 from .conftest import CACHE_DIR, ROOT, TEST_CACHE, Shell, cell
 
@@ -66,7 +66,7 @@ def maturin_build(project: Path, out: Path) -> Path:
     assert result.returncode == 0, result.stderr
     compiled = {line.split()[1] for line in result.stderr.splitlines() if line.strip().startswith("Compiling")}
     shared = {"pyo3", "tokio", "futures", "itoa"} & compiled
-    if platforms.shared_runtime():
+    if toolchain.shared_runtime():
         # The cells build in target-dylib/ (prefer-dynamic): the first export builds the
         # shared crates in target/ once, and every later one reuses them.
         assert not (shared and EXPORTS_BUILT), result.stderr

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from ipy_rustasync._base.errors import RustAsyncUsageError
-from ipy_rustasync._settings import platforms
+from ipy_rustasync._settings import toolchain
 
 from .conftest import ROOT, Shell
 from .test_export import EXPORTS, fresh_venv, maturin_build, points_back, run_generated_tests, run_installed
 
-pytestmark = pytest.mark.skipif(not platforms.shared_runtime(), reason="named cells need the shared runtime")
+pytestmark = pytest.mark.skipif(not toolchain.shared_runtime(), reason="named cells need the shared runtime")
 
 CHECK = """
 import asyncio, shop, shop.pricing

@@ -20,7 +20,7 @@ import pytest
 
 from ipy_rustasync._base.errors import RustAsyncUsageError
 from ipy_rustasync._pipeline import cells
-from ipy_rustasync._settings import platforms
+from ipy_rustasync._settings import toolchain
 from ipy_rustasync._settings.cache import EXT_SUFFIX, Cache
 from ipy_rustasync._sources import crate
 
@@ -267,7 +267,7 @@ def test_a_module_that_cannot_be_written_is_one_sentence(tmp_path: Path) -> None
     out = run_python(BUILD.format(source=fresh_source()), env={"IPY_RUSTASYNC_CACHE_DIR": str(root)})
     line = out.stdout.strip().splitlines()[-1]
     # The first file to go there: the module, or on the shared runtime the libraries it links.
-    written = "the built module" if not platforms.shared_runtime() else "libstd-"
+    written = "the built module" if not toolchain.shared_runtime() else "libstd-"
     assert line.startswith(f"RustAsyncUsageError: could not write {written}"), line
     assert f" to {cache.modules} (" in line, line
     assert "free some disk space or set IPY_RUSTASYNC_CACHE_DIR" in line

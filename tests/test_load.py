@@ -39,7 +39,7 @@ import ipy_rustasync
 from benchmarks.load import CELL, STORM, storm
 from benchmarks.probes import MB, Memory, open_fds, settled_memory
 from ipy_rustasync import rust_module
-from ipy_rustasync._settings import platforms
+from ipy_rustasync._settings import toolchain
 
 from .helpers import run_python
 
@@ -249,7 +249,7 @@ def test_edited_cells_give_their_sockets_back_once_idle() -> None:
     out = run_python(code, env={"IPY_RUSTASYNC_IDLE_SECONDS": "0.5"})
     assert out.returncode == 0, out.stderr
     before, during, after = map(int, out.stdout.split())
-    copies = 1 if platforms.shared_runtime() else 8
+    copies = 1 if toolchain.shared_runtime() else 8
     assert during >= before + 2 * copies, (before, during, after)  # a socket pair per copy while in use
     assert after <= before + 2, (before, during, after)
 

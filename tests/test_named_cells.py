@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ipy_rustasync._settings import platforms
+from ipy_rustasync._settings import toolchain
 
 from .conftest import Shell
 from .helpers import run_python
 
-pytestmark = pytest.mark.skipif(not platforms.shared_runtime(), reason="named cells need the shared runtime")
+pytestmark = pytest.mark.skipif(not toolchain.shared_runtime(), reason="named cells need the shared runtime")
 
 UPSTREAM = """
 use std::sync::atomic::{{AtomicU64, Ordering}};

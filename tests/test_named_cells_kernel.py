@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from ipy_rustasync._settings import platforms
+from ipy_rustasync._settings import toolchain
 
 from .kernels import Kernel
 
-pytestmark = pytest.mark.skipif(not platforms.shared_runtime(), reason="named cells need the shared runtime")
+pytestmark = pytest.mark.skipif(not toolchain.shared_runtime(), reason="named cells need the shared runtime")
 
 ORDERS = """%%rust_async --name kernel_orders
 use pyo3::prelude::*;

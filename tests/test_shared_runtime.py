@@ -12,12 +12,12 @@ import os
 import pytest
 
 from ipy_rustasync._pipeline import build
-from ipy_rustasync._settings import platforms
+from ipy_rustasync._settings import platforms, toolchain
 from ipy_rustasync._sources import crate
 
 from .helpers import run_python
 
-pytestmark = pytest.mark.skipif(not platforms.shared_runtime(), reason="cells link their own runtime here")
+pytestmark = pytest.mark.skipif(not toolchain.shared_runtime(), reason="cells link their own runtime here")
 
 CELLS = 20
 
@@ -146,3 +146,29 @@ def test_turned_off_a_cell_links_its_own_copy() -> None:
     spec = crate.CellSpec(source="pub fn f() -> u8 { 1 }\n", shared_runtime=False)
     assert spec.runtime is None
     assert spec.module != crate.CellSpec(source=spec.source, shared_runtime=True).module
+
+
+#: A cell built as if the toolchain had no libstd shared library (Debian's packaged
+#: rustc ships only the .rlib): it must build and run with its own copy, not fail.
+NO_LIBSTD = """
+import json, uuid
+from ipy_rustasync._settings import toolchain
+toolchain.shared_libstd = lambda: []
+from ipy_rustasync._pipeline.cells import compile_cell
+c = compile_cell(f"pub fn own_copy() -> u8 {{ 9 }}\\n// {uuid.uuid4().hex}\\n")
+needed = open(c.build.path, "rb").read().count(b"libira_rt_")
+try:
+    compile_cell("pub fn f() {}\\n", name="no_libstd")
+    said = ""
+except Exception as err:
+    said = str(err)
+print(json.dumps({"value": c.module.own_copy(), "runtime": c.spec.runtime, "needed": needed, "said": said}))
+"""
+
+
+def test_a_toolchain_without_a_libstd_shared_library_builds_a_copy_per_cell() -> None:
+    done = run_python(NO_LIBSTD)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["value"] == 9 and report["runtime"] is None and report["needed"] == 0
+    assert "a Rust toolchain that ships libstd as a shared library" in report["said"]

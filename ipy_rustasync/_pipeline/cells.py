@@ -14,7 +14,7 @@ from types import ModuleType
 from ipy_rustasync._base.errors import RustAsyncUsageError
 from ipy_rustasync._base.logs import Phase
 from ipy_rustasync._pipeline import build, cargo, loader
-from ipy_rustasync._settings import platforms
+from ipy_rustasync._settings import toolchain
 from ipy_rustasync._settings.context import Context
 from ipy_rustasync._sources import crate, deps, fragment, lockfile
 from ipy_rustasync._sources.deps import Dep
@@ -108,10 +108,11 @@ def compile_cell(
         )
     if name is not None:
         crate.check_name(name)
-        if not platforms.shared_runtime():
+        if not toolchain.shared_runtime():
             raise RustAsyncUsageError(
-                "--name needs the shared runtime library, which cells use on Linux only so far "
-                "(and not with IPY_RUSTASYNC_SHARED_RUNTIME=0)"
+                "--name needs the shared runtime library, which cells use on Linux only so far, with a Rust "
+                "toolchain that ships libstd as a shared library (rustup's do; Debian's packaged rustc does not), "
+                "and not with IPY_RUSTASYNC_SHARED_RUNTIME=0"
             )
     known = dict(known or {})
     upstream = tuple(known[n] for n in crate.uses(source, [n for n in known if n != name]))

@@ -14,7 +14,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipy_rustasync._settings import platforms
+from ipy_rustasync._settings import toolchain
 from ipy_rustasync._settings.cache import Cache
 from ipy_rustasync._settings.config import Settings
 
@@ -37,7 +37,7 @@ class Context:
     @property
     def target(self) -> Path:
         """The cargo target directory cell builds with these settings share."""
-        return self.target_for(shared_runtime=platforms.shared_runtime())
+        return self.target_for(shared_runtime=toolchain.shared_runtime())
 
     def target_for(self, *, shared_runtime: bool) -> Path:
         """The target directory of cells on the shared runtime, or of those linking

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ipy_rustasync._base import atomic
 from ipy_rustasync._base.errors import ToolchainError
+from ipy_rustasync._settings import platforms
 
 RUSTUP_HINT = (
     "install a Rust toolchain with rustup (https://rustup.rs) or your package manager, then restart the kernel"
@@ -54,24 +55,45 @@ def rustc_version() -> str:
     answer is remembered in the cache next to a fingerprint of every file that could
     change it (``_fingerprint``) and reused while that is unchanged. Memoized per
     process too: a toolchain switched under a running kernel counts after a restart."""
+    return _rustc_facts()["version"]
+
+
+@functools.cache
+def _rustc_facts() -> dict[str, str]:
+    """``rustc -vV`` and ``rustc --print target-libdir``, asked together and remembered
+    together (``rustc_version``): whether the toolchain ships libstd as a shared library
+    decides how every cell links (``shared_runtime``), so it must not cost a process
+    start on every kernel's first cell either."""
     rustc = _which("rustc", "RUSTC")
     memo = _memo_file()
     key = _fingerprint(rustc)
     if memo is not None and key is not None:
         try:
             saved = json.loads(memo.read_text(encoding="utf-8"))
-            if saved.get("fingerprint") == key and isinstance(saved.get("version"), str):
-                return str(saved["version"])
+            remembered = saved.get("fingerprint") == key and isinstance(saved.get("version"), str)
+            if remembered and isinstance(saved.get("libdir"), str):  # (older memos lack libdir: asked again)
+                return {"version": saved["version"], "libdir": saved["libdir"]}
         except (OSError, ValueError, AttributeError):
             pass
     # Asked from the cache directory, where builds run: a rust-toolchain.toml next to
     # the notebook must not make the hash name a compiler the build does not use.
     cwd = memo.parent if memo is not None and memo.parent.is_dir() else None
-    version = _ask_rustc(rustc, cwd)
+    facts = {"version": _ask_rustc(rustc, cwd), "libdir": _ask_libdir(rustc, cwd)}
     if memo is not None and key is not None and memo.parent.is_dir():
         with contextlib.suppress(OSError):  # a memo only: asked again next time
-            atomic.write(memo, json.dumps({"fingerprint": key, "version": version}))
-    return version
+            atomic.write(memo, json.dumps({"fingerprint": key, **facts}))
+    return facts
+
+
+def _ask_libdir(rustc: str, cwd: Path | None) -> str:
+    """The sysroot's library directory for the host, or "" if rustc does not say."""
+    try:
+        out = subprocess.run(
+            [rustc, "--print", "target-libdir"], capture_output=True, text=True, timeout=60, check=False, cwd=cwd
+        )
+    except OSError:
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def _ask_rustc(rustc: str, cwd: Path | None) -> str:
@@ -157,17 +179,21 @@ def interpreter() -> str:
 def shared_libstd() -> list[Path]:
     """The toolchain's libstd as a shared library (``libstd-<hash>.so`` in the
     sysroot's library directory for the host), which every crate built with
-    ``-C prefer-dynamic`` needs at load time. Empty if rustc does not say."""
-    rustc = _which("rustc", "RUSTC")
-    memo = _memo_file()  # asked where builds run, as rustc_version is
-    cwd = memo.parent if memo is not None and memo.parent.is_dir() else None
+    ``-C prefer-dynamic`` needs at load time. Empty if rustc does not say, or if the
+    toolchain has none (Debian's packaged rustc links libstd into its driver and ships
+    only the ``.rlib``; rustup's toolchains ship both)."""
     try:
-        out = subprocess.run(
-            [rustc, "--print", "target-libdir"], capture_output=True, text=True, timeout=60, check=False, cwd=cwd
-        )
-    except OSError:
+        libdir = _rustc_facts()["libdir"]
+    except ToolchainError:
         return []
-    libdir = Path(out.stdout.strip())
-    if out.returncode != 0 or not libdir.is_dir():
+    if not libdir or not Path(libdir).is_dir():
         return []
-    return sorted(p for p in libdir.glob("libstd-*") if p.suffix in {".so", ".dylib", ".dll"})
+    return sorted(p for p in Path(libdir).glob("libstd-*") if p.suffix in {".so", ".dylib", ".dll"})
+
+
+def shared_runtime() -> bool:
+    """Whether cells link the shared runtime library: where the platform allows it
+    (``platforms.shared_runtime``: Linux, not turned off) and the toolchain has libstd as
+    a shared library to link it with. Otherwise each cell links its own copy of the
+    bridge, PyO3 and tokio, as on other platforms."""
+    return platforms.shared_runtime() and bool(shared_libstd())

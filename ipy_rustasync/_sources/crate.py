@@ -11,7 +11,7 @@ pyo3/tokio/futures at exactly the versions pinned in rust/bridge/Cargo.toml (cop
 a cell can say ``tokio::`` without declaring it), and starts from the workspace's
 Cargo.lock so every cell resolves to the same, already built, crates.
 
-Where the platform allows (``platforms.shared_runtime``), the bridge and those three
+Where the platform allows (``toolchain.shared_runtime``), the bridge and those three
 crates are not linked into each cell: a generated runtime crate (``runtime_manifest``,
 a Rust ``dylib`` named per build: ``CellSpec.runtime``) holds them once, and each cell
 module links it dynamically, so a process has one copy of them and one tokio runtime.
@@ -37,7 +37,7 @@ import tomli_w  # a maintained TOML writer: every value is quoted and escaped fo
 from ipy_rustasync._base import atomic
 from ipy_rustasync._base.errors import RustAsyncUsageError
 from ipy_rustasync._base.version import __version__
-from ipy_rustasync._settings import platforms, toolchain
+from ipy_rustasync._settings import toolchain
 from ipy_rustasync._sources import cell_macro
 from ipy_rustasync._sources.deps import SHARED_DEPS, Dep
 
@@ -202,8 +202,8 @@ class CellSpec:
     #: Not hashed itself: ``pins`` is what of it the module depends on.
     seed_lock: str | None = field(default=None, compare=False, repr=False)
     #: whether the module links the shared runtime library (:attr:`runtime`) rather
-    #: than its own copy of the bridge, PyO3, tokio and futures (platforms.shared_runtime)
-    shared_runtime: bool = field(default_factory=platforms.shared_runtime)
+    #: than its own copy of the bridge, PyO3, tokio and futures (toolchain.shared_runtime)
+    shared_runtime: bool = field(default_factory=toolchain.shared_runtime)
     #: ``--name``: the cell builds as a Rust ``dylib`` (and is still the Python module)
     #: that later cells use as the crate ``name``
     name: str | None = None
