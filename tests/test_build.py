@@ -70,7 +70,8 @@ def test_cached_cell_after_restart_never_runs_cargo(tmp_path: Path) -> None:
         ["sh", "-c", "command -v rustc"], capture_output=True, text=True, check=True
     ).stdout.strip()
     (spy / "cargo").write_text(f'#!/bin/sh\necho "cargo $*" >> {log}\nexit 1\n')
-    # rustc -vV is part of the hash: the first run through the spy asks it...
+    # rustc -vV is part of the hash (and the libdir decides how cells link): the first
+    # run through the spy asks them...
     (spy / "rustc").write_text(f'#!/bin/sh\necho "rustc $*" >> {log}\nexec {real_rustc} "$@"\n')
     for tool in ("cargo", "rustc"):
         (spy / tool).chmod(0o755)
@@ -79,7 +80,7 @@ def test_cached_cell_after_restart_never_runs_cargo(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert second.stdout.splitlines()[0] == "CACHED"
     assert "RESULT 11" in second.stdout
-    assert log.read_text().splitlines() == ["rustc -vV"]
+    assert log.read_text().splitlines() == ["rustc -vV", "rustc --print target-libdir"]
     # ... and a restart after that runs no tool at all: the answer is remembered
     # under a fingerprint of the compiler files.
     log.unlink()

@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -154,7 +155,7 @@ def _load(path: Path) -> dict[str, Any] | None:
 def _fresh(recipe: dict[str, Any]) -> bool:
     """Every artifact the recipe links is there and older than the recipe."""
     args = recipe["args"]
-    if not args or not Path(args[0]).is_file():  # rustc itself
+    if not args or shutil.which(args[0]) is None:  # rustc itself (a path, or a name on PATH: Debian's cargo)
         return False
     for flag, value in itertools.pairwise(args):
         if flag != "--extern" or "=" not in value:
