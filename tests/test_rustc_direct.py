@@ -83,6 +83,8 @@ def test_a_replay_sees_the_environment_as_it_is_now(calls: CargoCalls, monkeypat
     monkeypatch.setenv("IRA_DIRECT_VAR", "one")
     first = cells.compile_cell(source('pub fn v() -> String { env!("IRA_DIRECT_VAR").into() }'), first_line=2)
     assert first.module.v() == "one"
+    # the recipe keeps cargo's own variables only, not the user's environment
+    assert "IRA_DIRECT_VAR" not in recipe_of(first.spec).read_text()
     monkeypatch.setenv("IRA_DIRECT_VAR", "two")
     calls.refuse = True
     second = cells.compile_cell(source('pub fn w() -> String { env!("IRA_DIRECT_VAR").into() }'), first_line=2)

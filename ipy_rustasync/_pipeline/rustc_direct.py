@@ -72,6 +72,9 @@ exec "$@"
 #: file descriptors are cargo's) and the recorder's own settings.
 _DROPPED_ENV = ("CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS", "RUSTC_WORKSPACE_WRAPPER", "IPY_RUSTASYNC_RECORD")
 
+#: What cargo itself puts in rustc's environment (the rest is the caller's).
+_CARGO_SETS = ("CARGO", "LD_LIBRARY_PATH", "DYLD_FALLBACK_LIBRARY_PATH")
+
 #: rustc's errors for a dependency it cannot load as given (missing, built by another
 #: compiler or against other crates): the recipe's fault, never the cell's, even where the
 #: span is the ``extern crate`` line after the cell.
@@ -107,11 +110,13 @@ def key(spec: crate.CellSpec, target: Path) -> str:
 def recording_env(cache: Cache, root: Path) -> dict[str, str]:
     """What a cargo build of the crate at ``root`` adds to its environment to record."""
     recorder = cache.root / "rustc-recorder.sh"
-    with contextlib.suppress(OSError):
-        if recorder.read_text(encoding="utf-8") == RECORDER:
-            return {"RUSTC_WORKSPACE_WRAPPER": str(recorder), "IPY_RUSTASYNC_RECORD": str(root / ".rustc")}
-    atomic.write(recorder, RECORDER)
-    recorder.chmod(0o700)
+    try:
+        current = recorder.read_text(encoding="utf-8") == RECORDER
+    except OSError:
+        current = False
+    if not current:
+        atomic.write(recorder, RECORDER)
+        recorder.chmod(0o700)
     return {"RUSTC_WORKSPACE_WRAPPER": str(recorder), "IPY_RUSTASYNC_RECORD": str(root / ".rustc")}
 
 
@@ -130,9 +135,13 @@ def save(spec: crate.CellSpec, target: Path, cache: Cache, root: Path, appended:
         if args[-len(appended) :] != list(appended):
             return
         args = args[: -len(appended)]
-    env = dict(item.split("=", 1) for item in env_items if "=" in item)
-    for name in _DROPPED_ENV:
-        env.pop(name, None)
+    # Only what cargo sets for the crate is replayed (``_environment``): the rest of the
+    # environment (the user's, tokens included) is neither kept nor written to disk.
+    env = {
+        name: value
+        for name, value in (item.split("=", 1) for item in env_items if "=" in item)
+        if name.startswith(_CARGO_SETS) and name not in _DROPPED_ENV
+    }
     recipe = {"module": spec.module, "root": str(root), "args": args, "env": env, "lock": lock, "time": time.time_ns()}
     path = cache.recipe(target, key(spec, target))
     with contextlib.suppress(OSError):
@@ -219,14 +228,10 @@ def _environment(recorded: dict[str, str], spec: crate.CellSpec, renamed: Callab
     for the crate (``CARGO_*``: its name, directory, package; the library path its proc
     macros load with) as recorded, renamed to this cell."""
     env = cargo.build_env(shared_runtime=spec.runtime is not None)
-    env.update((name, renamed(value)) for name, value in recorded.items() if name.startswith(_CARGO_SETS))
-    for name in _DROPPED_ENV:
+    for name in _DROPPED_ENV:  # the caller's own, if set: cargo's jobserver is not ours
         env.pop(name, None)
+    env.update((name, renamed(value)) for name, value in recorded.items())  # ``save`` kept cargo's only
     return env
-
-
-#: What cargo itself puts in rustc's environment (the rest is the caller's).
-_CARGO_SETS = ("CARGO", "LD_LIBRARY_PATH", "DYLD_FALLBACK_LIBRARY_PATH")
 
 
 def _outcome(spec: crate.CellSpec, root: Path, ok: bool, stderr: str) -> cargo.Outcome:

@@ -47,14 +47,14 @@ def cargo() -> str:
     return _which("cargo", "CARGO")
 
 
-@functools.cache
 def rustc_version() -> str:
     """``rustc -vV``: part of every cell's build hash (another compiler, another module).
 
     Running it costs ~25 ms (most of a cached cell's load after a restart), so the
     answer is remembered in the cache next to a fingerprint of every file that could
     change it (``_fingerprint``) and reused while that is unchanged. Memoized per
-    process too: a toolchain switched under a running kernel counts after a restart."""
+    process too (``_rustc_facts``): a toolchain switched under a running kernel counts
+    after a restart."""
     return _rustc_facts()["version"]
 
 
